@@ -1,0 +1,187 @@
+// Command scaledownd drains the local Trino worker before its EC2 Auto
+// Scaling group terminates the instance, and completes the lifecycle action
+// only once no query depends on the worker any more.
+//
+// This file only parses the command line, builds the logger and metrics and
+// hands over to internal/daemon.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/internal/daemon"
+	"github.com/scaledownd/scaledownd/internal/metrics"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Auto Scaling groups.
+
+Usage:
+  scaledownd [run] [flags]     run the daemon (the default)
+  scaledownd config print      print the effective configuration (secrets redacted)
+  scaledownd version           print the version
+  scaledownd help              show this help
+
+Every flag can also be set in the config file (the dotted key as a YAML path)
+and in the environment (SCALEDOWND_ and the key in upper case, dots and
+dashes as underscores). Precedence: flag, environment, file, default.
+
+Flags:
+`
+
+// run executes one command line and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+	cmd := "run"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "version":
+		fmt.Fprintf(stdout, "scaledownd %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help":
+		usage(config.NewFlagSet("scaledownd", stdout))
+		return 0
+	case "config":
+		if len(args) == 0 || args[0] != "print" {
+			fmt.Fprintln(stderr, "usage: scaledownd config print [flags]")
+			return 2
+		}
+		cfg, code := load(args[1:], stdout, stderr, getenv)
+		if code != 0 {
+			return max(code, 0)
+		}
+		out, err := cfg.YAML()
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		_, _ = stdout.Write(out)
+		return 0
+	case "run":
+		cfg, code := load(args, stdout, stderr, getenv)
+		if code != 0 {
+			return max(code, 0)
+		}
+		return serve(cfg, stderr)
+	default:
+		fmt.Fprintf(stderr, "unknown command %q; see scaledownd help\n", cmd)
+		return 2
+	}
+}
+
+func usage(fs *config.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, usageHead)
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if f.DefValue != "" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "\n      %s\n", f.Usage)
+	})
+}
+
+// exitDone is load's code for "done, exit 0" (help was shown).
+const exitDone = -1
+
+// load parses flags and loads the configuration; a non-zero code means stop.
+func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) (config.Config, int) {
+	fs := config.NewFlagSet("scaledownd", stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			usage(fs)
+			return config.Config{}, exitDone
+		}
+		if a == "--" {
+			break
+		}
+	}
+	fs.Usage = func() { fmt.Fprintln(stderr, "see scaledownd --help") }
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return config.Config{}, 2
+	}
+	cfg, src, err := config.Load(fs, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "invalid configuration:\n%s\n", indent(err.Error()))
+		return cfg, 2
+	}
+	for _, w := range src.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	return cfg, 0
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// serve runs the daemon until SIGTERM or SIGINT.
+func serve(cfg config.Config, stderr io.Writer) int {
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+
+	fields := cfg.Fields()
+	zf := make([]zap.Field, 0, len(fields))
+	for _, k := range config.Keys(fields) {
+		zf = append(zf, zap.String(k, fields[k]))
+	}
+	log.Info("scaledownd starting", append([]zap.Field{zap.String("version", version)}, zf...)...)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err = daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: log, Metrics: metrics.New(version)})
+	if err != nil {
+		log.Error("scaledownd stopped with an error", zap.Error(err))
+		return 1
+	}
+	log.Info("scaledownd stopped")
+	return 0
+}
+
+// newLogger builds the zap logger: JSON by default, console on request.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "ts"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core, zap.AddCaller()), nil
+}

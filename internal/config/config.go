@@ -1,0 +1,241 @@
+// Package config loads scaledownd's settings from a YAML file, SCALEDOWND_*
+// environment variables and command-line flags, in that order of
+// precedence (a flag beats the environment, which beats the file, which
+// beats the default), and validates them in one place.
+//
+// Every setting has one dotted key, e.g. trino.url, that names it
+// everywhere: the YAML path (trino: {url: …}), the flag (--trino.url) and
+// the environment variable (SCALEDOWND_TRINO_URL).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultFile is where the config file is looked for when none is named.
+const DefaultFile = "/etc/scaledownd/config.yaml"
+
+// DefaultListenAddress serves /metrics, /healthz and /readyz. Port 10180
+// lies outside the exporter block 9100–9999 of Prometheus's default port
+// allocations, which is full.
+const DefaultListenAddress = ":10180"
+
+// Config is the daemon's whole configuration.
+type Config struct {
+	AWS       AWS       `yaml:"aws"`
+	Lifecycle Lifecycle `yaml:"lifecycle"`
+	Trino     Trino     `yaml:"trino"`
+	Listen    string    `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz and /readyz."`
+	StateDir  string    `yaml:"state-dir" help:"Directory for the daemon's state."`
+	Log       Log       `yaml:"log"`
+	DryRun    bool      `yaml:"dry-run" help:"Log every action that would change state (Trino state, heartbeats, completion, message deletion) without doing it."`
+}
+
+// AWS holds where to find the lifecycle notifications and the Auto Scaling
+// API.
+type AWS struct {
+	Region            string        `yaml:"region" help:"AWS region; read from instance metadata when empty."`
+	InstanceID        string        `yaml:"instance-id" help:"This instance's id; read from instance metadata (IMDSv2) when empty."`
+	QueueURL          string        `yaml:"queue-url" help:"URL of the SQS queue the lifecycle hook notifies. Empty: no queue, the daemon stays idle."`
+	Group             string        `yaml:"asg-name" help:"Expected Auto Scaling group; messages for other groups are left to others. Empty accepts any group."`
+	Hook              string        `yaml:"hook-name" help:"Expected lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
+	WaitTime          time.Duration `yaml:"wait-time" help:"SQS long-poll wait (WaitTimeSeconds), 1s to 20s."`
+	VisibilityTimeout time.Duration `yaml:"visibility-timeout" help:"Visibility timeout asked for on every receive; at least 30s."`
+	CallTimeout       time.Duration `yaml:"call-timeout" help:"Deadline of every AWS call (the long poll gets wait-time on top)."`
+	MaxAttempts       int           `yaml:"max-attempts" help:"Attempts per AWS call by the SDK's standard retryer."`
+	SQSEndpoint       string        `yaml:"sqs-endpoint" help:"Override the SQS endpoint (tests, VPC endpoints)."`
+	AutoScalingEP     string        `yaml:"autoscaling-endpoint" help:"Override the Auto Scaling endpoint (tests, VPC endpoints)."`
+	IMDSEndpoint      string        `yaml:"imds-endpoint" help:"Override the instance metadata endpoint (tests)."`
+}
+
+// Lifecycle holds the timing of heartbeats and completion.
+type Lifecycle struct {
+	HeartbeatInterval AutoDuration  `yaml:"heartbeat-interval" help:"Time between heartbeats: auto (half the hook's HeartbeatTimeout) or a duration, never above half of it."`
+	MaxDrainTime      time.Duration `yaml:"max-drain-time" help:"Longest the daemon holds the instance, counted from the start of the lifecycle action; the AWS cap min(48h, 100 × HeartbeatTimeout) applies as well."`
+	SafetyMargin      time.Duration `yaml:"safety-margin" help:"Completion happens this long before the cap (at most a tenth of it)."`
+	NotFoundWindow    time.Duration `yaml:"not-found-window" help:"How long 'No active Lifecycle Action found' is retried before it is believed."`
+}
+
+// Trino holds how to reach and drain the local worker.
+type Trino struct {
+	URL                string        `yaml:"url" help:"Base URL of the local Trino worker."`
+	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
+	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
+	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only)."`
+	CAFile             string        `yaml:"ca-file" help:"PEM bundle to trust for the worker's certificate, on top of the system roots."`
+	TLSVerify          bool          `yaml:"tls-verify" help:"Verify the worker's TLS certificate."`
+	Strategy           string        `yaml:"strategy" help:"Drain strategy: auto (DRAINING where supported, else SHUTTING_DOWN), drain (DRAINING only) or shutdown (SHUTTING_DOWN and wait for exit)."`
+	QuietPeriod        time.Duration `yaml:"quiet-period" help:"Extra wait after DRAINED or the exit, on top of Trino's own second shutdown.grace-period."`
+	ShutdownAfterDrain bool          `yaml:"shutdown-after-drain" help:"Send SHUTTING_DOWN once DRAINED so the idle worker exits at once."`
+	PollInterval       time.Duration `yaml:"poll-interval" help:"How often the worker's state and tasks are read during a drain."`
+	RequestTimeout     time.Duration `yaml:"request-timeout" help:"Deadline of every call to the worker."`
+	NotRunningWindow   time.Duration `yaml:"not-running-window" help:"How long the worker must refuse connections before it counts as not running (nothing to drain)."`
+}
+
+// Log holds logging settings.
+type Log struct {
+	Format string `yaml:"format" help:"Log format: json or console."`
+	Level  string `yaml:"level" help:"Log level: debug, info, warn or error."`
+}
+
+// Default returns the configuration before any file, variable or flag.
+func Default() Config {
+	return Config{
+		AWS: AWS{
+			WaitTime:          20 * time.Second,
+			VisibilityTimeout: 60 * time.Second,
+			CallTimeout:       10 * time.Second,
+			MaxAttempts:       3,
+		},
+		Lifecycle: Lifecycle{
+			MaxDrainTime:   48 * time.Hour,
+			SafetyMargin:   2 * time.Minute,
+			NotFoundWindow: 2 * time.Minute,
+		},
+		Trino: Trino{
+			URL:                "http://127.0.0.1:8080",
+			User:               "scaledownd",
+			TLSVerify:          true,
+			Strategy:           "auto",
+			ShutdownAfterDrain: true,
+			PollInterval:       time.Second,
+			RequestTimeout:     5 * time.Second,
+			NotRunningWindow:   30 * time.Second,
+		},
+		Listen:   DefaultListenAddress,
+		StateDir: "/var/lib/scaledownd",
+		Log:      Log{Format: "json", Level: "info"},
+	}
+}
+
+// AutoDuration is a duration that may be "auto" (zero).
+type AutoDuration time.Duration
+
+// UnmarshalText accepts "auto", "" or a Go duration.
+func (d *AutoDuration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "" || s == "auto" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want auto or a positive duration such as 30s, got %q", s)
+	}
+	*d = AutoDuration(v)
+	return nil
+}
+
+// MarshalText renders zero as "auto".
+func (d AutoDuration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d AutoDuration) String() string {
+	if d == 0 {
+		return "auto"
+	}
+	return time.Duration(d).String()
+}
+
+// Validate checks every setting and reports all problems at once, each
+// naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.AWS.QueueURL != "" {
+		if u, err := url.Parse(c.AWS.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
+			bad("aws.queue-url", "want a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/name, got %q", c.AWS.QueueURL)
+		}
+	}
+	if c.AWS.InstanceID != "" && !strings.HasPrefix(c.AWS.InstanceID, "i-") {
+		bad("aws.instance-id", "want an instance id such as i-0123456789abcdef0, got %q", c.AWS.InstanceID)
+	}
+	for key, ep := range map[string]string{"aws.sqs-endpoint": c.AWS.SQSEndpoint, "aws.autoscaling-endpoint": c.AWS.AutoScalingEP, "aws.imds-endpoint": c.AWS.IMDSEndpoint} {
+		if ep == "" {
+			continue
+		}
+		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key, "want an http(s) URL, got %q", ep)
+		}
+	}
+	if c.AWS.WaitTime < time.Second || c.AWS.WaitTime > 20*time.Second {
+		bad("aws.wait-time", "must be between 1s and 20s (SQS long polling), got %s", c.AWS.WaitTime)
+	}
+	if c.AWS.VisibilityTimeout < 30*time.Second || c.AWS.VisibilityTimeout > 12*time.Hour {
+		bad("aws.visibility-timeout", "must be between 30s and 12h, got %s", c.AWS.VisibilityTimeout)
+	}
+	if c.AWS.CallTimeout < 100*time.Millisecond {
+		bad("aws.call-timeout", "must be at least 100ms, got %s", c.AWS.CallTimeout)
+	}
+	if c.AWS.MaxAttempts < 1 || c.AWS.MaxAttempts > 10 {
+		bad("aws.max-attempts", "must be between 1 and 10, got %d", c.AWS.MaxAttempts)
+	}
+
+	if c.Lifecycle.MaxDrainTime <= 0 {
+		bad("lifecycle.max-drain-time", "must be positive, got %s", c.Lifecycle.MaxDrainTime)
+	} else if c.Lifecycle.MaxDrainTime > 48*time.Hour {
+		bad("lifecycle.max-drain-time", "must not exceed 48h, the AWS limit, got %s", c.Lifecycle.MaxDrainTime)
+	}
+	if c.Lifecycle.SafetyMargin < 0 {
+		bad("lifecycle.safety-margin", "must not be negative, got %s", c.Lifecycle.SafetyMargin)
+	}
+	if hb := time.Duration(c.Lifecycle.HeartbeatInterval); hb != 0 && hb > 3600*time.Second {
+		bad("lifecycle.heartbeat-interval", "must be at most 1h (half the largest HeartbeatTimeout), got %s", hb)
+	}
+	if c.Lifecycle.NotFoundWindow < 0 {
+		bad("lifecycle.not-found-window", "must not be negative, got %s", c.Lifecycle.NotFoundWindow)
+	}
+
+	if u, err := url.Parse(c.Trino.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("trino.url", "want http(s)://host:port, got %q", c.Trino.URL)
+	} else if (c.Trino.Password != "" || c.Trino.PasswordFile != "") && u.Scheme != "https" {
+		bad("trino.url", "a password is configured but the URL is not https; Trino accepts passwords over HTTPS only and they must not travel in clear text")
+	}
+	if strings.TrimSpace(c.Trino.User) == "" {
+		bad("trino.user", "must not be empty: Trino needs a user for the node-state API")
+	}
+	if c.Trino.Password != "" && c.Trino.PasswordFile != "" {
+		bad("trino.password", "set either trino.password or trino.password-file, not both")
+	}
+	switch c.Trino.Strategy {
+	case "auto", "drain", "shutdown":
+	default:
+		bad("trino.strategy", "want auto, drain or shutdown, got %q", c.Trino.Strategy)
+	}
+	if c.Trino.QuietPeriod < 0 {
+		bad("trino.quiet-period", "must not be negative, got %s", c.Trino.QuietPeriod)
+	}
+	if c.Trino.PollInterval < 10*time.Millisecond {
+		bad("trino.poll-interval", "must be at least 10ms, got %s", c.Trino.PollInterval)
+	}
+	if c.Trino.RequestTimeout < 10*time.Millisecond {
+		bad("trino.request-timeout", "must be at least 10ms, got %s", c.Trino.RequestTimeout)
+	}
+	if c.Trino.NotRunningWindow < 0 {
+		bad("trino.not-running-window", "must not be negative, got %s", c.Trino.NotRunningWindow)
+	}
+
+	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
+		bad("listen-address", "want host:port (or empty to disable), got %q", c.Listen)
+	}
+	if c.StateDir == "" {
+		bad("state-dir", "must not be empty")
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "want json or console, got %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,317 @@
+package config
+
+import (
+	"bytes"
+	"encoding"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts every environment variable the daemon reads.
+const EnvPrefix = "SCALEDOWND_"
+
+// Setting describes one configuration key.
+type Setting struct {
+	Key     string // dotted YAML path, e.g. trino.url
+	Env     string // SCALEDOWND_TRINO_URL
+	Flag    string // --trino.url
+	Help    string
+	Default string // the default rendered as text
+	Type    string // string, bool, int, duration, duration|auto
+	Secret  bool   // never printed or logged
+
+	index []int
+}
+
+// Settings lists every key with its default, in declaration order.
+func Settings() []Setting {
+	var out []Setting
+	def := reflect.ValueOf(Default())
+	walk(def.Type(), nil, "", func(s Setting) {
+		s.Default = render(def.FieldByIndex(s.index))
+		out = append(out, s)
+	})
+	return out
+}
+
+var (
+	durationType     = reflect.TypeOf(time.Duration(0))
+	textUnmarshaler  = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+	errUnknownFormat = errors.New("unsupported setting type")
+)
+
+func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		key := prefix + name
+		idx := append(append([]int(nil), index...), i)
+		if f.Type.Kind() == reflect.Struct {
+			walk(f.Type, idx, key+".", fn)
+			continue
+		}
+		fn(Setting{
+			Key:    key,
+			Env:    EnvName(key),
+			Flag:   "--" + key,
+			Help:   f.Tag.Get("help"),
+			Type:   typeName(f.Type),
+			Secret: f.Tag.Get("secret") == "true",
+			index:  idx,
+		})
+	}
+}
+
+// EnvName is the environment variable for a key.
+func EnvName(key string) string {
+	return EnvPrefix + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(key))
+}
+
+func typeName(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "duration"
+	case reflect.PointerTo(t).Implements(textUnmarshaler):
+		return "duration|auto"
+	case t.Kind() == reflect.Bool:
+		return "bool"
+	case t.Kind() == reflect.Int:
+		return "int"
+	default:
+		return "string"
+	}
+}
+
+func render(v reflect.Value) string {
+	if s, ok := v.Interface().(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// set parses text into the field of c that s names.
+func (s Setting) set(c *Config, text string) error {
+	v := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
+	switch {
+	case v.Type() == durationType:
+		d, err := time.ParseDuration(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("want a duration such as 30s or 5m, got %q", text)
+		}
+		v.SetInt(int64(d))
+	case v.Addr().Type().Implements(textUnmarshaler):
+		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text))
+	case v.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", text)
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Int:
+		n, err := strconv.Atoi(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", text)
+		}
+		v.SetInt(int64(n))
+	case v.Kind() == reflect.String:
+		v.SetString(text)
+	default:
+		return errUnknownFormat
+	}
+	return nil
+}
+
+// Source tells where the configuration came from.
+type Source struct {
+	File     string   // the file read, or "" when none was
+	Warnings []string // things worth a log line, e.g. a world-readable file holding a secret
+}
+
+// FlagSet returns a flag set with --config.file and one flag per key. Values
+// are collected, not applied: call Load with the parsed set.
+type FlagSet struct {
+	*flag.FlagSet
+	file   string
+	values map[string]string
+}
+
+// NewFlagSet registers all flags on a new set named name.
+func NewFlagSet(name string, output io.Writer) *FlagSet {
+	fs := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), values: map[string]string{}}
+	fs.SetOutput(output)
+	fs.StringVar(&fs.file, "config.file", "", "Path of the YAML config file (env "+EnvPrefix+"CONFIG_FILE; default "+DefaultFile+", skipped when absent).")
+	for _, s := range Settings() {
+		help := s.Help + " (env " + s.Env + ")"
+		if s.Secret {
+			help += " Secret: never printed."
+		}
+		fs.Var(&collect{key: s.Key, values: fs.values, isBool: s.Type == "bool", def: s.Default}, s.Key, help)
+	}
+	return fs
+}
+
+// collect records a flag's raw text for later.
+type collect struct {
+	key    string
+	values map[string]string
+	isBool bool
+	def    string
+}
+
+func (c *collect) String() string {
+	if c == nil || c.values == nil {
+		return ""
+	}
+	if v, ok := c.values[c.key]; ok {
+		return v
+	}
+	return c.def
+}
+func (c *collect) Set(s string) error { c.values[c.key] = s; return nil }
+func (c *collect) IsBoolFlag() bool   { return c.isBool }
+
+// Load builds the configuration: defaults, then the file, then environment
+// variables (looked up with getenv), then the flags already parsed in fs.
+// It validates the result.
+func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, error) {
+	cfg := Default()
+	var src Source
+
+	path, explicit := fs.file, fs.file != ""
+	if !explicit {
+		if p, ok := getenv(EnvPrefix + "CONFIG_FILE"); ok && p != "" {
+			path, explicit = p, true
+		} else {
+			path = DefaultFile
+		}
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		src.File = path
+		if err := decodeYAML(data, &cfg); err != nil {
+			return cfg, src, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if w := permissionWarning(path, &cfg); w != "" {
+			src.Warnings = append(src.Warnings, w)
+		}
+	case errors.Is(err, os.ErrNotExist) && !explicit:
+		// No file is fine: environment and flags may say it all.
+	default:
+		return cfg, src, fmt.Errorf("read config file: %w", err)
+	}
+
+	var errs []error
+	for _, s := range Settings() {
+		if v, ok := getenv(s.Env); ok {
+			if err := s.set(&cfg, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s (env %s): %w", s.Key, s.Env, err))
+			}
+		}
+	}
+	for _, s := range Settings() {
+		if v, ok := fs.values[s.Key]; ok {
+			if err := s.set(&cfg, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s (flag %s): %w", s.Key, s.Flag, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, src, err
+	}
+	return cfg, src, cfg.Validate()
+}
+
+// decodeYAML decodes strictly: an unknown key is an error naming it.
+func decodeYAML(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// permissionWarning warns when a file that holds a secret can be read by
+// everyone.
+func permissionWarning(path string, cfg *Config) string {
+	if cfg.Trino.Password == "" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("config file %s holds trino.password and is readable by every user (mode %s); chmod 0640 it or use trino.password-file",
+		path, fi.Mode().Perm())
+}
+
+// Redacted returns a copy with every secret replaced by "<redacted>".
+func (c Config) Redacted() Config {
+	v := reflect.ValueOf(&c).Elem()
+	for _, s := range Settings() {
+		f := v.FieldByIndex(s.index)
+		if s.Secret && f.Kind() == reflect.String && f.String() != "" {
+			f.SetString("<redacted>")
+		}
+	}
+	return c
+}
+
+// YAML renders the configuration, secrets redacted, as a config file.
+func (c Config) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c.Redacted()); err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	return buf.Bytes(), enc.Close()
+}
+
+// Fields returns the effective settings as key/value pairs, secrets
+// redacted, sorted by key — for one log line at start-up.
+func (c Config) Fields() map[string]string {
+	r := reflect.ValueOf(c.Redacted())
+	out := map[string]string{}
+	for _, s := range Settings() {
+		out[s.Key] = render(r.FieldByIndex(s.index))
+	}
+	return out
+}
+
+// Keys returns the keys of m sorted.
+func Keys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// TrinoPassword returns the configured password, reading the password file
+// when one is named. A trailing newline in the file is dropped.
+func (c Config) TrinoPassword() (string, error) {
+	if c.Trino.PasswordFile == "" {
+		return c.Trino.Password, nil
+	}
+	b, err := os.ReadFile(c.Trino.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("trino.password-file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/internal/metrics"
+)
+
+// Identity is who this instance is.
+type Identity struct {
+	InstanceID string
+	Region     string
+}
+
+// newIMDS returns an IMDSv2-only client: without a token there is no
+// fallback to IMDSv1.
+func newIMDS(cfg config.Config) *imds.Client {
+	return imds.New(imds.Options{
+		Endpoint:       cfg.AWS.IMDSEndpoint,
+		EnableFallback: aws.FalseTernary,
+	})
+}
+
+// resolveIdentity fills what the config leaves out from instance metadata,
+// retrying with backoff until it succeeds or ctx ends.
+func resolveIdentity(ctx context.Context, cfg config.Config, log *zap.Logger, waiting func(reason string)) (Identity, error) {
+	id := Identity{InstanceID: cfg.AWS.InstanceID, Region: cfg.AWS.Region}
+	if id.InstanceID != "" && id.Region != "" {
+		return id, nil
+	}
+	client := newIMDS(cfg)
+	backoff := time.Second
+	for {
+		err := fillFromIMDS(ctx, client, &id)
+		if err == nil {
+			return id, nil
+		}
+		if ctx.Err() != nil {
+			return id, ctx.Err()
+		}
+		waiting("instance metadata: " + err.Error())
+		log.Warn("cannot read instance metadata (IMDSv2); retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return id, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func fillFromIMDS(ctx context.Context, c *imds.Client, id *Identity) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if id.InstanceID == "" {
+		out, err := c.GetMetadata(ctx, &imds.GetMetadataInput{Path: "instance-id"})
+		if err != nil {
+			return fmt.Errorf("read instance-id: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(out.Content, 256))
+		out.Content.Close()
+		if err != nil {
+			return fmt.Errorf("read instance-id: %w", err)
+		}
+		id.InstanceID = strings.TrimSpace(string(b))
+	}
+	if id.Region == "" {
+		out, err := c.GetRegion(ctx, &imds.GetRegionInput{})
+		if err != nil {
+			return fmt.Errorf("read region: %w", err)
+		}
+		id.Region = out.Region
+	}
+	return nil
+}
+
+// awsClients builds the SQS and Auto Scaling clients: the SDK's standard
+// retryer with the configured attempts, every call counted in metrics.
+func awsClients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics) (*sqs.Client, *autoscaling.Client, error) {
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(region),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = cfg.AWS.MaxAttempts
+				o.MaxBackoff = 5 * time.Second
+			})
+		}),
+		awsconfig.WithAPIOptions([]func(*smithymiddleware.Stack) error{m.AWSMiddleware()}),
+	}
+	if cfg.AWS.IMDSEndpoint != "" {
+		opts = append(opts, awsconfig.WithEC2IMDSEndpoint(cfg.AWS.IMDSEndpoint))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load aws config: %w", err)
+	}
+	sq := sqs.NewFromConfig(ac, func(o *sqs.Options) {
+		if cfg.AWS.SQSEndpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.AWS.SQSEndpoint)
+		}
+	})
+	as := autoscaling.NewFromConfig(ac, func(o *autoscaling.Options) {
+		if cfg.AWS.AutoScalingEP != "" {
+			o.BaseEndpoint = aws.String(cfg.AWS.AutoScalingEP)
+		}
+	})
+	return sq, as, nil
+}

@@ -1,0 +1,204 @@
+// Package daemon wires scaledownd together: it resolves the instance's
+// identity, builds the AWS and Trino clients, starts the HTTP listener, the
+// SQS source and the supervisor, and stops them all when its context ends.
+// cmd/scaledownd only parses flags and calls Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/internal/server"
+	"github.com/scaledownd/scaledownd/internal/supervisor"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// shutdownTimeout bounds the HTTP server's shutdown; the whole stop must fit
+// in 5 s so a restart never lets the instance terminate early.
+const shutdownTimeout = 2 * time.Second
+
+// Options are the daemon's inputs besides the configuration.
+type Options struct {
+	Version string
+	Logger  *zap.Logger
+	Metrics *metrics.Metrics
+	// Ready, if set, is called with the listener's address once the daemon
+	// is set up (tests use it to find a :0 listener).
+	Ready func(addr string)
+}
+
+// Run runs the daemon until ctx ends. It returns nil on a clean stop.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	log := opts.Logger
+	m := opts.Metrics
+	health := server.NewHealth()
+	health.SetReady("identity", "resolving instance identity")
+	health.SetReady("queue", "not set up yet")
+
+	var sup *supervisor.Supervisor
+	srv, err := server.New(cfg.Listen, m.Registry, health, func() any {
+		if sup == nil {
+			return supervisor.Status{Phase: supervisor.PhaseIdle}
+		}
+		return sup.Status()
+	})
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("listening", zap.String("address", srv.Addr()))
+
+	id, err := resolveIdentity(ctx, cfg, log, func(reason string) { health.SetReady("identity", reason) })
+	if err != nil {
+		return nilIfCanceled(err)
+	}
+	health.SetReady("identity", "")
+	log = log.With(zap.String("instance_id", id.InstanceID))
+	log.Info("identity resolved", zap.String("region", id.Region))
+
+	password, err := cfg.TrinoPassword()
+	if err != nil {
+		return err
+	}
+	tc, err := trinoadmin.New(trinoadmin.Options{
+		URL: cfg.Trino.URL, User: cfg.Trino.User, Password: password, CAFile: cfg.Trino.CAFile,
+		InsecureSkipVerify: !cfg.Trino.TLSVerify, Timeout: cfg.Trino.RequestTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("trino client: %w", err)
+	}
+	if !cfg.Trino.TLSVerify {
+		log.Warn("TLS verification of the trino worker is off (trino.tls-verify=false)")
+	}
+
+	sqsClient, asClient, err := awsClients(ctx, cfg, id.Region, m)
+	if err != nil {
+		return err
+	}
+	actions := lifecycle.NewActions(asClient, cfg.AWS.CallTimeout)
+
+	if cfg.AWS.QueueURL == "" {
+		return idle(ctx, log, health, opts, srv.Addr(),
+			"no lifecycle queue configured (aws.queue-url): the graceful scale-down handler is not running; "+
+				"this worker's queries will fail when the Auto Scaling group terminates it")
+	}
+	if mem, err := actions.MembershipOf(ctx, id.InstanceID); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("cannot check Auto Scaling membership; polling anyway", zap.Error(err))
+	} else if mem.Group == "" {
+		return idle(ctx, log, health, opts, srv.Addr(),
+			"this instance is not in an Auto Scaling group: the graceful scale-down handler is not running")
+	} else {
+		log.Info("auto scaling membership", zap.String("asg", mem.Group), zap.String("lifecycle_state", mem.State))
+		if cfg.AWS.Group != "" && cfg.AWS.Group != mem.Group {
+			log.Warn("instance is in another Auto Scaling group than aws.asg-name; its lifecycle messages will be left to others",
+				zap.String("asg", mem.Group), zap.String("expected_asg", cfg.AWS.Group))
+		}
+	}
+
+	drainer := trinoadmin.NewDrainer(tc, trinoadmin.DrainOptions{
+		Strategy:           trinoadmin.Strategy(cfg.Trino.Strategy),
+		PollInterval:       cfg.Trino.PollInterval,
+		QuietPeriod:        cfg.Trino.QuietPeriod,
+		ShutdownAfterDrain: cfg.Trino.ShutdownAfterDrain,
+		NotRunningWindow:   cfg.Trino.NotRunningWindow,
+		Logger:             log.With(zap.String("component", "trino")),
+		Recorder:           m,
+		DryRun:             cfg.DryRun,
+	})
+	sup = supervisor.New(actions, drainer, supervisor.Options{
+		Plan: lifecycle.PlanOptions{
+			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
+			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
+			SafetyMargin:      cfg.Lifecycle.SafetyMargin,
+		},
+		Retry:    lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
+		DryRun:   cfg.DryRun,
+		Logger:   opts.Logger.With(zap.String("component", "supervisor")),
+		Recorder: m,
+	})
+	source := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
+		QueueURL:          cfg.AWS.QueueURL,
+		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook},
+		WaitTime:          cfg.AWS.WaitTime,
+		VisibilityTimeout: cfg.AWS.VisibilityTimeout,
+		CallTimeout:       cfg.AWS.CallTimeout,
+		Logger:            log.With(zap.String("component", "sqs")),
+		Recorder:          m,
+	})
+
+	// A receive can take WaitTime + CallTimeout, then a backoff of up to
+	// 30 s: a loop silent for twice that is stuck.
+	pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second))
+	supBeat := health.Watch("supervisor", 30*time.Second)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	deliveries := make(chan lifecycle.Delivery)
+	sourceDone := make(chan error, 1)
+	go func() { sourceDone <- source.Run(runCtx, deliveries, pollBeat) }()
+	supDone := make(chan struct{})
+	go func() { sup.Run(runCtx, deliveries, supBeat); close(supDone) }()
+
+	health.SetReady("queue", "")
+	log.Info("scaledownd ready: polling the lifecycle queue", zap.String("queue_url", cfg.AWS.QueueURL))
+	notifyReady(log, "polling the lifecycle queue")
+	if opts.Ready != nil {
+		opts.Ready(srv.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		log.Error("http listener failed", zap.Error(err))
+	}
+	log.Info("stopping: no new lifecycle actions are taken; an action in progress is left for the next start")
+	cancel()
+	<-supDone
+	<-sourceDone
+	return nil
+}
+
+// idle keeps the daemon up and healthy without a queue: no crash loop, one
+// clear warning.
+func idle(ctx context.Context, log *zap.Logger, health *server.Health, opts Options, addr, why string) error {
+	log.Warn(why)
+	health.SetReady("queue", "")
+	notifyReady(log, "idle: "+why)
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// notifyReady tells systemd (Type=notify) the daemon is up; a no-op
+// elsewhere.
+func notifyReady(log *zap.Logger, status string) {
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady+"\nSTATUS="+status); err != nil {
+		log.Warn("sd_notify failed", zap.Error(err))
+	}
+}
+
+func nilIfCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,263 @@
+// Package metrics defines every Prometheus metric scaledownd exports, in
+// one type built on an injected registry. Parts of the daemon record what
+// happens through its methods; none of them touches a global registry.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws/middleware"
+	smithy "github.com/aws/smithy-go"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "scaledownd"
+
+// Phases of the action in progress, exported as a state set.
+var Phases = []string{"idle", "received", "draining", "completing"}
+
+// Metrics holds scaledownd's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	phase          *prometheus.GaugeVec
+	trinoTasks     prometheus.Gauge
+	trinoState     *prometheus.GaugeVec
+	drainDuration  *prometheus.HistogramVec
+	completed      *prometheus.CounterVec
+	heartbeats     *prometheus.CounterVec
+	messages       *prometheus.CounterVec
+	awsCalls       *prometheus.CounterVec
+	trinoRequests  *prometheus.CounterVec
+	lastPoll       prometheus.Gauge
+	pollErrors     prometheus.Counter
+	receiveCount   prometheus.Histogram
+	mu             sync.Mutex
+	deadline       time.Time
+	now            func() time.Time
+	trinoStateLast string
+}
+
+// TrinoStates are the worker states exported by scaledownd_trino_state.
+var TrinoStates = []string{"ACTIVE", "DRAINING", "DRAINED", "SHUTTING_DOWN", "GONE"}
+
+// New registers every metric on a new registry, together with the Go and
+// process collectors. version is the daemon's version for build info.
+func New(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{Registry: reg, now: time.Now}
+
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "A metric with a constant '1' value labelled by the version and Go version scaledownd was built with.",
+	}, []string{"version", "goversion"})
+	build.WithLabelValues(version, runtime.Version()).Set(1)
+
+	m.phase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "phase",
+		Help: "Phase of the lifecycle action in progress: 1 for the current phase, 0 for the others.",
+	}, []string{"phase"})
+	m.trinoState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "trino", Name: "state",
+		Help: "Last node state read from the local Trino worker during a drain: 1 for that state, 0 for the others.",
+	}, []string{"state"})
+	m.trinoTasks = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "trino", Name: "active_tasks",
+		Help: "Active tasks on the local Trino worker as its executor reports them during a drain (a hint; DRAINED or the exit is the truth).",
+	})
+	m.drainDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "drain_duration_seconds",
+		Help:    "Time from the start of a lifecycle action to its completion, by outcome.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800},
+	}, []string{"outcome"})
+	m.completed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "lifecycle", Name: "actions_completed_total",
+		Help: "Lifecycle actions finished, by result (CONTINUE, already-done, error) and reason (drained, exited, not-running, coordinator, deadline, lapsed).",
+	}, []string{"result", "reason"})
+	m.heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "lifecycle", Name: "heartbeats_total",
+		Help: "RecordLifecycleActionHeartbeat calls, by result (ok, not-found, error).",
+	}, []string{"result"})
+	deadline := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "lifecycle", Name: "deadline_remaining_seconds",
+		Help: "Seconds left until the action in progress is completed regardless of the drain; NaN when idle.",
+	}, m.deadlineRemaining)
+	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "sqs", Name: "messages_received_total",
+		Help: "SQS messages received, by kind (own, foreign, test, malformed).",
+	}, []string{"kind"})
+	m.receiveCount = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: namespace, Subsystem: "sqs", Name: "own_message_receive_count",
+		Help:    "ApproximateReceiveCount of this instance's lifecycle messages when they reached it: how often others handed them back.",
+		Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+	})
+	m.lastPoll = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "sqs", Name: "last_successful_poll_timestamp_seconds",
+		Help: "Unix time of the last successful ReceiveMessage.",
+	})
+	m.pollErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "sqs", Name: "poll_errors_total",
+		Help: "Failed ReceiveMessage calls (after the SDK's retries).",
+	})
+	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "aws", Name: "api_calls_total",
+		Help: "AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled).",
+	}, []string{"operation", "outcome"})
+	m.trinoRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "trino", Name: "api_requests_total",
+		Help: "Requests to the local Trino worker, by outcome (ok, forbidden, not-running, error).",
+	}, []string{"outcome"})
+
+	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
+		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.awsCalls, m.trinoRequests)
+
+	// Every series of a closed label set exists from the start, so rate()
+	// and absent() behave and dashboards show zeros, not gaps.
+	m.SetPhase("idle")
+	for _, s := range TrinoStates {
+		m.trinoState.WithLabelValues(s)
+	}
+	for _, k := range []string{"own", "foreign", "test", "malformed"} {
+		m.messages.WithLabelValues(k)
+	}
+	for _, r := range []string{"ok", "not-found", "error"} {
+		m.heartbeats.WithLabelValues(r)
+	}
+	for _, o := range []string{"ok", "forbidden", "not-running", "error"} {
+		m.trinoRequests.WithLabelValues(o)
+	}
+	return m
+}
+
+// SetPhase marks phase as the current one.
+func (m *Metrics) SetPhase(phase string) {
+	for _, p := range Phases {
+		v := 0.0
+		if p == phase {
+			v = 1
+		}
+		m.phase.WithLabelValues(p).Set(v)
+	}
+}
+
+// SetDeadline records the deadline of the action in progress; the zero
+// time means none.
+func (m *Metrics) SetDeadline(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.deadline = t
+}
+
+func (m *Metrics) deadlineRemaining() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.deadline.IsZero() {
+		return math.NaN()
+	}
+	return m.deadline.Sub(m.now()).Seconds()
+}
+
+// DrainFinished observes one finished action.
+func (m *Metrics) DrainFinished(outcome string, d time.Duration) {
+	m.drainDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+// ActionCompleted counts one finished action.
+func (m *Metrics) ActionCompleted(result, reason string) {
+	m.completed.WithLabelValues(result, reason).Inc()
+}
+
+// Heartbeat counts one heartbeat by result.
+func (m *Metrics) Heartbeat(result string) { m.heartbeats.WithLabelValues(result).Inc() }
+
+// MessageReceived counts one SQS message by kind.
+func (m *Metrics) MessageReceived(kind string) { m.messages.WithLabelValues(kind).Inc() }
+
+// OwnMessageReceiveCount observes the receive count of an own message.
+func (m *Metrics) OwnMessageReceiveCount(n int) { m.receiveCount.Observe(float64(n)) }
+
+// Polled records the outcome of a ReceiveMessage.
+func (m *Metrics) Polled(ok bool) {
+	if ok {
+		m.lastPoll.Set(float64(m.now().UnixNano()) / 1e9)
+		return
+	}
+	m.pollErrors.Inc()
+}
+
+// TrinoState records the worker's state.
+func (m *Metrics) TrinoState(state string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trinoStateLast = state
+	for _, s := range TrinoStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.trinoState.WithLabelValues(s).Set(v)
+	}
+}
+
+// TrinoTasks records the worker's active task count.
+func (m *Metrics) TrinoTasks(n int) { m.trinoTasks.Set(float64(n)) }
+
+// TrinoRequest counts one request to the worker by outcome.
+func (m *Metrics) TrinoRequest(outcome string) { m.trinoRequests.WithLabelValues(outcome).Inc() }
+
+// AWSCall counts one AWS API call.
+func (m *Metrics) AWSCall(operation, outcome string) {
+	m.awsCalls.WithLabelValues(operation, outcome).Inc()
+}
+
+// AWSMiddleware returns an SDK API option that counts every call by
+// operation and outcome, after the SDK's retries.
+func (m *Metrics) AWSMiddleware() func(*smithymiddleware.Stack) error {
+	return func(st *smithymiddleware.Stack) error {
+		return st.Initialize.Add(smithymiddleware.InitializeMiddlewareFunc("scaledownd/metrics",
+			func(ctx context.Context, in smithymiddleware.InitializeInput, next smithymiddleware.InitializeHandler) (smithymiddleware.InitializeOutput, smithymiddleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				m.AWSCall(middleware.GetOperationName(ctx), Outcome(err))
+				return out, md, err
+			}), smithymiddleware.Before)
+	}
+}
+
+// Outcome classifies an AWS SDK error for the outcome label.
+func Outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if errors.Is(err, context.Canceled) {
+		return "canceled"
+	}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded", "TooManyRequestsException":
+			return "throttled"
+		}
+	}
+	var resp *smithyhttp.ResponseError
+	if errors.As(err, &resp) {
+		if resp.HTTPStatusCode() >= 500 {
+			return "server-error"
+		}
+		return "client-error"
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) {
+		return "network"
+	}
+	return "client-error"
+}

@@ -1,0 +1,285 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// job is one lifecycle action from delivery to acknowledgement.
+type job struct {
+	s     *Supervisor
+	key   string
+	event lifecycle.Event
+
+	mu    sync.Mutex
+	msgs  []*lifecycle.Message // every SQS message that carried the action
+	state string
+}
+
+func (j *job) phase() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.state
+}
+
+func (j *job) setPhase(p string) {
+	j.mu.Lock()
+	j.state = p
+	j.mu.Unlock()
+	j.s.opts.Recorder.SetPhase(p)
+	j.s.setStatus(func(st *Status) { st.Phase = p })
+}
+
+// log returns a logger with the action's fields and its current phase.
+func (j *job) log() *zap.Logger {
+	return j.s.log.With(append(actionFields(j.event), zap.String("state", j.phase()))...)
+}
+
+// addMessage remembers a message carrying the action. A redelivery of the
+// same message brings a newer receipt handle, which replaces the old one;
+// another message (the same action through a second path) is added.
+func (j *job) addMessage(m *lifecycle.Message) {
+	if m == nil {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, old := range j.msgs {
+		if old.ID == m.ID {
+			old.Supersede(m)
+			return
+		}
+	}
+	j.msgs = append(j.msgs, m)
+}
+
+func (j *job) messages() []*lifecycle.Message {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]*lifecycle.Message(nil), j.msgs...)
+}
+
+// run drives the action. It returns without completing when ctx ends.
+func (j *job) run(ctx context.Context) {
+	s, e := j.s, j.event
+	act := lifecycle.ActionOf(e)
+	j.setPhase(PhaseReceived)
+	defer func() {
+		s.opts.Recorder.SetDeadline(time.Time{})
+		s.opts.Recorder.SetPhase(PhaseIdle)
+		s.setStatus(func(st *Status) { *st = Status{Phase: PhaseIdle, Completed: st.Completed} })
+	}()
+
+	timing, err := s.asg.HookTiming(ctx, e.Group, e.Hook)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		j.log().Warn("cannot read the lifecycle hook's timeouts; heartbeating every 15 s and assuming the 48 h cap", zap.Error(err))
+	}
+	plan, notes := lifecycle.NewPlan(e.Started(), timing, s.opts.Plan)
+	for _, n := range notes {
+		j.log().Warn(n)
+	}
+	s.opts.Recorder.SetDeadline(plan.Deadline)
+	s.setStatus(func(st *Status) {
+		st.InstanceID, st.Group, st.Hook, st.Token = e.InstanceID, e.Group, e.Hook, e.TokenPrefix()
+		st.Started, st.Deadline = plan.Started, plan.Deadline
+	})
+	j.log().Info("lifecycle action received; draining",
+		zap.String("transition", e.Transition), zap.String("source", e.Source), zap.String("shape", e.Shape),
+		zap.String("destination", e.Destination),
+		zap.Time("action_started", plan.Started), zap.Duration("heartbeat_timeout", timing.HeartbeatTimeout),
+		zap.Duration("heartbeat_interval", plan.HeartbeatInterval),
+		zap.Time("deadline", plan.Deadline), zap.String("deadline_limit", plan.Limit))
+	j.setPhase(PhaseDraining)
+
+	// The keeper heartbeats from now until completion; its context ends
+	// whichever way the job ends, so no heartbeat loop outlives the action.
+	keepCtx, stopKeeper := context.WithCancel(ctx)
+	defer stopKeeper()
+	keeper := lifecycle.NewKeeper(j.heartbeater(), act, plan.HeartbeatInterval, s.opts.Retry)
+	keeper.OnHeartbeat = func(err error) { j.onHeartbeat(keepCtx, err, plan.HeartbeatInterval) }
+	keeperDone := make(chan error, 1)
+	go func() { keeperDone <- keeper.Run(keepCtx) }()
+
+	drainCtx, stopDrain := context.WithDeadline(ctx, plan.Deadline)
+	defer stopDrain()
+	type drainResult struct {
+		res trinoadmin.Result
+		err error
+	}
+	drained := make(chan drainResult, 1)
+	go func() {
+		// A drain that fails for any reason but the deadline is tried again:
+		// completing early would kill the queries the drain protects.
+		backoff := time.Second
+		for {
+			r, err := s.drainer.Drain(drainCtx, j.log())
+			if err == nil || drainCtx.Err() != nil {
+				drained <- drainResult{r, err}
+				return
+			}
+			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-drainCtx.Done():
+				drained <- drainResult{r, drainCtx.Err()}
+				return
+			case <-s.opts.Clock.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
+
+	var reason string
+	select {
+	case <-ctx.Done():
+		j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
+		stopDrain()
+		<-drained
+		return
+	case err := <-keeperDone:
+		// The action ended without us: its heartbeat timeout lapsed, or
+		// someone else completed it. There is nothing left to complete.
+		stopDrain()
+		<-drained
+		if ctx.Err() != nil {
+			return
+		}
+		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
+		s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
+		j.ack(ctx)
+		return
+	case r := <-drained:
+		if ctx.Err() != nil {
+			j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
+			return
+		}
+		reason = j.reasonOf(r.res, r.err)
+	}
+
+	j.setPhase(PhaseCompleting)
+	if s.opts.DryRun {
+		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", lifecycle.ResultContinue), zap.String("reason", reason))
+		s.opts.Recorder.ActionCompleted("dry-run", reason)
+		return
+	}
+	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
+	already, err := lifecycle.Finish(ctx, s.asg, act, lifecycle.ResultContinue, keeper.Confirmed(), giveUp, s.opts.Retry)
+	stopKeeper()
+	elapsed := s.opts.Clock.Now().Sub(plan.Started)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		j.log().Info("daemon stopping during completion; leaving the action for the next start", zap.Error(err))
+		return
+	case err != nil:
+		// The message stays on the queue: it reappears and the action is
+		// tried again while AWS still holds it.
+		j.log().Error("could not complete the lifecycle action", zap.Error(err), zap.String("reason", reason))
+		s.opts.Recorder.ActionCompleted("error", reason)
+		return
+	case already:
+		j.log().Warn("lifecycle action was already gone when completing it", zap.String("reason", reason))
+		s.opts.Recorder.ActionCompleted("already-done", reason)
+	default:
+		j.log().Info("lifecycle action completed", zap.String("result", lifecycle.ResultContinue),
+			zap.String("reason", reason), zap.Duration("elapsed", elapsed))
+		s.opts.Recorder.ActionCompleted(lifecycle.ResultContinue, reason)
+	}
+	s.opts.Recorder.DrainFinished(reason, elapsed)
+	s.setStatus(func(st *Status) { st.Completed++ })
+	j.ack(ctx)
+}
+
+// reasonOf names why the action may now be completed, logging what it means.
+func (j *job) reasonOf(r trinoadmin.Result, err error) string {
+	log := j.log().With(zap.String("trino_version", r.Version), zap.String("strategy", string(r.Strategy)))
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		log.Warn("deadline reached before the worker finished draining; completing with CONTINUE anyway")
+		return ReasonDeadline
+	case err != nil:
+		log.Error("drain did not finish", zap.Error(err))
+		return ReasonDeadline
+	}
+	switch r.Outcome {
+	case trinoadmin.OutcomeDrained:
+		log.Info("trino worker drained")
+		return ReasonDrained
+	case trinoadmin.OutcomeExited:
+		log.Info("trino worker process has exited")
+		return ReasonExited
+	case trinoadmin.OutcomeNotRunning:
+		log.Warn("no trino worker is running here; nothing to drain")
+		return ReasonNotRunning
+	case trinoadmin.OutcomeCoordinator:
+		log.Error("the configured trino url points at a coordinator, which cannot be drained; "+
+			"install scaledownd on workers only (or point trino.url at the local worker). Completing at once: there is nothing a drain can save")
+		return ReasonCoordinator
+	}
+	return ReasonDeadline
+}
+
+// onHeartbeat records a heartbeat and keeps the action's SQS messages
+// hidden for another interval.
+func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration) {
+	s := j.s
+	switch {
+	case err == nil:
+		s.opts.Recorder.Heartbeat("ok")
+		j.log().Debug("heartbeat recorded")
+	case errors.Is(err, lifecycle.ErrNoActiveAction):
+		s.opts.Recorder.Heartbeat("not-found")
+		j.log().Warn("heartbeat: no active lifecycle action (yet); retrying", zap.Error(err))
+	default:
+		s.opts.Recorder.Heartbeat("error")
+		j.log().Warn("heartbeat failed; retrying", zap.Error(err))
+	}
+	if s.opts.DryRun {
+		return
+	}
+	for _, m := range j.messages() {
+		if err := m.Extend(ctx, interval+s.opts.VisibilityMargin); err != nil && ctx.Err() == nil {
+			j.log().Warn("could not extend the message's visibility", zap.Error(err))
+		}
+	}
+}
+
+// ack deletes every message that carried the action.
+func (j *job) ack(ctx context.Context) {
+	if j.s.opts.DryRun {
+		j.log().Info("dry run: would delete the lifecycle message")
+		return
+	}
+	for _, m := range j.messages() {
+		if err := m.Delete(ctx); err != nil {
+			j.log().Warn("could not delete the lifecycle message; a redelivery will be recognised and deleted", zap.Error(err))
+			continue
+		}
+		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
+	}
+}
+
+// heartbeater returns what the keeper calls: the real API, or in a dry run
+// a stand-in that logs instead.
+func (j *job) heartbeater() lifecycle.Heartbeater {
+	if !j.s.opts.DryRun {
+		return j.s.asg
+	}
+	return dryHeartbeater{log: j.log()}
+}
+
+type dryHeartbeater struct{ log *zap.Logger }
+
+func (d dryHeartbeater) Heartbeat(context.Context, lifecycle.Action) error {
+	d.log.Info("dry run: would record a lifecycle action heartbeat")
+	return nil
+}

@@ -1,0 +1,238 @@
+// Package supervisor joins the AWS side and the Trino side. It takes this
+// instance's lifecycle actions from the sources, drains the worker while a
+// keeper heartbeats the action, completes the action with CONTINUE once
+// the drain is done or the deadline is reached, and only then deletes the
+// SQS message.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// Drainer takes the local worker out of service; *trinoadmin.Drainer is one.
+type Drainer interface {
+	Drain(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error)
+}
+
+// AutoScaling is the Auto Scaling side the supervisor needs;
+// *lifecycle.Actions is one.
+type AutoScaling interface {
+	HookTiming(ctx context.Context, group, hook string) (lifecycle.HookTiming, error)
+	lifecycle.Heartbeater
+	lifecycle.Completer
+}
+
+// Recorder receives what the supervisor does, for metrics.
+type Recorder interface {
+	SetPhase(phase string)
+	SetDeadline(t time.Time)
+	Heartbeat(result string)
+	ActionCompleted(result, reason string)
+	DrainFinished(outcome string, d time.Duration)
+	OwnMessageReceiveCount(n int)
+}
+
+// Phases of an action.
+const (
+	PhaseIdle       = "idle"
+	PhaseReceived   = "received"
+	PhaseDraining   = "draining"
+	PhaseCompleting = "completing"
+)
+
+// Reasons an action was completed.
+const (
+	ReasonDrained     = "drained"
+	ReasonExited      = "exited"
+	ReasonNotRunning  = "not-running"
+	ReasonCoordinator = "coordinator"
+	ReasonDeadline    = "deadline"
+	ReasonLapsed      = "lapsed"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	Plan  lifecycle.PlanOptions
+	Retry lifecycle.RetryPolicy
+	// VisibilityMargin is added to the heartbeat interval to keep an action's
+	// SQS message hidden while it is being worked on. Should the daemon die,
+	// the message reappears before the action's heartbeat timeout lapses.
+	VisibilityMargin time.Duration
+	DryRun           bool
+	Logger           *zap.Logger
+	Recorder         Recorder
+	Clock            lifecycle.Clock
+}
+
+// Supervisor runs lifecycle actions, one drain per action, de-duplicated by
+// token.
+type Supervisor struct {
+	asg     AutoScaling
+	drainer Drainer
+	opts    Options
+	log     *zap.Logger
+
+	mu     sync.Mutex
+	jobs   map[string]*job
+	done   map[string]time.Time // finished actions, to absorb redeliveries
+	status Status
+}
+
+// New returns a Supervisor.
+func New(asg AutoScaling, drainer Drainer, opts Options) *Supervisor {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = nopRecorder{}
+	}
+	if opts.Clock == nil {
+		opts.Clock = lifecycle.RealClock{}
+	}
+	if opts.VisibilityMargin <= 0 {
+		opts.VisibilityMargin = 30 * time.Second
+	}
+	return &Supervisor{
+		asg: asg, drainer: drainer, opts: opts, log: opts.Logger,
+		jobs: map[string]*job{}, done: map[string]time.Time{},
+		status: Status{Phase: PhaseIdle},
+	}
+}
+
+// Status is a snapshot of what the supervisor is doing.
+type Status struct {
+	Phase      string    `json:"phase"`
+	InstanceID string    `json:"instance_id,omitempty"`
+	Group      string    `json:"asg,omitempty"`
+	Hook       string    `json:"hook,omitempty"`
+	Token      string    `json:"token_prefix,omitempty"`
+	Started    time.Time `json:"started,omitzero"`
+	Deadline   time.Time `json:"deadline,omitzero"`
+	Completed  int       `json:"completed"`
+}
+
+// Status returns what the supervisor is doing now.
+func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// Run takes deliveries until ctx ends. progress is called at least once a
+// second while the loop is alive. When ctx ends, actions in progress are
+// abandoned without completing them (a restart picks them up again) and
+// Run returns once their goroutines have stopped.
+func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, progress func()) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	finished := make(chan string)
+	for {
+		if progress != nil {
+			progress()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case key := <-finished:
+			s.mu.Lock()
+			delete(s.jobs, key)
+			s.done[key] = s.opts.Clock.Now()
+			s.pruneDone()
+			s.mu.Unlock()
+		case d := <-in:
+			if j := s.accept(ctx, d); j != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					j.run(ctx)
+					select {
+					case finished <- j.key:
+					case <-ctx.Done():
+					}
+				}()
+			}
+		}
+	}
+}
+
+// accept de-duplicates a delivery. It returns a new job to start, or nil
+// when the delivery belongs to an action already running or finished.
+func (s *Supervisor) accept(ctx context.Context, d lifecycle.Delivery) *job {
+	e := d.Event
+	key := e.Key()
+	log := s.log.With(actionFields(e)...)
+	if d.Msg != nil {
+		s.opts.Recorder.OwnMessageReceiveCount(d.Msg.ReceiveCount)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.done[key]; ok {
+		log.Info("redelivery of an action already finished; deleting the message", zap.String("state", "finished"))
+		if d.Msg != nil && !s.opts.DryRun {
+			if err := d.Msg.Delete(ctx); err != nil {
+				log.Warn("could not delete the redelivered message", zap.Error(err))
+			}
+		}
+		return nil
+	}
+	if j, ok := s.jobs[key]; ok {
+		log.Info("duplicate delivery of the action in progress; joining it", zap.String("state", j.phase()))
+		j.addMessage(d.Msg)
+		return nil
+	}
+	j := &job{s: s, key: key, event: e}
+	j.addMessage(d.Msg)
+	s.jobs[key] = j
+	return j
+}
+
+// pruneDone forgets finished actions after 48 h, the longest an action can
+// live. Callers hold s.mu.
+func (s *Supervisor) pruneDone() {
+	now := s.opts.Clock.Now()
+	for k, t := range s.done {
+		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
+			delete(s.done, k)
+		}
+	}
+}
+
+func (s *Supervisor) setStatus(fn func(*Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.status)
+}
+
+// actionFields are the fields every log line about an action carries.
+func actionFields(e lifecycle.Event) []zap.Field {
+	return []zap.Field{
+		zap.String("instance_id", e.InstanceID),
+		zap.String("asg", e.Group),
+		zap.String("hook", e.Hook),
+		zap.String("token", e.TokenPrefix()),
+	}
+}
+
+// errShutdown marks an action abandoned because the daemon is stopping.
+var errShutdown = errors.New("daemon stopping")
+
+type nopRecorder struct{}
+
+func (nopRecorder) SetPhase(string)                     {}
+func (nopRecorder) SetDeadline(time.Time)               {}
+func (nopRecorder) Heartbeat(string)                    {}
+func (nopRecorder) ActionCompleted(string, string)      {}
+func (nopRecorder) DrainFinished(string, time.Duration) {}
+func (nopRecorder) OwnMessageReceiveCount(int)          {}

@@ -1,0 +1,195 @@
+package lifecycle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Kind says what an SQS message body turned out to be.
+type Kind int
+
+const (
+	// KindMalformed is a body that is not a lifecycle notification scaledownd
+	// understands: invalid JSON, wrong types, missing fields, an unknown
+	// transition or another kind of notification. It is never deleted.
+	KindMalformed Kind = iota
+	// KindTest is autoscaling:TEST_NOTIFICATION, sent when a hook is created.
+	// It carries no action and is safe to delete.
+	KindTest
+	// KindLifecycle is a lifecycle action; the Event says for whom.
+	KindLifecycle
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindTest:
+		return "test"
+	case KindLifecycle:
+		return "lifecycle"
+	default:
+		return "malformed"
+	}
+}
+
+// Shapes a lifecycle notification arrives in.
+const (
+	ShapeDirect      = "direct"      // hook target is the SQS queue, or SNS with raw delivery
+	ShapeSNS         = "sns"         // SNS envelope with the payload as a JSON string in Message
+	ShapeEventBridge = "eventbridge" // EventBridge event with the payload in detail
+)
+
+// payload is the Auto Scaling lifecycle notification. Decoding is lenient:
+// AWS adds fields (Origin and Destination arrived unannounced), so unknown
+// fields are ignored.
+type payload struct {
+	Event                string `json:"Event"`
+	LifecycleTransition  string `json:"LifecycleTransition"`
+	EC2InstanceID        string `json:"EC2InstanceId"`
+	AutoScalingGroupName string `json:"AutoScalingGroupName"`
+	LifecycleHookName    string `json:"LifecycleHookName"`
+	LifecycleActionToken string `json:"LifecycleActionToken"`
+	Time                 string `json:"Time"`
+	Origin               string `json:"Origin"`
+	Destination          string `json:"Destination"`
+}
+
+// envelope holds the keys that tell the three shapes apart.
+type envelope struct {
+	// EventBridge.
+	Source     string          `json:"source"`
+	DetailType string          `json:"detail-type"`
+	Time       string          `json:"time"`
+	Detail     json.RawMessage `json:"detail"`
+	// SNS.
+	Type    string          `json:"Type"`
+	Message json.RawMessage `json:"Message"`
+}
+
+// Classify parses an SQS message body. It recognises the direct Auto Scaling
+// JSON, the SNS envelope and the EventBridge event, and reports a test
+// notification as KindTest. For KindLifecycle the Event is filled in except
+// for Source and ReceivedAt, which belong to the caller. For KindMalformed the
+// error says what is wrong. Classify never panics, whatever the input.
+func Classify(body []byte) (Event, Kind, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return Event{}, KindMalformed, errors.New("empty body")
+	}
+	if body[0] != '{' {
+		return Event{}, KindMalformed, errors.New("body is not a JSON object")
+	}
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Event{}, KindMalformed, fmt.Errorf("decode body: %w", err)
+	}
+
+	shape, raw, envTime := ShapeDirect, body, ""
+	switch {
+	case env.DetailType != "" || env.Source == "aws.autoscaling":
+		shape, raw, envTime = ShapeEventBridge, env.Detail, env.Time
+		if len(raw) == 0 || raw[0] != '{' {
+			return Event{}, KindMalformed, errors.New("eventbridge event without a detail object")
+		}
+	case env.Type == "Notification" && len(env.Message) > 0:
+		var msg string
+		if err := json.Unmarshal(env.Message, &msg); err != nil {
+			return Event{}, KindMalformed, errors.New("sns envelope whose Message is not a string")
+		}
+		msg = strings.TrimSpace(msg)
+		if !strings.HasPrefix(msg, "{") {
+			return Event{}, KindMalformed, errors.New("sns Message is not a JSON object")
+		}
+		shape, raw = ShapeSNS, []byte(msg)
+	}
+
+	var p payload
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", shape, err)
+	}
+	if p.Event == testNotification || p.LifecycleTransition == testNotification {
+		return Event{Shape: shape, Group: p.AutoScalingGroupName}, KindTest, nil
+	}
+	if p.Event != "" && p.LifecycleTransition == "" {
+		return Event{}, KindMalformed, fmt.Errorf("%s notification %q is not a lifecycle action", shape, p.Event)
+	}
+	switch p.LifecycleTransition {
+	case TransitionTerminating, TransitionLaunching:
+	case "":
+		return Event{}, KindMalformed, fmt.Errorf("%s payload has no LifecycleTransition", shape)
+	default:
+		return Event{}, KindMalformed, fmt.Errorf("unknown lifecycle transition %q", p.LifecycleTransition)
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"EC2InstanceId", p.EC2InstanceID},
+		{"AutoScalingGroupName", p.AutoScalingGroupName},
+		{"LifecycleHookName", p.LifecycleHookName},
+		{"LifecycleActionToken", p.LifecycleActionToken},
+	} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return Event{}, KindMalformed, fmt.Errorf("%s lifecycle payload lacks %s", shape, strings.Join(missing, ", "))
+	}
+
+	ts := p.Time
+	if ts == "" {
+		ts = envTime
+	}
+	e := Event{
+		Transition:  p.LifecycleTransition,
+		InstanceID:  p.EC2InstanceID,
+		Group:       p.AutoScalingGroupName,
+		Hook:        p.LifecycleHookName,
+		Token:       p.LifecycleActionToken,
+		Time:        parseTime(ts),
+		Origin:      p.Origin,
+		Destination: p.Destination,
+		Shape:       shape,
+	}
+	return e, KindLifecycle, nil
+}
+
+// parseTime accepts RFC 3339 with or without fractional seconds; anything
+// else yields the zero time (the action then counts from receipt).
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// tokenValue matches a LifecycleActionToken value, also inside an escaped
+// SNS Message string, so excerpts can mask it.
+var tokenValue = regexp.MustCompile(`(LifecycleActionToken\\?"\s*:\s*\\?")([^"\\]{0,8})[^"\\]*`)
+
+// Excerpt returns the start of a body for a log line, with any lifecycle
+// action token cut to its prefix and control characters replaced.
+func Excerpt(body []byte, max int) string {
+	s := tokenValue.ReplaceAllString(string(body), "${1}${2}…")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		// Cut on a rune boundary.
+		cut := max
+		for cut > 0 && !utf8RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,333 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+)
+
+// SQSAPI is the part of the SQS client the source uses.
+type SQSAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+}
+
+// Recorder receives what the SQS source observes, for metrics.
+type Recorder interface {
+	// MessageReceived counts a message by kind: own, foreign, test, malformed.
+	MessageReceived(kind string)
+	// Polled records the outcome of one ReceiveMessage call.
+	Polled(ok bool)
+}
+
+// Message kinds as the source counts them.
+const (
+	MessageOwn       = "own"
+	MessageForeign   = "foreign"
+	MessageTest      = "test"
+	MessageMalformed = "malformed"
+)
+
+// Filter decides which lifecycle actions are this daemon's.
+type Filter struct {
+	InstanceID string // this instance; required
+	Group      string // expected Auto Scaling group; empty accepts any
+	Hook       string // expected lifecycle hook; empty accepts any
+}
+
+// Owns reports whether e is this daemon's to act on, and if not, why.
+func (f Filter) Owns(e Event) (bool, string) {
+	switch {
+	case e.InstanceID != f.InstanceID:
+		return false, "another instance"
+	case f.Group != "" && e.Group != f.Group:
+		return false, "another auto scaling group"
+	case f.Hook != "" && e.Hook != f.Hook:
+		return false, "another lifecycle hook"
+	}
+	return true, ""
+}
+
+// Delivery is one of this instance's lifecycle actions, handed from a source
+// to the supervisor. Msg is nil when the source has no message to
+// acknowledge (IMDS).
+type Delivery struct {
+	Event Event
+	Msg   *Message
+}
+
+// SQSOptions configure an SQSSource.
+type SQSOptions struct {
+	QueueURL string
+	Filter   Filter
+	// WaitTime is the long-poll wait, at most 20 s.
+	WaitTime time.Duration
+	// VisibilityTimeout is asked for on every receive; at least 30 s so a
+	// message is not redelivered while it is being classified.
+	VisibilityTimeout time.Duration
+	// CallTimeout bounds every call but the long poll, which gets
+	// WaitTime + CallTimeout.
+	CallTimeout time.Duration
+	// ErrorBackoff is the first pause after a failed receive; it doubles up
+	// to MaxErrorBackoff.
+	ErrorBackoff, MaxErrorBackoff time.Duration
+	Logger                        *zap.Logger
+	Recorder                      Recorder
+	Clock                         Clock
+}
+
+// SQSSource long-polls the lifecycle queue. It hands back other instances'
+// messages at once, deletes test notifications, hands back malformed ones
+// with a growing visibility timeout, and delivers this instance's actions.
+type SQSSource struct {
+	api  SQSAPI
+	opts SQSOptions
+	log  *zap.Logger
+}
+
+// NewSQSSource returns a source reading opts.QueueURL through api.
+func NewSQSSource(api SQSAPI, opts SQSOptions) *SQSSource {
+	if opts.WaitTime <= 0 || opts.WaitTime > 20*time.Second {
+		opts.WaitTime = 20 * time.Second
+	}
+	if opts.VisibilityTimeout < 30*time.Second {
+		opts.VisibilityTimeout = 30 * time.Second
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	if opts.ErrorBackoff <= 0 {
+		opts.ErrorBackoff = time.Second
+	}
+	if opts.MaxErrorBackoff < opts.ErrorBackoff {
+		opts.MaxErrorBackoff = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = nopRecorder{}
+	}
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	return &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs"))}
+}
+
+// Run polls until ctx ends, sending this instance's actions to out. Each
+// loop iteration calls progress, so a caller can tell a stuck loop from a
+// quiet queue. Run returns nil when ctx is cancelled.
+func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func()) error {
+	backoff := s.opts.ErrorBackoff
+	for {
+		if progress != nil {
+			progress()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		msgs, err := s.receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.opts.Recorder.Polled(false)
+			s.log.Warn("receive from the lifecycle queue failed; backing off",
+				zap.Error(err), zap.Duration("backoff", backoff))
+			if sleep(ctx, s.opts.Clock, backoff) != nil {
+				return nil
+			}
+			backoff = min(2*backoff, s.opts.MaxErrorBackoff)
+			continue
+		}
+		backoff = s.opts.ErrorBackoff
+		s.opts.Recorder.Polled(true)
+		for _, m := range msgs {
+			if d, ok := s.handle(ctx, m); ok {
+				select {
+				case out <- d:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.WaitTime+s.opts.CallTimeout)
+	defer cancel()
+	out, err := s.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:            aws.String(s.opts.QueueURL),
+		MaxNumberOfMessages: 10,
+		// Both are int32 fields the SDK omits when zero: they are set
+		// explicitly so neither the queue's 0 s wait nor its default
+		// visibility applies.
+		WaitTimeSeconds:             int32(s.opts.WaitTime / time.Second),
+		VisibilityTimeout:           int32(s.opts.VisibilityTimeout / time.Second),
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("receive message: %w", err)
+	}
+	return out.Messages, nil
+}
+
+// handle classifies one message and deals with everything that is not a
+// delivery. It never deletes a message it cannot prove is a test
+// notification or this instance's completed action.
+func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool) {
+	msg := &Message{
+		src:          s,
+		ID:           aws.ToString(m.MessageId),
+		handle:       aws.ToString(m.ReceiptHandle),
+		ReceiveCount: receiveCount(m),
+	}
+	body := []byte(aws.ToString(m.Body))
+	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
+
+	e, kind, err := Classify(body)
+	switch kind {
+	case KindTest:
+		s.opts.Recorder.MessageReceived(MessageTest)
+		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group))
+		if err := msg.Delete(ctx); err != nil {
+			log.Warn("could not delete test notification", zap.Error(err))
+		}
+		return Delivery{}, false
+	case KindMalformed:
+		s.opts.Recorder.MessageReceived(MessageMalformed)
+		vis := backoffVisibility(msg.ReceiveCount)
+		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
+			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
+		if err := msg.setVisibility(ctx, vis); err != nil {
+			log.Warn("could not set visibility of a malformed message", zap.Error(err))
+		}
+		return Delivery{}, false
+	}
+
+	if ok, why := s.opts.Filter.Owns(e); !ok {
+		s.opts.Recorder.MessageReceived(MessageForeign)
+		log.Debug("handing back a lifecycle message that is not ours",
+			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
+		if err := msg.Release(ctx); err != nil {
+			log.Warn("could not hand back a foreign message", zap.Error(err))
+		}
+		return Delivery{}, false
+	}
+	s.opts.Recorder.MessageReceived(MessageOwn)
+	e.Source = "sqs"
+	e.ReceivedAt = s.opts.Clock.Now()
+	if e.Transition != TransitionTerminating {
+		vis := backoffVisibility(msg.ReceiveCount)
+		log.Warn("lifecycle transition is not handled by this version; leaving the message on the queue",
+			zap.String("transition", e.Transition), zap.String("hook", e.Hook), zap.Duration("visible_again_in", vis))
+		if err := msg.setVisibility(ctx, vis); err != nil {
+			log.Warn("could not set visibility", zap.Error(err))
+		}
+		return Delivery{}, false
+	}
+	return Delivery{Event: e, Msg: msg}, true
+}
+
+func receiveCount(m types.Message) int {
+	n, _ := strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	return n
+}
+
+// backoffVisibility is how long a message nobody can act on stays hidden:
+// 30 s doubling with each receive, up to 15 minutes, so it neither spins nor
+// vanishes.
+func backoffVisibility(receives int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < receives && d < 15*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 15*time.Minute)
+}
+
+// Message is an SQS message that carried one of this instance's actions.
+// It is acknowledged (deleted) only after the action is completed.
+type Message struct {
+	src          *SQSSource
+	ID           string
+	ReceiveCount int
+
+	mu     sync.Mutex
+	handle string
+}
+
+// Delete removes the message from the queue.
+func (m *Message) Delete(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.src.opts.CallTimeout)
+	defer cancel()
+	_, err := m.src.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
+		QueueUrl:      aws.String(m.src.opts.QueueURL),
+		ReceiptHandle: aws.String(m.receiptHandle()),
+	})
+	if err != nil {
+		var gone *types.ReceiptHandleIsInvalid
+		if errors.As(err, &gone) {
+			return nil // already deleted through a newer handle
+		}
+		return fmt.Errorf("delete message %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Release makes the message visible again at once, for its owner.
+func (m *Message) Release(ctx context.Context) error {
+	return m.setVisibility(ctx, 0)
+}
+
+// Extend keeps the message hidden for d from now.
+func (m *Message) Extend(ctx context.Context, d time.Duration) error {
+	return m.setVisibility(ctx, d)
+}
+
+func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, m.src.opts.CallTimeout)
+	defer cancel()
+	_, err := m.src.api.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(m.src.opts.QueueURL),
+		ReceiptHandle:     aws.String(m.receiptHandle()),
+		VisibilityTimeout: int32(d / time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("change visibility of message %s to %s: %w", m.ID, d, err)
+	}
+	return nil
+}
+
+// Supersede takes the newer receipt handle of a redelivery of the same
+// message; only the latest handle reliably deletes it.
+func (m *Message) Supersede(newer *Message) {
+	if newer == nil || newer == m {
+		return
+	}
+	h := newer.receiptHandle()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.handle = h
+	m.ReceiveCount = max(m.ReceiveCount, newer.ReceiveCount)
+}
+
+func (m *Message) receiptHandle() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.handle
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) MessageReceived(string) {}
+func (nopRecorder) Polled(bool)            {}

@@ -1,0 +1,419 @@
+package trinoadmin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Strategy selects how the worker is drained.
+type Strategy string
+
+// Strategies.
+const (
+	// StrategyAuto drains with DRAINING where the worker supports it and
+	// falls back to SHUTTING_DOWN where it does not.
+	StrategyAuto Strategy = "auto"
+	// StrategyDrain uses DRAINING → DRAINED only.
+	StrategyDrain Strategy = "drain"
+	// StrategyShutdown uses SHUTTING_DOWN and waits for the process to exit
+	// (except on 474/475, where that path does not wait for tasks).
+	StrategyShutdown Strategy = "shutdown"
+)
+
+// ParseStrategy checks a configured strategy name.
+func ParseStrategy(s string) (Strategy, error) {
+	switch st := Strategy(s); st {
+	case StrategyAuto, StrategyDrain, StrategyShutdown:
+		return st, nil
+	}
+	return "", fmt.Errorf("unknown drain strategy %q (want auto, drain or shutdown)", s)
+}
+
+// brokenShutdown reports versions whose SHUTTING_DOWN does not wait for
+// running tasks (trinodb/trino#25690, fixed in 476).
+func brokenShutdown(major int) bool { return major == 474 || major == 475 }
+
+// Outcome says how a drain ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeDrained     Outcome = "drained"     // the worker reported DRAINED
+	OutcomeExited      Outcome = "exited"      // the worker process is gone after SHUTTING_DOWN, or died mid-drain
+	OutcomeNotRunning  Outcome = "not-running" // no worker answered through the confirmation window
+	OutcomeCoordinator Outcome = "coordinator" // the node is a coordinator, which is never drained
+)
+
+// Result describes a finished drain.
+type Result struct {
+	Outcome  Outcome
+	Strategy Strategy // the path taken: drain or shutdown
+	Version  string
+}
+
+// Recorder receives drain progress, for metrics.
+type Recorder interface {
+	TrinoState(state string)
+	TrinoTasks(n int)
+	// TrinoRequest counts one API call by outcome: ok, forbidden,
+	// not-running, error.
+	TrinoRequest(outcome string)
+}
+
+// DrainOptions configure a Drainer.
+type DrainOptions struct {
+	Strategy Strategy
+	// PollInterval is how often state and tasks are read while waiting.
+	PollInterval time.Duration
+	// QuietPeriod is waited after DRAINED or the exit, on top of Trino's
+	// own second shutdown.grace-period.
+	QuietPeriod time.Duration
+	// ShutdownAfterDrain sends SHUTTING_DOWN once the worker is DRAINED, so
+	// the idle process exits at once instead of being killed with the VM.
+	ShutdownAfterDrain bool
+	// NotRunningWindow is how long connections must be refused before the
+	// worker counts as not running at all.
+	NotRunningWindow time.Duration
+	// Backoff is the first pause after a refused or failed state change; it
+	// doubles up to MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+	Logger              *zap.Logger
+	Recorder            Recorder
+	// DryRun logs the state changes that would be requested and skips them.
+	DryRun bool
+}
+
+// Drainer drains one worker.
+type Drainer struct {
+	c    *Client
+	opts DrainOptions
+	log  *zap.Logger
+}
+
+// NewDrainer returns a Drainer for the worker behind c.
+func NewDrainer(c *Client, opts DrainOptions) *Drainer {
+	if opts.Strategy == "" {
+		opts.Strategy = StrategyAuto
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = time.Second
+	}
+	if opts.NotRunningWindow <= 0 {
+		opts.NotRunningWindow = 30 * time.Second
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = time.Second
+	}
+	if opts.MaxBackoff < opts.Backoff {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = nopRecorder{}
+	}
+	return &Drainer{c: c, opts: opts, log: opts.Logger}
+}
+
+// Drain takes the worker out of service and returns once it is safe to
+// terminate the instance. It returns ctx's error when ctx ends first (the
+// lifecycle deadline or a shutdown of the daemon). Progress is logged to
+// log, which carries the caller's fields (nil: the Drainer's own logger).
+func (d *Drainer) Drain(ctx context.Context, log *zap.Logger) (Result, error) {
+	if log == nil {
+		log = d.log
+	}
+	info, err := d.probe(ctx, log)
+	if err != nil {
+		if errors.Is(err, ErrNotRunning) {
+			return Result{Outcome: OutcomeNotRunning}, nil
+		}
+		return Result{}, err
+	}
+	res := Result{Version: info.Version}
+	if info.Coordinator {
+		res.Outcome = OutcomeCoordinator
+		return res, nil
+	}
+	path := d.choose(log, info)
+	res.Strategy = path
+	log = log.With(zap.String("trino_version", info.Version), zap.String("strategy", string(path)))
+	log.Info("draining trino worker", zap.String("trino_url", d.c.URL()))
+
+	target := StateDraining
+	if path == StrategyShutdown {
+		target = StateShuttingDown
+	}
+	// A drain already under way (a restarted daemon resuming) is joined, not
+	// requested again: DRAINED and SHUTTING_DOWN refuse DRAINING.
+	current := info.State
+	if current == "" {
+		current, _ = d.c.State(ctx)
+	}
+	joined := false
+	switch {
+	case current == StateShuttingDown:
+		path, target, res.Strategy, joined = StrategyShutdown, StateShuttingDown, StrategyShutdown, true
+	case path == StrategyDrain && (current == StateDraining || current == StateDrained):
+		joined = true
+	}
+	if joined {
+		log.Info("trino worker is already leaving service; waiting for it", zap.String("state", current))
+	} else if err := d.request(ctx, log, target); err != nil {
+		switch {
+		case errors.Is(err, ErrNotRunning):
+			res.Outcome = OutcomeExited
+			return res, nil
+		case errors.Is(err, errUnsupported) && d.opts.Strategy == StrategyAuto && !brokenShutdown(info.Major()):
+			log.Info("worker does not support DRAINING; falling back to SHUTTING_DOWN", zap.Error(err))
+			target, res.Strategy = StateShuttingDown, StrategyShutdown
+			if err := d.request(ctx, log, target); err != nil {
+				if errors.Is(err, ErrNotRunning) {
+					res.Outcome = OutcomeExited
+					return res, nil
+				}
+				return res, err
+			}
+		default:
+			return res, err
+		}
+	}
+	if d.opts.DryRun {
+		log.Info("dry run: not waiting for the worker")
+		res.Outcome = OutcomeDrained
+		return res, nil
+	}
+
+	outcome, err := d.wait(ctx, log, target)
+	res.Outcome = outcome
+	if err != nil {
+		return res, err
+	}
+	if d.opts.QuietPeriod > 0 {
+		log.Info("quiet period", zap.Duration("quiet_period", d.opts.QuietPeriod))
+		if err := sleepCtx(ctx, d.opts.QuietPeriod); err != nil {
+			return res, err
+		}
+	}
+	if outcome == OutcomeDrained && d.opts.ShutdownAfterDrain {
+		// DRAINED → SHUTTING_DOWN terminates at once: no tasks, no grace.
+		if err := d.c.SetState(ctx, StateShuttingDown); err != nil {
+			d.count(err)
+			log.Warn("could not ask the drained worker to exit; it stops with the instance", zap.Error(err))
+		} else {
+			d.count(nil)
+			log.Info("asked the drained worker to shut down")
+		}
+	}
+	return res, nil
+}
+
+// choose picks the path for this worker.
+func (d *Drainer) choose(log *zap.Logger, info Info) Strategy {
+	switch {
+	case d.opts.Strategy == StrategyShutdown && brokenShutdown(info.Major()):
+		log.Warn("strategy shutdown is unsafe on Trino 474/475 (SHUTTING_DOWN does not wait for tasks, trinodb/trino#25690); using DRAINING",
+			zap.String("trino_version", info.Version))
+		return StrategyDrain
+	case d.opts.Strategy == StrategyShutdown:
+		return StrategyShutdown
+	default:
+		return StrategyDrain
+	}
+}
+
+// probe reads /v1/info until the worker answers. Connection refusals for the
+// whole NotRunningWindow yield ErrNotRunning.
+func (d *Drainer) probe(ctx context.Context, log *zap.Logger) (Info, error) {
+	var refusedSince time.Time
+	backoff := d.opts.Backoff
+	for {
+		info, err := d.c.Info(ctx)
+		d.count(err)
+		if err == nil && !info.Starting {
+			return info, nil
+		}
+		if ctx.Err() != nil {
+			return Info{}, ctx.Err()
+		}
+		switch {
+		case err == nil:
+			log.Info("trino worker is still starting; waiting")
+			refusedSince = time.Time{}
+		case errors.Is(err, ErrNotRunning):
+			if refusedSince.IsZero() {
+				refusedSince = time.Now()
+				log.Info("trino worker refuses connections; confirming it is not running",
+					zap.Duration("window", d.opts.NotRunningWindow))
+			}
+			if time.Since(refusedSince) >= d.opts.NotRunningWindow {
+				return Info{}, err
+			}
+		default:
+			refusedSince = time.Time{}
+			log.Warn("cannot read trino worker info; retrying", zap.Error(err))
+		}
+		if err := sleepCtx(ctx, min(backoff, d.opts.PollInterval*5)); err != nil {
+			return Info{}, err
+		}
+		backoff = min(2*backoff, d.opts.MaxBackoff)
+	}
+}
+
+// errUnsupported marks a state the worker rejected as invalid.
+var errUnsupported = errors.New("state change rejected by the worker")
+
+// request PUTs the target state until the worker accepts it. Refusals for
+// lack of permission are logged with the fix and retried with backoff until
+// ctx ends; a rejected state is returned as errUnsupported.
+func (d *Drainer) request(ctx context.Context, log *zap.Logger, state string) error {
+	if d.opts.DryRun {
+		log.Info("dry run: would request trino state", zap.String("state", state))
+		return nil
+	}
+	backoff := d.opts.Backoff
+	var refusedSince time.Time
+	for {
+		err := d.c.SetState(ctx, state)
+		d.count(err)
+		if err == nil {
+			log.Info("trino state change requested", zap.String("state", state))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var se *StatusError
+		switch {
+		case errors.As(err, &se) && se.Forbidden():
+			log.Error("trino refused the state change: the worker's access control must allow this user to write system information "+
+				"(file-based rules: {\"system_information\":[{\"user\":\"<user>\",\"allow\":[\"read\",\"write\"]}]}); retrying until the deadline",
+				zap.String("user", d.c.user), zap.Int("status", se.Code), zap.String("body", se.Body))
+		case errors.As(err, &se) && se.Code == 503:
+			log.Info("trino worker is not ready; retrying", zap.String("body", se.Body))
+		case errors.As(err, &se) && (se.Code == 400 || se.Code == 422 || se.Code == 500):
+			return fmt.Errorf("%w: %w", errUnsupported, err)
+		case errors.Is(err, ErrNotRunning):
+			if refusedSince.IsZero() {
+				refusedSince = time.Now()
+			}
+			if time.Since(refusedSince) >= d.opts.NotRunningWindow {
+				return err
+			}
+		default:
+			log.Warn("state change failed; retrying", zap.Error(err))
+		}
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, d.opts.MaxBackoff)
+	}
+}
+
+// wait polls the worker until it reaches DRAINED (target DRAINING) or its
+// process is gone.
+func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Outcome, error) {
+	lastState, lastTasks, refused := "", -1, 0
+	tasksKnown := true
+	for {
+		state, err := d.c.State(ctx)
+		d.count(err)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		switch {
+		case errors.Is(err, ErrNotRunning):
+			// Two refused polls in a row: the process has exited (after
+			// SHUTTING_DOWN), or crashed; either way nothing is left to drain.
+			refused++
+			if refused >= 2 {
+				log.Info("trino worker process is gone")
+				d.opts.Recorder.TrinoState("GONE")
+				return OutcomeExited, nil
+			}
+		case err != nil:
+			refused = 0
+			log.Warn("cannot read trino state; retrying", zap.Error(err))
+		default:
+			refused = 0
+			if state != lastState {
+				log.Info("trino worker state", zap.String("state", state), zap.String("previous", lastState))
+				d.opts.Recorder.TrinoState(state)
+				lastState = state
+			}
+			if target == StateDraining && state == StateDrained {
+				d.opts.Recorder.TrinoTasks(0)
+				return OutcomeDrained, nil
+			}
+			if state == StateActive {
+				// Reactivated by someone, or restarted after an exit
+				// (Restart=always on the Trino unit): ask again.
+				log.Warn("trino worker is ACTIVE again during the drain; requesting the state change again "+
+					"(if the worker restarted, its systemd unit should use Restart=on-failure)", zap.String("state", target))
+				if err := d.request(ctx, log, target); err != nil {
+					if errors.Is(err, ErrNotRunning) {
+						return OutcomeExited, nil
+					}
+					return "", err
+				}
+			}
+		}
+		if tasksKnown && err == nil {
+			n, ok, terr := d.c.ActiveTasks(ctx)
+			switch {
+			case terr != nil:
+				var se *StatusError
+				if errors.As(terr, &se) && se.Code/100 == 4 {
+					tasksKnown = false // not allowed or not there: stop asking
+					log.Info("worker's task count is not readable; relying on its state", zap.Error(terr))
+				}
+			case !ok:
+				tasksKnown = false
+			case n != lastTasks:
+				log.Info("trino worker active tasks", zap.Int("active_tasks", n))
+				d.opts.Recorder.TrinoTasks(n)
+				lastTasks = n
+			}
+		}
+		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
+			return "", err
+		}
+	}
+}
+
+func (d *Drainer) count(err error) {
+	var se *StatusError
+	switch {
+	case err == nil:
+		d.opts.Recorder.TrinoRequest("ok")
+	case errors.Is(err, ErrNotRunning):
+		d.opts.Recorder.TrinoRequest("not-running")
+	case errors.As(err, &se) && se.Forbidden():
+		d.opts.Recorder.TrinoRequest("forbidden")
+	case errors.Is(err, context.Canceled):
+	default:
+		d.opts.Recorder.TrinoRequest("error")
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) TrinoState(string)   {}
+func (nopRecorder) TrinoTasks(int)      {}
+func (nopRecorder) TrinoRequest(string) {}
