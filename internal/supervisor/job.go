@@ -221,7 +221,7 @@ func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 		log.Warn("no trino worker is running here; nothing to drain")
 		return ReasonNotRunning
 	case trinoadmin.OutcomeCoordinator:
-		log.Error("the configured trino url points at a coordinator, which cannot be drained; "+
+		log.Error("the configured trino url points at a coordinator, which cannot be drained; " +
 			"install scaledownd on workers only (or point trino.url at the local worker). Completing at once: there is nothing a drain can save")
 		return ReasonCoordinator
 	}
