@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+)
+
+// binary is the daemon built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "scaledownd-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "scaledownd")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runBinary runs the daemon binary with args and a clean SCALEDOWND_ environment.
+func runBinary(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
+			out = append(out, kv)
+		}
+	}
+	return append(out, config.EnvPrefix+"CONFIG_FILE="+os.DevNull)
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := runBinary(t, nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "scaledownd ") {
+		t.Fatalf("version: code %d, output %q", code, out)
+	}
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"run", "-h"}} {
+		out, _, code := runBinary(t, nil, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		for _, s := range config.Settings() {
+			if !strings.Contains(out, s.Flag) || !strings.Contains(out, s.Env) {
+				t.Fatalf("%v: help lacks %s / %s", args, s.Flag, s.Env)
+			}
+		}
+	}
+}
+
+func TestConfigPrintRedactsSecrets(t *testing.T) {
+	out, errOut, code := runBinary(t, []string{"SCALEDOWND_TRINO_PASSWORD=correct-horse-battery"},
+		"config", "print", "--trino.url=https://127.0.0.1:8443", "--trino.strategy=drain")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out+errOut, "correct-horse") {
+		t.Fatal("config print leaks the password")
+	}
+	for _, want := range []string{"password: <redacted>", "strategy: drain", "url: https://127.0.0.1:8443"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("config print lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestInvalidConfigNamesTheKey(t *testing.T) {
+	_, errOut, code := runBinary(t, []string{"SCALEDOWND_TRINO_STRATEGY=yolo"}, "config", "print", "--aws.wait-time=1m")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+	for _, want := range []string{"trino.strategy", "aws.wait-time"} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("error output lacks %q: %s", want, errOut)
+		}
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if _, _, code := runBinary(t, nil, "frobnicate"); code != 2 {
+		t.Fatalf("exit %d, want 2", code)
+	}
+}
+
+// TestSIGTERMStopsWithinFiveSeconds runs the real binary idle (no queue)
+// and stops it with SIGTERM.
+func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
+	cmd := exec.Command(binary, "--aws.instance-id=i-0123456789abcdef0", "--aws.region=us-east-1",
+		"--listen-address=127.0.0.1:0", "--state-dir="+t.TempDir())
+	cmd.Env = cleanEnv()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan map[string]any, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil {
+				lines <- rec
+			}
+		}
+		close(lines)
+	}()
+	deadline := time.After(20 * time.Second)
+	for idle := false; !idle; {
+		select {
+		case rec, ok := <-lines:
+			if !ok {
+				t.Fatal("daemon exited early")
+			}
+			msg, _ := rec["msg"].(string)
+			idle = strings.Contains(msg, "graceful scale-down handler is not running")
+		case <-deadline:
+			t.Fatal("daemon did not reach idle")
+		}
+	}
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+		if took := time.Since(sent); took > 5*time.Second {
+			t.Fatalf("took %s to stop", took)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running 5 s after SIGTERM")
+	}
+}
