@@ -177,3 +177,13 @@ func TestSettingsNamesAreConsistent(t *testing.T) {
 		t.Errorf("EnvName = %s", EnvName("trino.password-file"))
 	}
 }
+
+func TestReadmeDocumentsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := MarkdownTable(); !strings.Contains(string(readme), want) {
+		t.Fatalf("README.md's configuration table is out of date; replace it with:\n\n%s", want)
+	}
+}

@@ -27,11 +27,14 @@ type Identity struct {
 }
 
 // newIMDS returns an IMDSv2-only client: without a token there is no
-// fallback to IMDSv1.
+// fallback to IMDSv1. It is enabled explicitly: AWS_EC2_METADATA_DISABLED
+// keeps the SDK's credential chain away from IMDS, but the daemon asks it
+// only for what the configuration leaves out.
 func newIMDS(cfg config.Config) *imds.Client {
 	return imds.New(imds.Options{
-		Endpoint:       cfg.AWS.IMDSEndpoint,
-		EnableFallback: aws.FalseTernary,
+		Endpoint:          cfg.AWS.IMDSEndpoint,
+		EnableFallback:    aws.FalseTernary,
+		ClientEnableState: imds.ClientEnabled,
 	})
 }
 

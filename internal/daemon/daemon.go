@@ -159,6 +159,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	health.SetReady("queue", "")
 	log.Info("scaledownd ready: polling the lifecycle queue", zap.String("queue_url", cfg.AWS.QueueURL))
 	notifyReady(log, "polling the lifecycle queue")
+	watchdogDone := make(chan struct{})
+	go func() { watchdog(runCtx, health, log); close(watchdogDone) }()
+	defer func() { <-watchdogDone }()
 	if opts.Ready != nil {
 		opts.Ready(srv.Addr())
 	}
@@ -184,6 +187,7 @@ func idle(ctx context.Context, log *zap.Logger, health *server.Health, opts Opti
 	if opts.Ready != nil {
 		opts.Ready(addr)
 	}
+	watchdog(ctx, health, log)
 	<-ctx.Done()
 	return nil
 }

@@ -104,11 +104,20 @@ func (j *job) run(ctx context.Context) {
 	// The keeper heartbeats from now until completion; its context ends
 	// whichever way the job ends, so no heartbeat loop outlives the action.
 	keepCtx, stopKeeper := context.WithCancel(ctx)
-	defer stopKeeper()
 	keeper := lifecycle.NewKeeper(j.heartbeater(), act, plan.HeartbeatInterval, s.opts.Retry)
 	keeper.OnHeartbeat = func(err error) { j.onHeartbeat(keepCtx, err, plan.HeartbeatInterval) }
 	keeperDone := make(chan error, 1)
-	go func() { keeperDone <- keeper.Run(keepCtx) }()
+	keeperExited := make(chan struct{})
+	go func() {
+		defer close(keeperExited)
+		keeperDone <- keeper.Run(keepCtx)
+	}()
+	// The job never returns while its keeper runs: no heartbeat or
+	// visibility change may follow the end of the action.
+	defer func() {
+		stopKeeper()
+		<-keeperExited
+	}()
 
 	drainCtx, stopDrain := context.WithDeadline(ctx, plan.Deadline)
 	defer stopDrain()
@@ -170,6 +179,7 @@ func (j *job) run(ctx context.Context) {
 	if s.opts.DryRun {
 		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", lifecycle.ResultContinue), zap.String("reason", reason))
 		s.opts.Recorder.ActionCompleted("dry-run", reason)
+		j.ack(ctx)
 		return
 	}
 	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
@@ -253,8 +263,9 @@ func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration
 	}
 }
 
-// ack deletes every message that carried the action.
+// ack marks the action finished and deletes every message that carried it.
 func (j *job) ack(ctx context.Context) {
+	j.s.forget(j.key, true)
 	if j.s.opts.DryRun {
 		j.log().Info("dry run: would delete the lifecycle message")
 		return

@@ -135,7 +135,6 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 	defer wg.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	finished := make(chan string)
 	for {
 		if progress != nil {
 			progress()
@@ -144,25 +143,31 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case key := <-finished:
-			s.mu.Lock()
-			delete(s.jobs, key)
-			s.done[key] = s.opts.Clock.Now()
-			s.pruneDone()
-			s.mu.Unlock()
 		case d := <-in:
 			if j := s.accept(ctx, d); j != nil {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					j.run(ctx)
-					select {
-					case finished <- j.key:
-					case <-ctx.Done():
-					}
+					s.forget(j.key, false) // whatever way run ended
 				}()
 			}
 		}
+	}
+}
+
+// forget removes a job. With finished, its key is remembered as done, so
+// later deliveries of the action are deleted instead of drained again. The
+// job calls it before deleting its messages: a delivery that arrives after
+// that is handled as a redelivery, never attached to a job whose messages
+// are already gone.
+func (s *Supervisor) forget(key string, finished bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, key)
+	if finished {
+		s.done[key] = s.opts.Clock.Now()
+		s.pruneDone()
 	}
 }
 

@@ -163,7 +163,7 @@ func (d *Drainer) Drain(ctx context.Context, log *zap.Logger) (Result, error) {
 		joined = true
 	}
 	if joined {
-		log.Info("trino worker is already leaving service; waiting for it", zap.String("state", current))
+		log.Info("trino worker is already leaving service; waiting for it", zap.String("trino_state", current))
 	} else if err := d.request(ctx, log, target); err != nil {
 		switch {
 		case errors.Is(err, ErrNotRunning):
@@ -273,7 +273,7 @@ var errUnsupported = errors.New("state change rejected by the worker")
 // ctx ends; a rejected state is returned as errUnsupported.
 func (d *Drainer) request(ctx context.Context, log *zap.Logger, state string) error {
 	if d.opts.DryRun {
-		log.Info("dry run: would request trino state", zap.String("state", state))
+		log.Info("dry run: would request trino state", zap.String("trino_state", state))
 		return nil
 	}
 	backoff := d.opts.Backoff
@@ -282,7 +282,7 @@ func (d *Drainer) request(ctx context.Context, log *zap.Logger, state string) er
 		err := d.c.SetState(ctx, state)
 		d.count(err)
 		if err == nil {
-			log.Info("trino state change requested", zap.String("state", state))
+			log.Info("trino state change requested", zap.String("trino_state", state))
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -342,7 +342,7 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 		default:
 			refused = 0
 			if state != lastState {
-				log.Info("trino worker state", zap.String("state", state), zap.String("previous", lastState))
+				log.Info("trino worker state", zap.String("trino_state", state), zap.String("previous", lastState))
 				d.opts.Recorder.TrinoState(state)
 				lastState = state
 			}
@@ -354,7 +354,7 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 				// Reactivated by someone, or restarted after an exit
 				// (Restart=always on the Trino unit): ask again.
 				log.Warn("trino worker is ACTIVE again during the drain; requesting the state change again "+
-					"(if the worker restarted, its systemd unit should use Restart=on-failure)", zap.String("state", target))
+					"(if the worker restarted, its systemd unit should use Restart=on-failure)", zap.String("trino_state", target))
 				if err := d.request(ctx, log, target); err != nil {
 					if errors.Is(err, ErrNotRunning) {
 						return OutcomeExited, nil
