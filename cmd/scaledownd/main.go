@@ -23,6 +23,9 @@ import (
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/daemon"
 	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/internal/ops"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -35,10 +38,15 @@ func main() {
 const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Auto Scaling groups.
 
 Usage:
-  scaledownd [run] [flags]     run the daemon (the default)
-  scaledownd config print      print the effective configuration (secrets redacted)
-  scaledownd version           print the version
-  scaledownd help              show this help
+  scaledownd [run] [flags]           run the daemon (the default)
+  scaledownd check [--json]          preflight: IMDS, group, hook, queue, Trino, permission
+  scaledownd status [--json]         what the running daemon is doing
+  scaledownd drain [--wait] [--shutdown]
+                                     take the local worker out of service (maintenance)
+  scaledownd undrain                 return a DRAINING or DRAINED worker to ACTIVE
+  scaledownd config print            print the effective configuration (secrets redacted)
+  scaledownd version                 print the version
+  scaledownd help                    show this help
 
 Every flag can also be set in the config file (the dotted key as a YAML path)
 and in the environment (SCALEDOWND_ and the key in upper case, dots and
@@ -65,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 			fmt.Fprintln(stderr, "usage: scaledownd config print [flags]")
 			return 2
 		}
-		cfg, code := load(args[1:], stdout, stderr, getenv)
+		cfg, code := load(args[1:], stdout, stderr, getenv, nil)
 		if code != 0 {
 			return max(code, 0)
 		}
@@ -77,11 +85,13 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		_, _ = stdout.Write(out)
 		return 0
 	case "run":
-		cfg, code := load(args, stdout, stderr, getenv)
+		cfg, code := load(args, stdout, stderr, getenv, nil)
 		if code != 0 {
 			return max(code, 0)
 		}
 		return serve(cfg, stderr)
+	case "check", "status", "drain", "undrain":
+		return operate(cmd, args, stdout, stderr, getenv)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q; see scaledownd help\n", cmd)
 		return 2
@@ -104,8 +114,12 @@ func usage(fs *config.FlagSet) {
 const exitDone = -1
 
 // load parses flags and loads the configuration; a non-zero code means stop.
-func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) (config.Config, int) {
+// extra registers a command's own flags.
+func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), extra func(*flag.FlagSet)) (config.Config, int) {
 	fs := config.NewFlagSet("scaledownd", stderr)
+	if extra != nil {
+		extra(fs.FlagSet)
+	}
 	for _, a := range args {
 		if a == "-h" || a == "-help" || a == "--help" {
 			fs.SetOutput(stdout)
@@ -184,4 +198,86 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
 	return zap.New(core, zap.AddCaller()), nil
+}
+
+// operate runs an operator command.
+func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+	var asJSON, wait, shutdown bool
+	cfg, code := load(args, stdout, stderr, getenv, func(fs *flag.FlagSet) {
+		switch cmd {
+		case "check", "status":
+			fs.BoolVar(&asJSON, "json", false, "Print JSON for machines.")
+		case "drain":
+			fs.BoolVar(&wait, "wait", false, "Wait until the worker is DRAINED or has exited.")
+			fs.BoolVar(&shutdown, "shutdown", false, "Use SHUTTING_DOWN (the worker exits) instead of DRAINING.")
+		}
+	})
+	if code != 0 {
+		return max(code, 0)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch cmd {
+	case "status":
+		if err := ops.Status(ctx, stdout, cfg.Listen, asJSON); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	case "check":
+		checks := ops.RunChecks(ctx, cfg, checkDeps(ctx, cfg, log))
+		if err := ops.PrintChecks(stdout, checks, asJSON); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if ops.Failed(checks) {
+			return 1
+		}
+		return 0
+	}
+	tc, err := daemon.TrinoClient(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if cmd == "undrain" {
+		err = ops.Undrain(ctx, stdout, tc)
+	} else {
+		strategy := trinoadmin.Strategy(cfg.Trino.Strategy)
+		if shutdown {
+			strategy = trinoadmin.StrategyShutdown
+		}
+		err = ops.Drain(ctx, stdout, tc, strategy, wait, log)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// checkDeps builds what the preflight checks talk to, keeping failures as
+// check results rather than aborting.
+func checkDeps(ctx context.Context, cfg config.Config, log *zap.Logger) ops.Deps {
+	var d ops.Deps
+	id, err := daemon.Identify(ctx, cfg)
+	d.InstanceID, d.Region, d.IdentityErr = id.InstanceID, id.Region, err
+	if tc, err := daemon.TrinoClient(cfg); err == nil {
+		d.Trino = tc
+	}
+	if d.Region == "" {
+		return d
+	}
+	sq, as, err := daemon.Clients(ctx, cfg, d.Region, metrics.New(version), log)
+	if err != nil {
+		return d
+	}
+	d.Queue = sq
+	d.Actions = lifecycle.NewActions(as, cfg.AWS.CallTimeout)
+	return d
 }

@@ -10,14 +10,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/logging"
 	smithymiddleware "github.com/aws/smithy-go/middleware"
 	"go.uber.org/zap"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
 // Identity is who this instance is.
@@ -66,6 +69,17 @@ func resolveIdentity(ctx context.Context, cfg config.Config, log *zap.Logger, wa
 	}
 }
 
+// Identify resolves the identity once, without retrying: for preflight
+// checks.
+func Identify(ctx context.Context, cfg config.Config) (Identity, error) {
+	id := Identity{InstanceID: cfg.AWS.InstanceID, Region: cfg.AWS.Region}
+	if id.InstanceID != "" && id.Region != "" {
+		return id, nil
+	}
+	err := fillFromIMDS(ctx, newIMDS(cfg), &id)
+	return id, err
+}
+
 func fillFromIMDS(ctx context.Context, c *imds.Client, id *Identity) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -91,10 +105,38 @@ func fillFromIMDS(ctx context.Context, c *imds.Client, id *Identity) error {
 	return nil
 }
 
+// Clients builds the SQS and Auto Scaling clients as the daemon uses them.
+func Clients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics, log *zap.Logger) (*sqs.Client, *autoscaling.Client, error) {
+	return awsClients(ctx, cfg, region, m, log)
+}
+
+// TrinoClient builds the worker client from the configuration.
+func TrinoClient(cfg config.Config) (*trinoadmin.Client, error) {
+	password, err := cfg.TrinoPassword()
+	if err != nil {
+		return nil, err
+	}
+	c, err := trinoadmin.New(trinoadmin.Options{
+		URL: cfg.Trino.URL, User: cfg.Trino.User, Password: password, CAFile: cfg.Trino.CAFile,
+		InsecureSkipVerify: !cfg.Trino.TLSVerify, Timeout: cfg.Trino.RequestTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("trino client: %w", err)
+	}
+	return c, nil
+}
+
 // awsClients builds the SQS and Auto Scaling clients: the SDK's standard
 // retryer with the configured attempts, every call counted in metrics.
-func awsClients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics) (*sqs.Client, *autoscaling.Client, error) {
+func awsClients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics, log *zap.Logger) (*sqs.Client, *autoscaling.Client, error) {
+	sdkLog := log.With(zap.String("component", "aws-sdk"))
 	opts := []func(*awsconfig.LoadOptions) error{
+		// The instance role's credentials come from IMDS too: IMDSv2 only,
+		// never a silent fallback to IMDSv1.
+		awsconfig.WithEC2RoleCredentialOptions(func(o *ec2rolecreds.Options) { o.Client = newIMDS(cfg) }),
+		awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			sdkLog.Warn(fmt.Sprintf(format, v...), zap.String("classification", string(c)))
+		})),
 		awsconfig.WithRegion(region),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {

@@ -7,7 +7,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -70,22 +69,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	log = log.With(zap.String("instance_id", id.InstanceID))
 	log.Info("identity resolved", zap.String("region", id.Region))
 
-	password, err := cfg.TrinoPassword()
+	tc, err := TrinoClient(cfg)
 	if err != nil {
 		return err
-	}
-	tc, err := trinoadmin.New(trinoadmin.Options{
-		URL: cfg.Trino.URL, User: cfg.Trino.User, Password: password, CAFile: cfg.Trino.CAFile,
-		InsecureSkipVerify: !cfg.Trino.TLSVerify, Timeout: cfg.Trino.RequestTimeout,
-	})
-	if err != nil {
-		return fmt.Errorf("trino client: %w", err)
 	}
 	if !cfg.Trino.TLSVerify {
 		log.Warn("TLS verification of the trino worker is off (trino.tls-verify=false)")
 	}
 
-	sqsClient, asClient, err := awsClients(ctx, cfg, id.Region, m)
+	sqsClient, asClient, err := awsClients(ctx, cfg, id.Region, m, log)
 	if err != nil {
 		return err
 	}

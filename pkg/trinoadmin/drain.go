@@ -417,3 +417,17 @@ type nopRecorder struct{}
 func (nopRecorder) TrinoState(string)   {}
 func (nopRecorder) TrinoTasks(int)      {}
 func (nopRecorder) TrinoRequest(string) {}
+
+// PlannedPath names the path a drain of this worker would take, for
+// preflight checks: "DRAINING → DRAINED" or "SHUTTING_DOWN → exit".
+func PlannedPath(s Strategy, info Info) string {
+	major := info.Major()
+	switch {
+	case s == StrategyShutdown && !brokenShutdown(major):
+		return "SHUTTING_DOWN → exit"
+	case s == StrategyAuto && major > 0 && major < 468:
+		return "SHUTTING_DOWN → exit (no DRAINING before Trino 468)"
+	default:
+		return "DRAINING → DRAINED"
+	}
+}

@@ -1,0 +1,219 @@
+// Package ops holds the operator commands: `scaledownd check` (preflight
+// for AMI bakers and on-call), `status` (ask the running daemon), and
+// `drain` / `undrain` (maintenance without Auto Scaling).
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// Check is one preflight check's result.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Warn   bool   `json:"warning,omitempty"` // passed, but worth a look
+	Detail string `json:"detail"`
+}
+
+// QueueAPI is the SQS call check makes.
+type QueueAPI interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// Deps are what the checks talk to. Identity is resolved by the caller
+// (IMDS); a nil API skips the checks that need it with a failure.
+type Deps struct {
+	InstanceID, Region string
+	IdentityErr        error
+	Actions            *lifecycle.Actions
+	Queue              QueueAPI
+	Trino              *trinoadmin.Client
+}
+
+// RunChecks runs every preflight check in order.
+func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
+	var out []Check
+	add := func(c Check) { out = append(out, c) }
+
+	if d.IdentityErr != nil {
+		add(Check{Name: "identity", Detail: "instance metadata (IMDSv2): " + d.IdentityErr.Error()})
+	} else {
+		add(Check{Name: "identity", OK: true, Detail: fmt.Sprintf("instance %s in %s", d.InstanceID, d.Region)})
+	}
+
+	group := cfg.AWS.Group
+	if d.Actions != nil && d.InstanceID != "" {
+		m, err := d.Actions.MembershipOf(ctx, d.InstanceID)
+		switch {
+		case err != nil:
+			add(Check{Name: "asg-membership", Detail: err.Error()})
+		case m.Group == "":
+			add(Check{Name: "asg-membership", Detail: "instance is in no Auto Scaling group: the daemon will stay idle"})
+		case cfg.AWS.Group != "" && m.Group != cfg.AWS.Group:
+			add(Check{Name: "asg-membership", Detail: fmt.Sprintf("instance is in %s, but aws.asg-name is %s", m.Group, cfg.AWS.Group)})
+		default:
+			group = m.Group
+			add(Check{Name: "asg-membership", OK: true, Detail: fmt.Sprintf("%s (%s)", m.Group, m.State)})
+		}
+	}
+
+	if d.Actions != nil && group != "" {
+		add(hookCheck(ctx, cfg, d.Actions, group))
+	}
+
+	if cfg.AWS.QueueURL == "" {
+		add(Check{Name: "queue", Detail: "aws.queue-url is not set: the daemon will stay idle"})
+	} else if d.Queue != nil {
+		add(queueCheck(ctx, cfg, d.Queue))
+	}
+
+	if d.Trino != nil {
+		out = append(out, trinoChecks(ctx, cfg, d.Trino)...)
+	}
+	return out
+}
+
+func hookCheck(ctx context.Context, cfg config.Config, a *lifecycle.Actions, group string) Check {
+	name := cfg.AWS.Hook
+	if name == "" {
+		return Check{Name: "lifecycle-hook", OK: true, Warn: true,
+			Detail: "aws.hook-name is not set: every hook's messages for this instance are handled, and its timing is read per message"}
+	}
+	ht, err := a.HookTiming(ctx, group, name)
+	if err != nil {
+		return Check{Name: "lifecycle-hook", Detail: err.Error()}
+	}
+	limit := ht.GlobalTimeoutOf()
+	detail := fmt.Sprintf("%s: HeartbeatTimeout %s, heartbeats every %s, longest wait %s", name, ht.HeartbeatTimeout, ht.HeartbeatTimeout/2, limit)
+	if cfg.Lifecycle.MaxDrainTime > limit {
+		return Check{Name: "lifecycle-hook", OK: true, Warn: true,
+			Detail: detail + fmt.Sprintf("; lifecycle.max-drain-time %s exceeds it, so drains end at %s (raise HeartbeatTimeout to reach 48h)", cfg.Lifecycle.MaxDrainTime, limit)}
+	}
+	return Check{Name: "lifecycle-hook", OK: true, Detail: detail}
+}
+
+// redrivePolicy is the JSON of the queue's RedrivePolicy attribute.
+type redrivePolicy struct {
+	MaxReceiveCount json.Number `json:"maxReceiveCount"`
+	DeadLetterARN   string      `json:"deadLetterTargetArn"`
+}
+
+func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI) Check {
+	ctx, cancel := context.WithTimeout(ctx, cfg.AWS.CallTimeout)
+	defer cancel()
+	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(cfg.AWS.QueueURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn, sqstypes.QueueAttributeNameRedrivePolicy},
+	})
+	if err != nil {
+		return Check{Name: "queue", Detail: "queue not reachable: " + err.Error()}
+	}
+	detail := out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	if raw := out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]; raw != "" {
+		var rp redrivePolicy
+		if json.Unmarshal([]byte(raw), &rp) == nil {
+			detail += fmt.Sprintf("; dead-letter queue after %s receives: on a queue shared by N workers every worker receives "+
+				"and hands back the others' messages, so keep maxReceiveCount well above 5 × the group's MaxSize", rp.MaxReceiveCount)
+			return Check{Name: "queue", OK: true, Warn: true, Detail: detail}
+		}
+	}
+	return Check{Name: "queue", OK: true, Detail: detail}
+}
+
+func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) []Check {
+	ctx, cancel := context.WithTimeout(ctx, 3*cfg.Trino.RequestTimeout)
+	defer cancel()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return []Check{{Name: "trino", Detail: fmt.Sprintf("%s: %v", c.URL(), err)}}
+	}
+	if info.Coordinator {
+		return []Check{{Name: "trino", Detail: fmt.Sprintf("%s is a coordinator (Trino %s): scaledownd belongs on workers", c.URL(), info.Version)}}
+	}
+	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
+	checks := []Check{{Name: "trino", OK: true,
+		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, orUnknown(info.State), strategy)}}
+	checks = append(checks, permissionCheck(ctx, c, cfg.Trino.User))
+	return checks
+}
+
+// permissionCheck asks the worker to move to the state it is already in: a
+// no-op for Trino, but it passes through the same authentication and access
+// control as a real drain. 401/403 means the drain would be refused; a 400
+// (older releases reject ACTIVE → ACTIVE) still proves the user got through.
+func permissionCheck(ctx context.Context, c *trinoadmin.Client, user string) Check {
+	state, err := c.State(ctx)
+	if err != nil {
+		return Check{Name: "trino-permission", Detail: err.Error()}
+	}
+	if state != trinoadmin.StateActive {
+		return Check{Name: "trino-permission", OK: true, Warn: true, Detail: fmt.Sprintf("worker is %s; not probing", state)}
+	}
+	err = c.SetState(ctx, state)
+	var se *trinoadmin.StatusError
+	switch {
+	case err == nil, errors.As(err, &se) && se.Code == 400:
+		return Check{Name: "trino-permission", OK: true, Detail: fmt.Sprintf("user %s may change the node state", user)}
+	case errors.As(err, &se) && se.Forbidden():
+		return Check{Name: "trino-permission", Detail: fmt.Sprintf("user %s may not change the node state (HTTP %d): allow it to write system information in the worker's access control", user, se.Code)}
+	default:
+		return Check{Name: "trino-permission", Detail: err.Error()}
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// Failed reports whether any check failed.
+func Failed(checks []Check) bool {
+	for _, c := range checks {
+		if !c.OK {
+			return true
+		}
+	}
+	return false
+}
+
+// PrintChecks writes checks as a table, or as JSON.
+func PrintChecks(w io.Writer, checks []Check, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			OK     bool    `json:"ok"`
+			Checks []Check `json:"checks"`
+			At     string  `json:"at"`
+		}{!Failed(checks), checks, time.Now().UTC().Format(time.RFC3339)})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range checks {
+		mark := "ok"
+		switch {
+		case !c.OK:
+			mark = "FAIL"
+		case c.Warn:
+			mark = "warn"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", mark, c.Name, strings.ReplaceAll(c.Detail, "\n", " "))
+	}
+	return tw.Flush()
+}

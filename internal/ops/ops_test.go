@@ -1,0 +1,165 @@
+package ops_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/scaledownd/scaledownd/internal/daemon"
+	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/internal/ops"
+	"github.com/scaledownd/scaledownd/internal/testenv"
+	"github.com/scaledownd/scaledownd/internal/testpeers"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+func TestMain(m *testing.M) {
+	testenv.HermeticAWS()
+	os.Exit(m.Run())
+}
+
+func deps(t *testing.T, env *testenv.Env) ops.Deps {
+	t.Helper()
+	cfg := env.Config(env.Instance)
+	sq, as, err := daemon.Clients(context.Background(), cfg, cfg.AWS.Region, metrics.New("test"), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := daemon.TrinoClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ops.Deps{InstanceID: env.Instance, Region: cfg.AWS.Region, Actions: lifecycle.NewActions(as, time.Second), Queue: sq, Trino: tc}
+}
+
+func byName(checks []ops.Check) map[string]ops.Check {
+	m := map[string]ops.Check{}
+	for _, c := range checks {
+		m[c.Name] = c
+	}
+	return m
+}
+
+func TestCheckAllGood(t *testing.T) {
+	env, err := testenv.New(testenv.Options{HeartbeatTimeout: 600 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	cfg := env.Config(env.Instance)
+	cfg.AWS.Hook = testenv.Hook
+	checks := ops.RunChecks(context.Background(), cfg, deps(t, env))
+	if ops.Failed(checks) {
+		var b bytes.Buffer
+		_ = ops.PrintChecks(&b, checks, false)
+		t.Fatalf("checks failed:\n%s", b.String())
+	}
+	got := byName(checks)
+	for _, name := range []string{"identity", "asg-membership", "lifecycle-hook", "queue", "trino", "trino-permission"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("no %s check", name)
+		}
+	}
+	if !strings.Contains(got["trino"].Detail, "DRAINING → DRAINED") || !strings.Contains(got["trino"].Detail, "476") {
+		t.Errorf("trino check = %q", got["trino"].Detail)
+	}
+	// The permission probe must not change the worker's state.
+	if env.Trino.State() != "ACTIVE" {
+		t.Fatalf("worker is %s after check", env.Trino.State())
+	}
+	var b bytes.Buffer
+	if err := ops.PrintChecks(&b, checks, true); err != nil {
+		t.Fatal(err)
+	}
+	var parsed struct {
+		OK     bool        `json:"ok"`
+		Checks []ops.Check `json:"checks"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &parsed); err != nil || !parsed.OK || len(parsed.Checks) != len(checks) {
+		t.Fatalf("json output %s (%v)", b.String(), err)
+	}
+}
+
+func TestCheckFindsProblems(t *testing.T) {
+	env, err := testenv.New(testenv.Options{Trino: testpeers.TrinoOptions{WriteUsers: []string{"someone-else"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	cfg := env.Config(env.Instance)
+	cfg.AWS.Hook = "no-such-hook"
+	got := byName(ops.RunChecks(context.Background(), cfg, deps(t, env)))
+	if c := got["trino-permission"]; c.OK || !strings.Contains(c.Detail, "write system information") {
+		t.Errorf("permission check = %+v, want a failure naming the fix", c)
+	}
+	if c := got["lifecycle-hook"]; c.OK {
+		t.Errorf("hook check passed for a missing hook: %+v", c)
+	}
+}
+
+func TestDrainAndUndrain(t *testing.T) {
+	w := testpeers.NewTrino(testpeers.TrinoOptions{GracePeriod: 50 * time.Millisecond})
+	defer w.Close()
+	c, err := trinoadmin.New(trinoadmin.Options{URL: w.URL(), User: "scaledownd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	ctx := context.Background()
+	if err := ops.Drain(ctx, &out, c, trinoadmin.StrategyDrain, true, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if w.State() != "DRAINED" || !strings.Contains(out.String(), "drained") {
+		t.Fatalf("state %s, output %q", w.State(), out.String())
+	}
+	if err := ops.Undrain(ctx, &out, c); err != nil {
+		t.Fatal(err)
+	}
+	if w.State() != "ACTIVE" {
+		t.Fatalf("state %s after undrain", w.State())
+	}
+	if err := ops.Drain(ctx, &out, c, trinoadmin.StrategyAuto, false, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	if w.State() != "DRAINING" {
+		t.Fatalf("state %s after drain without --wait", w.State())
+	}
+}
+
+func TestStatusOfARunningDaemon(t *testing.T) {
+	env, err := testenv.New(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	finish := env.Trino.AddBlockedTask()
+	defer finish()
+	d, err := testenv.StartDaemon(context.Background(), env.Config(env.Instance), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(5 * time.Second)
+	token, msg := env.Terminate(env.Instance)
+	env.SQS.Send(env.QueueURL, msg.Direct())
+	var out bytes.Buffer
+	testpeers.Eventually(t, 10*time.Second, "status shows the drain", func() bool {
+		out.Reset()
+		return ops.Status(context.Background(), &out, d.Addr, false) == nil && strings.Contains(out.String(), "draining")
+	})
+	for _, want := range []string{"instance_id:  " + env.Instance, "token_prefix: " + token[:8], "asg:          " + testenv.Group} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), token) {
+		t.Error("status shows the whole token")
+	}
+}
