@@ -1,0 +1,1212 @@
+package testpeers
+
+// Fake Trino node (worker or coordinator) that speaks the node-state HTTP API
+// exactly as a real Trino 476 server was observed to (docs/trino-476-api.md),
+// with version switches for the older behaviours read from the released jars:
+//
+//   - 476+        NodeStateManager with versioned state (PR #25693 fix):
+//     SHUTTING_DOWN waits for tasks; coordinator checks before any change.
+//   - 474, 475    versioned state with the regression of issue #25690:
+//     SHUTTING_DOWN does not wait for tasks; the node exits one grace period
+//     after the PUT and the running tasks fail.
+//   - 468 … 473   NodeStateManager without versions: DRAINING/DRAINED exist
+//     (first shipped in 468, not 474); a PUT "DRAINING" on a coordinator
+//     changes its state before it answers 500; a stale drain can complete a
+//     newer drain early.
+//   - < 468       GracefulShutdownHandler: only ACTIVE/INACTIVE/SHUTTING_DOWN;
+//     DRAINING is an unknown enum value (400); PUT "ACTIVE" is always 400.
+//
+// Every package-level identifier here starts with Trino/trino so that the
+// other fakes of this package can never collide with it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+)
+
+// Trino node states as they appear on the wire (JSON strings without quotes).
+const (
+	TrinoActive       = "ACTIVE"
+	TrinoInactive     = "INACTIVE"
+	TrinoDraining     = "DRAINING"
+	TrinoDrained      = "DRAINED"
+	TrinoShuttingDown = "SHUTTING_DOWN"
+	// TrinoExited is a pseudo state recorded in StateHistory when the
+	// process ends (graceful exit or Crash). Trino never sends it.
+	TrinoExited = "EXITED"
+)
+
+// Wire texts observed on Trino 476 (see docs/trino-476-api.md).
+const (
+	TrinoMsgNoIdentity          = "Basic authentication or X-Trino-Original-User or X-Trino-User must be sent"
+	TrinoMsgPassword            = "Password not allowed for insecure authentication"
+	TrinoMsgForbidden           = "Error 403 Forbidden: Management only resource"
+	TrinoMsgStarting            = "Error 503 Service Unavailable: Trino server is still initializing"
+	TrinoMsgNotFound            = "Error 404 Not Found: HTTP 404 Not Found"
+	TrinoMetricTasks            = "trino_execution_executor_dedicated_name_ThreadPerDriverTaskExecutor_Tasks"
+	TrinoMetricFailedTasks      = "trino_execution_name_SqlTaskManager_FailedTasks"
+	TrinoContentTypeOpenMetrics = "application/openmetrics-text;charset=utf-8;version=1.0.0"
+)
+
+// TrinoDefaultGracePeriod is Trino's default shutdown.grace-period.
+const TrinoDefaultGracePeriod = 2 * time.Minute
+
+// TrinoOptions configures a fake Trino node. The zero value is a Trino 476
+// worker with the default 2 minute grace period: set GracePeriod in tests.
+type TrinoOptions struct {
+	// Version is nodeVersion.version, e.g. "476" (default), "475", "470",
+	// "443-e.3" (Starburst style). The leading number selects the behaviour.
+	Version string
+	// Coordinator makes the node a coordinator: PUT DRAINING/SHUTTING_DOWN
+	// answer 500 and /v1/info/coordinator answers 200.
+	Coordinator bool
+	// Environment is node.environment (default "test").
+	Environment string
+	// NodeID is node.id (default "worker-1", or "coordinator").
+	NodeID string
+	// GracePeriod is shutdown.grace-period; zero means Trino's default (2m).
+	GracePeriod time.Duration
+	// WriteUsers may PUT /v1/info/state (system information write);
+	// default {"scaledownd"}. Everybody authenticated may read (/metrics).
+	WriteUsers []string
+	// StartupDelay keeps the node "starting" after (re)start: /v1/info says
+	// "starting":true and management endpoints (PUT state, /metrics) answer
+	// 503 "Trino server is still initializing"; public GETs answer normally.
+	StartupDelay time.Duration
+	// Addr is the listen address (default "127.0.0.1:0").
+	Addr string
+	// Now is the clock for StateHistory, Requests and uptime (default time.Now).
+	// Timers (grace periods, tasks) always run on real time.
+	Now func() time.Time
+}
+
+// TrinoRequest is one HTTP request the fake received.
+type TrinoRequest struct {
+	At          time.Time
+	Method      string
+	Path        string
+	RawQuery    string
+	ContentType string
+	// User is the identity the request carried (X-Trino-User, or the Basic
+	// user name), empty if none.
+	User string
+	Body string
+	// Status is the answer; 0 if none was sent (hung request or node died).
+	Status int
+}
+
+// TrinoStateChange is one entry of the node's state history.
+type TrinoStateChange struct {
+	State string
+	At    time.Time
+}
+
+// trinoGen is the behaviour generation selected by the version.
+type trinoGen int
+
+const (
+	trinoGenLegacy      trinoGen = iota // < 468: GracefulShutdownHandler
+	trinoGenUnversioned                 // 468 … 473: NodeStateManager, no versions
+	trinoGenRegression                  // 474, 475: versioned, SHUTTING_DOWN does not wait
+	trinoGenCurrent                     // 476+
+)
+
+func trinoGenFor(version string) (trinoGen, int) {
+	n := 0
+	for _, r := range version {
+		if r < '0' || r > '9' {
+			break
+		}
+		n = n*10 + int(r-'0')
+	}
+	switch {
+	case n == 0: // unparsable: behave like the newest known
+		return trinoGenCurrent, n
+	case n < 468:
+		return trinoGenLegacy, n
+	case n < 474:
+		return trinoGenUnversioned, n
+	case n < 476:
+		return trinoGenRegression, n
+	}
+	return trinoGenCurrent, n
+}
+
+type trinoTaskState int
+
+const (
+	trinoTaskRunning trinoTaskState = iota
+	trinoTaskFinished
+	trinoTaskFailed
+)
+
+type trinoTask struct {
+	id      string
+	queryID string
+	state   trinoTaskState
+}
+
+// trinoProc is one incarnation of the Trino process.
+type trinoProc struct {
+	srv       *http.Server
+	ln        net.Listener
+	exited    chan struct{}
+	dead      bool
+	startedAt time.Time // real time, for StartupDelay
+	bootAt    time.Time // Now(), for uptime
+
+	state string
+	ver   int64 // version of the current VersionedState (474+)
+	// legacy (< 468)
+	shutdownRequested bool
+
+	created, failed int // per-process counters (/metrics)
+
+	// single-threaded executors of NodeStateManager: drain-handler and
+	// shutdown-handler. Jobs run one at a time per executor.
+	drainExec, shutdownExec sync.Mutex
+}
+
+// TrinoWorker is a fake Trino node. Safe for concurrent use.
+type TrinoWorker struct {
+	opts     TrinoOptions
+	gen      trinoGen
+	major    int
+	grace    time.Duration
+	now      func() time.Time
+	addr     string
+	writeSet map[string]bool
+
+	mu       sync.Mutex
+	proc     *trinoProc
+	verSeq   int64
+	tasks    map[string]*trinoTask
+	taskSeq  int
+	failed   int // cumulative over all incarnations
+	changed  chan struct{}
+	hang     bool
+	unhang   chan struct{}
+	requests []TrinoRequest
+	history  []TrinoStateChange
+	closed   bool
+}
+
+// NewTrino starts a fake Trino node on loopback. It panics if it cannot listen.
+func NewTrino(opts TrinoOptions) *TrinoWorker {
+	if opts.Version == "" {
+		opts.Version = "476"
+	}
+	if opts.Environment == "" {
+		opts.Environment = "test"
+	}
+	if opts.NodeID == "" {
+		opts.NodeID = "worker-1"
+		if opts.Coordinator {
+			opts.NodeID = "coordinator"
+		}
+	}
+	if opts.WriteUsers == nil {
+		opts.WriteUsers = []string{"scaledownd"}
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	w := &TrinoWorker{
+		opts:     opts,
+		grace:    opts.GracePeriod,
+		now:      opts.Now,
+		tasks:    map[string]*trinoTask{},
+		changed:  make(chan struct{}),
+		unhang:   make(chan struct{}),
+		writeSet: map[string]bool{},
+	}
+	if w.grace <= 0 {
+		w.grace = TrinoDefaultGracePeriod
+	}
+	w.gen, w.major = trinoGenFor(opts.Version)
+	for _, u := range opts.WriteUsers {
+		w.writeSet[u] = true
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		panic(fmt.Sprintf("testpeers: trino: listen %s: %v", opts.Addr, err))
+	}
+	w.addr = ln.Addr().String()
+	w.mu.Lock()
+	w.startLocked(ln)
+	w.mu.Unlock()
+	return w
+}
+
+func (w *TrinoWorker) startLocked(ln net.Listener) {
+	p := &trinoProc{
+		ln:        ln,
+		exited:    make(chan struct{}),
+		startedAt: time.Now(),
+		bootAt:    w.now(),
+		state:     TrinoActive,
+	}
+	w.verSeq++
+	p.ver = w.verSeq
+	p.srv = &http.Server{
+		Handler:           http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { w.serve(p, rw, r) }),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	w.proc = p
+	w.history = append(w.history, TrinoStateChange{State: TrinoActive, At: p.bootAt})
+	w.broadcastLocked()
+	go func() { _ = p.srv.Serve(ln) }()
+}
+
+// URL is the node's base URL, e.g. http://127.0.0.1:41234.
+func (w *TrinoWorker) URL() string { return "http://" + w.addr }
+
+// Addr is the node's host:port.
+func (w *TrinoWorker) Addr() string { return w.addr }
+
+// Close stops the node for good (like Crash, without recording history).
+func (w *TrinoWorker) Close() {
+	w.mu.Lock()
+	w.closed = true
+	p := w.proc
+	w.mu.Unlock()
+	w.kill(p, false, "")
+	w.Hang(false)
+}
+
+// State is the node's current state (what GET /v1/info/state would say),
+// or TrinoExited if the process has ended.
+func (w *TrinoWorker) State() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.proc.dead {
+		return TrinoExited
+	}
+	return w.visibleStateLocked(w.proc)
+}
+
+// Exited is closed when the current process ends (graceful exit, Crash or
+// Close): from then on connections are refused. After Restart it returns
+// the new process's channel.
+func (w *TrinoWorker) Exited() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.proc.exited
+}
+
+// AddTask adds a task that runs on the node and finishes after d. On a node
+// whose process has ended the task fails at once.
+func (w *TrinoWorker) AddTask(d time.Duration) {
+	time.AfterFunc(d, w.AddBlockedTask())
+}
+
+// AddBlockedTask adds a task that runs until finish is called (idempotent).
+func (w *TrinoWorker) AddBlockedTask() (finish func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.taskSeq++
+	qid := fmt.Sprintf("%s_%05d_fake%d", w.now().UTC().Format("20060102_150405"), w.taskSeq, w.major%100)
+	t := &trinoTask{id: qid + ".1.0.0", queryID: qid, state: trinoTaskRunning}
+	w.tasks[t.id] = t
+	if w.proc.dead {
+		t.state = trinoTaskFailed
+		w.failed++
+	} else {
+		w.proc.created++
+	}
+	w.broadcastLocked()
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if t.state == trinoTaskRunning {
+			t.state = trinoTaskFinished
+			w.broadcastLocked()
+		}
+	}
+}
+
+// ActiveTasks is the number of running tasks.
+func (w *TrinoWorker) ActiveTasks() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.runningLocked()
+}
+
+// FailedTasks is the number of tasks failed because the process ended
+// (graceful exit with tasks left, Crash, Close), over all incarnations.
+func (w *TrinoWorker) FailedTasks() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
+
+// Crash kills the process abruptly: the listener and every connection are
+// closed at once and running tasks fail.
+func (w *TrinoWorker) Crash() {
+	w.mu.Lock()
+	p := w.proc
+	w.mu.Unlock()
+	w.kill(p, false, TrinoExited)
+}
+
+// Restart starts a new process on the same address (after Crash or a
+// graceful exit; a running process is crashed first). It comes back ACTIVE,
+// starting for StartupDelay.
+func (w *TrinoWorker) Restart() {
+	w.Crash()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		ln, err = net.Listen("tcp", w.addr)
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("testpeers: trino: relisten %s: %v", w.addr, err))
+	}
+	w.startLocked(ln)
+}
+
+// Hang makes the node accept connections and requests but never answer
+// until the request's context ends (client gave up), or until Hang(false),
+// when the pending requests are served normally.
+func (w *TrinoWorker) Hang(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if on == w.hang {
+		return
+	}
+	w.hang = on
+	if !on {
+		close(w.unhang)
+		w.unhang = make(chan struct{})
+	}
+}
+
+// Requests returns a copy of the requests received so far.
+func (w *TrinoWorker) Requests() []TrinoRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.requests)
+}
+
+// StateHistory returns the states the node went through, starting with
+// ACTIVE at (re)start; TrinoExited marks the end of a process.
+func (w *TrinoWorker) StateHistory() []TrinoStateChange {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.history)
+}
+
+// WaitState blocks until the node reaches state (or TrinoExited) or ctx ends.
+func (w *TrinoWorker) WaitState(ctx context.Context, state string) error {
+	for {
+		w.mu.Lock()
+		cur := TrinoExited
+		if !w.proc.dead {
+			cur = w.visibleStateLocked(w.proc)
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		if cur == state {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("trino fake: state %s, waiting for %s: %w", cur, state, ctx.Err())
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// state machine
+
+func (w *TrinoWorker) broadcastLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+func (w *TrinoWorker) runningLocked() int {
+	n := 0
+	for _, t := range w.tasks {
+		if t.state == trinoTaskRunning {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *TrinoWorker) visibleStateLocked(p *trinoProc) string {
+	if w.gen == trinoGenLegacy {
+		if p.shutdownRequested {
+			return TrinoShuttingDown
+		}
+		return TrinoActive
+	}
+	return p.state
+}
+
+func (w *TrinoWorker) setStateLocked(p *trinoProc, state string) {
+	w.verSeq++
+	p.ver = w.verSeq
+	if p.state != state {
+		w.history = append(w.history, TrinoStateChange{State: state, At: w.now()})
+	}
+	p.state = state
+	w.broadcastLocked()
+}
+
+// trinoExpect identifies the VersionedState a background job waits on.
+type trinoExpect struct {
+	state string
+	ver   int64
+}
+
+// stillLocked reports whether the job's expected state is still current:
+// by version from 474 on, by state name before.
+func (w *TrinoWorker) stillLocked(p *trinoProc, e trinoExpect) bool {
+	if p.dead {
+		return false
+	}
+	switch w.gen {
+	case trinoGenUnversioned:
+		return p.state == TrinoShuttingDown || p.state == TrinoDraining // isShuttingDownOrDraining
+	case trinoGenLegacy:
+		return true
+	}
+	return p.ver == e.ver
+}
+
+// trinoTransitionError is an outcome of a PUT other than 200.
+type trinoTransitionError struct {
+	status int
+	body   string
+}
+
+// transitionLocked mirrors NodeStateManager.transitionState (or the legacy
+// ServerInfoResource.updateState) for the node's generation.
+func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransitionError {
+	invalid := &trinoTransitionError{400, "Error 400 Bad Request: Invalid state transition to " + state}
+	if w.gen == trinoGenLegacy {
+		switch state {
+		case TrinoShuttingDown:
+			if w.opts.Coordinator {
+				return trinoUnsupported("Cannot shutdown coordinator", "GracefulShutdownHandler.requestShutdown(GracefulShutdownHandler.java:89)")
+			}
+			if p.shutdownRequested {
+				return nil
+			}
+			p.shutdownRequested = true
+			w.history = append(w.history, TrinoStateChange{State: TrinoShuttingDown, At: w.now()})
+			w.broadcastLocked()
+			w.schedule(p, &p.shutdownExec, w.grace, func() {
+				w.waitTasks(p, trinoExpect{}, false)
+				w.terminate(p)
+			})
+			return nil
+		default: // ACTIVE, INACTIVE: always 400, even when ACTIVE
+			return invalid
+		}
+	}
+
+	cur := trinoExpect{p.state, p.ver}
+	if cur.state == state {
+		return nil
+	}
+	switch state {
+	case TrinoActive:
+		if cur.state == TrinoDraining || cur.state == TrinoDrained {
+			w.setStateLocked(p, TrinoActive)
+			return nil
+		}
+		return invalid
+	case TrinoShuttingDown:
+		if w.gen == trinoGenCurrent && w.opts.Coordinator {
+			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.transitionState(NodeStateManager.java:220)")
+		}
+		if cur.state == TrinoDrained {
+			if w.opts.Coordinator { // requestTerminate check (< 476)
+				return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestTerminate(NodeStateManager.java)")
+			}
+			w.setStateLocked(p, TrinoShuttingDown)
+			w.schedule(p, &p.shutdownExec, 0, func() { w.terminate(p) })
+			return nil
+		}
+		if w.opts.Coordinator { // requestGracefulShutdown check before set (< 476)
+			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestGracefulShutdown(NodeStateManager.java)")
+		}
+		// 474/475 capture the expected state before the transition
+		// (issue #25690), so the shutdown job never waits for tasks.
+		expect := cur
+		w.setStateLocked(p, TrinoShuttingDown)
+		if w.gen != trinoGenRegression {
+			expect = trinoExpect{p.state, p.ver}
+		}
+		w.schedule(p, &p.shutdownExec, w.grace, func() {
+			w.waitTasks(p, expect, true)
+			w.terminate(p)
+		})
+		return nil
+	case TrinoDraining:
+		if w.gen == trinoGenCurrent && w.opts.Coordinator {
+			return trinoUnsupported("Cannot drain coordinator", "NodeStateManager.transitionState(NodeStateManager.java:233)")
+		}
+		if cur.state != TrinoActive {
+			return invalid
+		}
+		w.setStateLocked(p, TrinoDraining)
+		if w.opts.Coordinator { // requestDrain checks after the CAS (< 476): state stays DRAINING
+			return trinoUnsupported("Cannot drain coordinator", "NodeStateManager.requestDrain(NodeStateManager.java)")
+		}
+		expect := trinoExpect{p.state, p.ver}
+		w.schedule(p, &p.drainExec, w.grace, func() { w.drain(p, expect) })
+		return nil
+	}
+	return invalid // DRAINED, INACTIVE
+}
+
+func trinoUnsupported(msg, frame string) *trinoTransitionError {
+	return &trinoTransitionError{500, "java.lang.UnsupportedOperationException: " + msg +
+		"\n\tat io.trino.server." + frame +
+		"\n\tat io.trino.server.ServerInfoResource.updateState(ServerInfoResource.java:83)" + trinoStackTail}
+}
+
+// schedule runs job after delay on a single-threaded executor of process p.
+func (w *TrinoWorker) schedule(p *trinoProc, exec *sync.Mutex, delay time.Duration, job func()) {
+	go func() {
+		if !w.sleep(p, delay) {
+			return
+		}
+		exec.Lock()
+		defer exec.Unlock()
+		w.mu.Lock()
+		dead := p.dead
+		w.mu.Unlock()
+		if !dead {
+			job()
+		}
+	}()
+}
+
+// sleep waits d (uninterruptibly, like Trino) unless the process dies.
+func (w *TrinoWorker) sleep(p *trinoProc, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.exited:
+		return false
+	}
+}
+
+// waitTasks mirrors waitActiveTasksToFinish: while the expected state is
+// current, wait until no task is running (re-checked after every change, so
+// tasks added meanwhile are waited for too), then sleep one grace period if
+// the state is still the expected one.
+func (w *TrinoWorker) waitTasks(p *trinoProc, e trinoExpect, sleepAfter bool) {
+	for {
+		w.mu.Lock()
+		if !w.stillLocked(p, e) || w.runningLocked() == 0 {
+			w.mu.Unlock()
+			break
+		}
+		ch := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.exited:
+			return
+		}
+	}
+	w.mu.Lock()
+	still := w.stillLocked(p, e) || w.gen == trinoGenLegacy
+	w.mu.Unlock()
+	if still && (sleepAfter || w.gen == trinoGenLegacy) {
+		w.sleep(p, w.grace)
+	}
+}
+
+func (w *TrinoWorker) drain(p *trinoProc, e trinoExpect) {
+	w.mu.Lock()
+	start := !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == e.ver)
+	w.mu.Unlock()
+	if start {
+		w.waitTasks(p, e, true)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.dead || p.state != TrinoDraining {
+		return
+	}
+	if w.gen != trinoGenUnversioned && p.ver != e.ver {
+		return // "will not transition to DRAINED"
+	}
+	w.setStateLocked(p, TrinoDrained)
+}
+
+// terminate is the end of a graceful shutdown: the lifecycle stop closes the
+// HTTP server and fails the tasks still running, then the JVM exits 0.
+// (The real JVM lingers ~5 s more after failing tasks; the port is closed
+// from the start of the stop, which is what clients observe.)
+func (w *TrinoWorker) terminate(p *trinoProc) {
+	w.kill(p, true, TrinoExited)
+}
+
+func (w *TrinoWorker) kill(p *trinoProc, graceful bool, record string) {
+	w.mu.Lock()
+	if p.dead {
+		w.mu.Unlock()
+		return
+	}
+	p.dead = true
+	for _, t := range w.tasks {
+		if t.state == trinoTaskRunning {
+			t.state = trinoTaskFailed
+			w.failed++
+			p.failed++
+		}
+	}
+	if record != "" {
+		w.history = append(w.history, TrinoStateChange{State: record, At: w.now()})
+	}
+	w.broadcastLocked()
+	w.mu.Unlock()
+	if graceful {
+		// Let in-flight answers (e.g. the 200 to the PUT that triggered an
+		// immediate terminate) go out; new connections are refused at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_ = p.srv.Shutdown(ctx)
+		cancel()
+	}
+	_ = p.srv.Close()
+	close(p.exited)
+	w.mu.Lock()
+	w.broadcastLocked()
+	w.mu.Unlock()
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+type trinoRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *trinoRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *trinoRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (w *TrinoWorker) serve(p *trinoProc, rw http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	rec := TrinoRequest{
+		At:          w.now(),
+		Method:      r.Method,
+		Path:        r.URL.Path,
+		RawQuery:    r.URL.RawQuery,
+		ContentType: r.Header.Get("Content-Type"),
+		User:        trinoRequestUser(r),
+		Body:        string(body),
+	}
+	out := &trinoRecorder{ResponseWriter: rw}
+	defer func() {
+		rec.Status = out.status
+		w.mu.Lock()
+		w.requests = append(w.requests, rec)
+		w.mu.Unlock()
+	}()
+
+	w.mu.Lock()
+	hang, unhang := w.hang, w.unhang
+	w.mu.Unlock()
+	if hang {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-p.exited:
+			return
+		case <-unhang:
+		}
+	}
+	w.route(p, out, r, body)
+}
+
+func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Request, body []byte) {
+	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch r.URL.Path {
+	case "/v1/info":
+		if !get {
+			trinoMethodNotAllowed(rw, "GET,OPTIONS")
+			return
+		}
+		w.mu.Lock()
+		info := struct {
+			NodeVersion struct {
+				Version string `json:"version"`
+			} `json:"nodeVersion"`
+			Environment string `json:"environment"`
+			Coordinator bool   `json:"coordinator"`
+			Starting    bool   `json:"starting"`
+			Uptime      string `json:"uptime"`
+		}{Environment: w.opts.Environment, Coordinator: w.opts.Coordinator, Starting: w.startingLocked(p), Uptime: w.uptimeLocked(p)}
+		info.NodeVersion.Version = w.opts.Version
+		w.mu.Unlock()
+		trinoJSON(rw, info)
+	case "/v1/info/state":
+		switch {
+		case get:
+			w.mu.Lock()
+			s := w.visibleStateLocked(p)
+			w.mu.Unlock()
+			trinoJSON(rw, s)
+		case r.Method == http.MethodPut:
+			w.putState(p, rw, r, body)
+		default:
+			trinoMethodNotAllowed(rw, "GET,OPTIONS,PUT")
+		}
+	case "/v1/info/coordinator":
+		if !get {
+			trinoMethodNotAllowed(rw, "GET,OPTIONS")
+			return
+		}
+		if w.opts.Coordinator {
+			rw.WriteHeader(http.StatusOK)
+			return
+		}
+		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgNotFound)
+	case "/v1/status":
+		if !get {
+			trinoMethodNotAllowed(rw, "GET,HEAD,OPTIONS")
+			return
+		}
+		trinoJSON(rw, w.status(p))
+	case "/metrics":
+		if !get {
+			trinoMethodNotAllowed(rw, "GET,OPTIONS")
+			return
+		}
+		if _, ok := w.authenticate(rw, r); !ok {
+			return
+		}
+		w.mu.Lock()
+		starting := w.startingLocked(p)
+		w.mu.Unlock()
+		if starting {
+			trinoText(rw, http.StatusServiceUnavailable, "text/plain", TrinoMsgStarting)
+			return
+		}
+		// MANAGEMENT_READ: every authenticated user may read.
+		rw.Header().Set("Content-Type", TrinoContentTypeOpenMetrics)
+		_, _ = io.WriteString(rw, w.metrics(p, r.URL.Query()["name[]"]))
+	default:
+		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgNotFound)
+	}
+}
+
+func (w *TrinoWorker) startingLocked(p *trinoProc) bool {
+	return w.opts.StartupDelay > 0 && time.Since(p.startedAt) < w.opts.StartupDelay
+}
+
+func (w *TrinoWorker) uptimeLocked(p *trinoProc) string {
+	return TrinoDuration(w.now().Sub(p.bootAt))
+}
+
+// putState handles PUT /v1/info/state in the order observed on Trino 476:
+// media type (a present but unusable Content-Type: 400 or 415) →
+// authentication (401) → starting (503) → authorization (403) → body
+// (415 without Content-Type, 400/500 for bad JSON) → transition (200/400/500).
+func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Request, body []byte) {
+	mode := "json"
+	if cts, present := r.Header["Content-Type"]; !present {
+		mode = "absent" // JAX-RS matches; the body reader fails later
+	} else {
+		mt, _, err := mime.ParseMediaType(cts[0])
+		switch {
+		case err != nil || !strings.Contains(mt, "/"): // "", "garbage": unparsable
+			rw.WriteHeader(http.StatusBadRequest)
+			return
+		case mt == "*/*":
+			mode = "wildcard" // read as text by a String-constructor reader
+		case mt != "application/json":
+			rw.WriteHeader(http.StatusUnsupportedMediaType)
+			return
+		}
+	}
+	user, ok := w.authenticate(rw, r)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	starting := w.startingLocked(p)
+	w.mu.Unlock()
+	if starting {
+		trinoText(rw, http.StatusServiceUnavailable, "text/plain", TrinoMsgStarting)
+		return
+	}
+	if !w.writeSet[user] {
+		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
+		return
+	}
+	if empty := len(bytes.TrimSpace(body)) == 0; mode == "absent" && !empty {
+		rw.WriteHeader(http.StatusUnsupportedMediaType)
+		return
+	} else if mode == "wildcard" && !empty {
+		trinoText(rw, http.StatusInternalServerError, "text/plain", "java.lang.IllegalArgumentException: No enum constant io.trino.metadata.NodeState."+string(body)+
+			"\n\tat java.base/java.lang.Enum.valueOf(Enum.java:293)"+trinoStackTail)
+		return
+	}
+	state, perr := w.parseState(body)
+	if perr != nil {
+		trinoText(rw, perr.status, "text/plain", perr.body)
+		return
+	}
+	w.mu.Lock()
+	if p.dead { // the process went away under us
+		w.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	}
+	terr := w.transitionLocked(p, state)
+	w.mu.Unlock()
+	if terr != nil {
+		trinoText(rw, terr.status, "text/plain", terr.body)
+		return
+	}
+	rw.WriteHeader(http.StatusOK)
+}
+
+// authenticate is Trino's insecure authenticator plus the impersonation
+// check: X-Trino-User / X-Trino-Original-User or Basic with an empty
+// password. It writes the error answer itself.
+func (w *TrinoWorker) authenticate(rw http.ResponseWriter, r *http.Request) (string, bool) {
+	unauthorized := func(msg string) (string, bool) {
+		rw.Header().Set("WWW-Authenticate", `Basic realm="Trino"`)
+		trinoText(rw, http.StatusUnauthorized, "text/plain;charset=utf-8", msg)
+		return "", false
+	}
+	header := r.Header.Get("X-Trino-User")
+	if u, pw, ok := trinoBasic(r); ok {
+		if pw != "" {
+			return unauthorized(TrinoMsgPassword)
+		}
+		if u != "" {
+			if header != "" && header != u { // impersonation is denied
+				trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
+				return "", false
+			}
+			return u, true
+		}
+	}
+	if header != "" {
+		return header, true
+	}
+	if orig := r.Header.Get("X-Trino-Original-User"); orig != "" {
+		return orig, true
+	}
+	return unauthorized(TrinoMsgNoIdentity)
+}
+
+func trinoBasic(r *http.Request) (user, password string, ok bool) {
+	h := r.Header.Get("Authorization")
+	const prefix = "basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return "", "", false
+	}
+	user, password, ok = strings.Cut(string(raw), ":")
+	return user, password, ok
+}
+
+func trinoRequestUser(r *http.Request) string {
+	if u, _, ok := trinoBasic(r); ok && u != "" {
+		return u
+	}
+	if u := r.Header.Get("X-Trino-User"); u != "" {
+		return u
+	}
+	return r.Header.Get("X-Trino-Original-User")
+}
+
+// enumValues are the NodeState names in the order Jackson lists them in
+// its "not one of the values accepted" message (observed on 470 and 476;
+// computed for the 3-value enum), and in declaration (ordinal) order.
+func (w *TrinoWorker) enumValues() (listed, ordinal []string) {
+	if w.gen == trinoGenLegacy {
+		return []string{TrinoInactive, TrinoActive, TrinoShuttingDown},
+			[]string{TrinoActive, TrinoInactive, TrinoShuttingDown}
+	}
+	return []string{TrinoDraining, TrinoInactive, TrinoActive, TrinoShuttingDown, TrinoDrained},
+		[]string{TrinoActive, TrinoInactive, TrinoDraining, TrinoDrained, TrinoShuttingDown}
+}
+
+const trinoJacksonSource = "\n at [Source: (org.glassfish.jersey.message.internal.ReaderInterceptorExecutor$UnCloseableInputStream); line: 1, column: %d]" +
+	"\n\tat io.airlift.jaxrs.JsonMapper.readFrom(JsonMapper.java:55)" +
+	"\n\tat org.glassfish.jersey.message.internal.ReaderInterceptorExecutor$TerminalReaderInterceptor.invokeReadFrom(ReaderInterceptorExecutor.java:236)" +
+	"\n\tat org.glassfish.jersey.message.internal.ReaderInterceptorExecutor$TerminalReaderInterceptor.aroundReadFrom(ReaderInterceptorExecutor.java:215)" +
+	"\n\tat org.glassfish.jersey.message.internal.ReaderInterceptorExecutor.proceed(ReaderInterceptorExecutor.java:135)\n"
+
+const trinoStackTail = "\n\tat java.base/jdk.internal.reflect.DirectMethodHandleAccessor.invoke(DirectMethodHandleAccessor.java:104)" +
+	"\n\tat java.base/java.lang.reflect.Method.invoke(Method.java:565)" +
+	"\n\tat org.glassfish.jersey.server.model.internal.ResourceMethodInvocationHandlerFactory.lambda$static$0(ResourceMethodInvocationHandlerFactory.java:52)\n"
+
+// parseState mimics Jackson reading a NodeState from the body.
+func (w *TrinoWorker) parseState(body []byte) (string, *trinoTransitionError) {
+	const nodeState = "`io.trino.metadata.NodeState`"
+	jsonErr := func(kind, msg string, col int) *trinoTransitionError {
+		return &trinoTransitionError{400, "io.airlift.jaxrs.JsonParsingException: com.fasterxml.jackson." + kind + ": " + msg + fmt.Sprintf(trinoJacksonSource, col)}
+	}
+	listed, ordinal := w.enumValues()
+	s := bytes.TrimLeftFunc(body, unicode.IsSpace)
+	col := len(body) - len(s) + 1
+	if len(s) == 0 || bytes.HasPrefix(s, []byte("null")) && trinoTokenEnd(s) == 4 {
+		return "", &trinoTransitionError{500, "java.lang.NullPointerException: state is null" +
+			"\n\tat java.base/java.util.Objects.requireNonNull(Objects.java:246)" +
+			"\n\tat io.trino.server.ServerInfoResource.updateState(ServerInfoResource.java:80)" + trinoStackTail}
+	}
+	var state string
+	var rest []byte
+	switch c := s[0]; {
+	case c == '"':
+		dec := json.NewDecoder(bytes.NewReader(s))
+		var v string
+		if err := dec.Decode(&v); err != nil {
+			return "", jsonErr("core.JsonParseException", "Unexpected end-of-input: was expecting closing quote for a string value", col+len(s))
+		}
+		rest = s[dec.InputOffset():]
+		if !slices.Contains(ordinal, v) {
+			return "", jsonErr("databind.exc.InvalidFormatException",
+				fmt.Sprintf("Cannot deserialize value of type %s from String %q: not one of the values accepted for Enum class: [%s]", nodeState, v, strings.Join(listed, ", ")), col)
+		}
+		state = v
+	case c == '[' || c == '{':
+		kind := map[byte]string{'[': "Array value (token `JsonToken.START_ARRAY`)", '{': "Object value (token `JsonToken.START_OBJECT`)"}[c]
+		return "", jsonErr("databind.exc.MismatchedInputException", fmt.Sprintf("Cannot deserialize value of type %s from %s", nodeState, kind), col)
+	case c == '-' || c >= '0' && c <= '9':
+		end := trinoTokenEnd(s)
+		n, err := strconv.Atoi(string(s[:end]))
+		if err != nil || n < 0 || n >= len(ordinal) {
+			return "", jsonErr("databind.exc.InvalidFormatException",
+				fmt.Sprintf("Cannot deserialize value of type %s from number %s: index value outside legal index range [0..%d]", nodeState, s[:end], len(ordinal)-1), col)
+		}
+		state, rest = ordinal[n], s[end:]
+	default:
+		end := trinoTokenEnd(s)
+		if end == 0 {
+			end = 1
+		}
+		tok := string(s[:end])
+		if tok == "true" || tok == "false" {
+			return "", jsonErr("databind.exc.MismatchedInputException", fmt.Sprintf("Cannot deserialize value of type %s from Boolean value (token `JsonToken.VALUE_%s`)", nodeState, strings.ToUpper(tok)), col)
+		}
+		return "", jsonErr("core.JsonParseException", fmt.Sprintf("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')", tok), col+end)
+	}
+	if trailing := bytes.TrimLeftFunc(rest, unicode.IsSpace); len(trailing) > 0 {
+		at := len(body) - len(trailing) + 1
+		end := trinoTokenEnd(trailing)
+		if end == 0 {
+			end = 1
+		}
+		return "", jsonErr("core.JsonParseException", fmt.Sprintf("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')", trailing[:end]), at+end)
+	}
+	return state, nil
+}
+
+func trinoTokenEnd(s []byte) int {
+	for i, c := range s {
+		if !(c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return i
+		}
+	}
+	return len(s)
+}
+
+type trinoMemoryPool struct {
+	MaxBytes                         int64            `json:"maxBytes"`
+	ReservedBytes                    int64            `json:"reservedBytes"`
+	ReservedRevocableBytes           int64            `json:"reservedRevocableBytes"`
+	QueryMemoryReservations          map[string]int64 `json:"queryMemoryReservations"`
+	QueryMemoryAllocations           map[string][]any `json:"queryMemoryAllocations"`
+	QueryMemoryRevocableReservations map[string]int64 `json:"queryMemoryRevocableReservations"`
+	TaskMemoryReservations           map[string]int64 `json:"taskMemoryReservations"`
+	TaskMemoryRevocableReservations  map[string]int64 `json:"taskMemoryRevocableReservations"`
+	FreeBytes                        int64            `json:"freeBytes"`
+}
+
+func (w *TrinoWorker) status(p *trinoProc) any {
+	const maxBytes, perTask = 751619277, 1 << 20
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pool := trinoMemoryPool{
+		MaxBytes:                         maxBytes,
+		QueryMemoryReservations:          map[string]int64{},
+		QueryMemoryAllocations:           map[string][]any{},
+		QueryMemoryRevocableReservations: map[string]int64{},
+		TaskMemoryReservations:           map[string]int64{},
+		TaskMemoryRevocableReservations:  map[string]int64{},
+	}
+	for _, t := range w.tasks {
+		if t.state == trinoTaskRunning {
+			pool.ReservedBytes += perTask
+			pool.TaskMemoryReservations[t.id] = perTask
+			pool.QueryMemoryReservations[t.queryID] += perTask
+		}
+	}
+	pool.FreeBytes = maxBytes - pool.ReservedBytes
+	return struct {
+		NodeID      string `json:"nodeId"`
+		NodeVersion struct {
+			Version string `json:"version"`
+		} `json:"nodeVersion"`
+		Environment     string `json:"environment"`
+		Coordinator     bool   `json:"coordinator"`
+		Uptime          string `json:"uptime"`
+		ExternalAddress string `json:"externalAddress"`
+		InternalAddress string `json:"internalAddress"`
+		MemoryInfo      struct {
+			AvailableProcessors int             `json:"availableProcessors"`
+			Pool                trinoMemoryPool `json:"pool"`
+		} `json:"memoryInfo"`
+		Processors     int     `json:"processors"`
+		ProcessCPULoad float64 `json:"processCpuLoad"`
+		SystemCPULoad  float64 `json:"systemCpuLoad"`
+		HeapUsed       int64   `json:"heapUsed"`
+		HeapAvailable  int64   `json:"heapAvailable"`
+		NonHeapUsed    int64   `json:"nonHeapUsed"`
+	}{
+		NodeID: w.opts.NodeID,
+		NodeVersion: struct {
+			Version string `json:"version"`
+		}{w.opts.Version},
+		Environment:     w.opts.Environment,
+		Coordinator:     w.opts.Coordinator,
+		Uptime:          w.uptimeLocked(p),
+		ExternalAddress: "127.0.0.1",
+		InternalAddress: "127.0.0.1",
+		MemoryInfo: struct {
+			AvailableProcessors int             `json:"availableProcessors"`
+			Pool                trinoMemoryPool `json:"pool"`
+		}{2, pool},
+		Processors:    2,
+		HeapUsed:      153419776,
+		HeapAvailable: 1073741824,
+		NonHeapUsed:   127089896,
+	}
+}
+
+// metrics renders the OpenMetrics subset that matters for draining, in the
+// format airlift's /metrics uses (gauges as doubles, counters as integers).
+func (w *TrinoWorker) metrics(p *trinoProc, names []string) string {
+	w.mu.Lock()
+	running, tracked := w.runningLocked(), len(w.tasks)
+	created, failed := p.created, p.failed
+	w.mu.Unlock()
+	type metric struct{ name, typ, help, value string }
+	gauge := func(n int) string { return strconv.Itoa(n) + ".0" }
+	var ms []metric
+	if w.major == 0 || w.major >= 467 { // ThreadPerDriverTaskExecutor exports Tasks since 467
+		ms = append(ms,
+			metric{TrinoMetricTasks, "gauge", "", gauge(running)},
+			metric{"trino_execution_executor_dedicated_name_ThreadPerDriverTaskExecutor_TotalRunningSplits", "gauge", "", gauge(running)},
+		)
+	}
+	ms = append(ms,
+		metric{"trino_execution_name_SqlTaskManager_TrackedTasksCount", "gauge", "Tracked tasks count", gauge(tracked)},
+		metric{TrinoMetricFailedTasks, "counter", "Failed tasks counter", strconv.Itoa(failed)},
+		metric{"trino_execution_name_SqlTaskManager_CreatedTasks", "counter", "Created tasks counter", strconv.Itoa(created)},
+	)
+	var b strings.Builder
+	for _, m := range ms {
+		if len(names) > 0 && !slices.Contains(names, m.name) {
+			continue
+		}
+		fmt.Fprintf(&b, "# TYPE %s %s\n", m.name, m.typ)
+		if m.help != "" {
+			fmt.Fprintf(&b, "# HELP %s %s\n", m.name, m.help)
+		}
+		fmt.Fprintf(&b, "%s %s\n", m.name, m.value)
+	}
+	b.WriteString("# EOF\n")
+	return b.String()
+}
+
+func trinoJSON(rw http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("X-Content-Type-Options", "nosniff")
+	rw.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	rw.WriteHeader(http.StatusOK)
+	_, _ = rw.Write(b)
+}
+
+func trinoText(rw http.ResponseWriter, status int, contentType, body string) {
+	rw.Header().Set("Content-Type", contentType)
+	rw.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	rw.WriteHeader(status)
+	_, _ = io.WriteString(rw, body)
+}
+
+func trinoMethodNotAllowed(rw http.ResponseWriter, allow string) {
+	rw.Header().Set("Allow", allow)
+	rw.WriteHeader(http.StatusMethodNotAllowed)
+}
+
+// TrinoDuration formats d like airlift's Duration.toString(): the largest
+// unit whose value is at least 1, two decimals ("41.17s", "5.87m").
+func TrinoDuration(d time.Duration) string {
+	units := []struct {
+		name string
+		size time.Duration
+	}{{"ns", 1}, {"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}, {"d", 24 * time.Hour}}
+	u := units[0]
+	for _, c := range units {
+		if float64(d)/float64(c.size) > 0.9999 {
+			u = c
+		} else {
+			break
+		}
+	}
+	return fmt.Sprintf("%.2f%s", float64(d)/float64(u.size), u.name)
+}
