@@ -242,7 +242,7 @@ func ParseTaskCount(body []byte) (int, bool) {
 				continue // a longer metric name sharing the prefix
 			}
 			v, err := strconv.ParseFloat(fields[0], 64)
-			if err != nil || v < 0 || v > 1e9 {
+			if err != nil || !(v >= 0 && v <= 1e9) { // also refuses NaN
 				continue
 			}
 			return int(v), true
