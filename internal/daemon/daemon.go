@@ -15,6 +15,7 @@ import (
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/metrics"
 	"github.com/scaledownd/scaledownd/internal/server"
+	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/internal/supervisor"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
@@ -114,7 +115,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Recorder:           m,
 		DryRun:             cfg.DryRun,
 	})
-	sup = supervisor.New(actions, drainer, supervisor.Options{
+	store, recs := openState(cfg, log)
+	supOpts := supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
 			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
@@ -124,7 +126,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		DryRun:   cfg.DryRun,
 		Logger:   opts.Logger.With(zap.String("component", "supervisor")),
 		Recorder: m,
-	})
+	}
+	if store != nil {
+		supOpts.Store = store
+	}
+	sup = supervisor.New(actions, drainer, supOpts)
 	source := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
 		QueueURL:          cfg.AWS.QueueURL,
 		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook},
@@ -133,6 +139,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		CallTimeout:       cfg.AWS.CallTimeout,
 		Logger:            log.With(zap.String("component", "sqs")),
 		Recorder:          m,
+	})
+
+	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
+		return source.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
 	})
 
 	// A receive can take WaitTime + CallTimeout, then a backoff of up to
@@ -197,4 +207,27 @@ func nilIfCanceled(err error) error {
 		return nil
 	}
 	return err
+}
+
+// openState opens the state directory and reads the actions a previous run
+// left. A state directory that cannot be used is logged and the daemon runs
+// without persistence: the SQS message then carries the action alone.
+func openState(cfg config.Config, log *zap.Logger) (*statefile.Store, []statefile.Record) {
+	if cfg.DryRun {
+		return nil, nil
+	}
+	store, err := statefile.Open(cfg.StateDir)
+	if err != nil {
+		log.Error("state directory unusable; running without crash-safe resume", zap.Error(err), zap.String("state_dir", cfg.StateDir))
+		return nil, nil
+	}
+	recs, problems, err := store.Load()
+	for _, p := range problems {
+		log.Error(p.Error())
+	}
+	if err != nil {
+		log.Error("cannot read the state directory; running without crash-safe resume", zap.Error(err))
+		return nil, nil
+	}
+	return store, recs
 }

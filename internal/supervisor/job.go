@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
@@ -18,9 +19,13 @@ type job struct {
 	key   string
 	event lifecycle.Event
 
-	mu    sync.Mutex
-	msgs  []*lifecycle.Message // every SQS message that carried the action
-	state string
+	resume *statefile.Record // set when picked up from a previous run
+
+	mu      sync.Mutex
+	msgs    []*lifecycle.Message // every SQS message that carried the action
+	state   string
+	timing  *lifecycle.HookTiming // once read
+	planned *lifecycle.Plan       // once computed
 }
 
 func (j *job) phase() string {
@@ -69,24 +74,22 @@ func (j *job) messages() []*lifecycle.Message {
 // run drives the action. It returns without completing when ctx ends.
 func (j *job) run(ctx context.Context) {
 	s, e := j.s, j.event
-	act := lifecycle.ActionOf(e)
 	j.setPhase(PhaseReceived)
 	defer func() {
 		s.opts.Recorder.SetDeadline(time.Time{})
 		s.opts.Recorder.SetPhase(PhaseIdle)
 		s.setStatus(func(st *Status) { *st = Status{Phase: PhaseIdle, Completed: st.Completed} })
 	}()
-
-	timing, err := s.asg.HookTiming(ctx, e.Group, e.Hook)
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		j.log().Warn("cannot read the lifecycle hook's timeouts; heartbeating every 15 s and assuming the 48 h cap", zap.Error(err))
+	if j.resume != nil && j.resume.Phase == statefile.PhaseCompleted {
+		// Completed before a restart; only the messages are left to delete.
+		j.log().Info("resumed action was already completed; deleting its messages")
+		j.ack(ctx)
+		return
 	}
-	plan, notes := lifecycle.NewPlan(e.Started(), timing, s.opts.Plan)
-	for _, n := range notes {
-		j.log().Warn(n)
+
+	timing, plan := j.plan(ctx)
+	if ctx.Err() != nil {
+		return
 	}
 	s.opts.Recorder.SetDeadline(plan.Deadline)
 	s.setStatus(func(st *Status) {
@@ -95,14 +98,16 @@ func (j *job) run(ctx context.Context) {
 	})
 	j.log().Info("lifecycle action received; draining",
 		zap.String("transition", e.Transition), zap.String("source", e.Source), zap.String("shape", e.Shape),
-		zap.String("destination", e.Destination),
+		zap.String("destination", e.Destination), zap.Bool("resumed", j.resume != nil),
 		zap.Time("action_started", plan.Started), zap.Duration("heartbeat_timeout", timing.HeartbeatTimeout),
 		zap.Duration("heartbeat_interval", plan.HeartbeatInterval),
 		zap.Time("deadline", plan.Deadline), zap.String("deadline_limit", plan.Limit))
 	j.setPhase(PhaseDraining)
+	j.save(statefile.PhaseDraining, "")
 
 	// The keeper heartbeats from now until completion; its context ends
 	// whichever way the job ends, so no heartbeat loop outlives the action.
+	act := lifecycle.ActionOf(e)
 	keepCtx, stopKeeper := context.WithCancel(ctx)
 	keeper := lifecycle.NewKeeper(j.heartbeater(), act, plan.HeartbeatInterval, s.opts.Retry)
 	keeper.OnHeartbeat = func(err error) { j.onHeartbeat(keepCtx, err, plan.HeartbeatInterval) }
@@ -119,62 +124,11 @@ func (j *job) run(ctx context.Context) {
 		<-keeperExited
 	}()
 
-	drainCtx, stopDrain := context.WithDeadline(ctx, plan.Deadline)
-	defer stopDrain()
-	type drainResult struct {
-		res trinoadmin.Result
-		err error
-	}
-	drained := make(chan drainResult, 1)
-	go func() {
-		// A drain that fails for any reason but the deadline is tried again:
-		// completing early would kill the queries the drain protects.
-		backoff := time.Second
-		for {
-			r, err := s.drainer.Drain(drainCtx, j.log())
-			if err == nil || drainCtx.Err() != nil {
-				drained <- drainResult{r, err}
-				return
-			}
-			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
-			select {
-			case <-drainCtx.Done():
-				drained <- drainResult{r, drainCtx.Err()}
-				return
-			case <-s.opts.Clock.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
-		}
-	}()
-
-	var reason string
-	select {
-	case <-ctx.Done():
-		j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
-		stopDrain()
-		<-drained
+	reason, ok := j.drain(ctx, plan, keeperDone)
+	if !ok {
 		return
-	case err := <-keeperDone:
-		// The action ended without us: its heartbeat timeout lapsed, or
-		// someone else completed it. There is nothing left to complete.
-		stopDrain()
-		<-drained
-		if ctx.Err() != nil {
-			return
-		}
-		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
-		s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
-		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
-		j.ack(ctx)
-		return
-	case r := <-drained:
-		if ctx.Err() != nil {
-			j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
-			return
-		}
-		reason = j.reasonOf(r.res, r.err)
 	}
-
+	j.save(statefile.PhaseCompleting, reason)
 	j.setPhase(PhaseCompleting)
 	if s.opts.DryRun {
 		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", lifecycle.ResultContinue), zap.String("reason", reason))
@@ -204,9 +158,125 @@ func (j *job) run(ctx context.Context) {
 			zap.String("reason", reason), zap.Duration("elapsed", elapsed))
 		s.opts.Recorder.ActionCompleted(lifecycle.ResultContinue, reason)
 	}
+	j.save(statefile.PhaseCompleted, reason)
 	s.opts.Recorder.DrainFinished(reason, elapsed)
 	s.setStatus(func(st *Status) { st.Completed++ })
 	j.ack(ctx)
+}
+
+// plan reads the hook's timing and computes heartbeat interval and
+// deadline — or takes both from the state of a resumed action, so a
+// restart never moves the deadline.
+func (j *job) plan(ctx context.Context) (lifecycle.HookTiming, lifecycle.Plan) {
+	s, e := j.s, j.event
+	if r := j.resume; r != nil && r.Plan != nil && r.Hook != nil {
+		return *r.Hook, *r.Plan
+	}
+	j.save(statefile.PhaseReceived, "")
+	timing, err := s.asg.HookTiming(ctx, e.Group, e.Hook)
+	if err != nil && ctx.Err() == nil {
+		j.log().Warn("cannot read the lifecycle hook's timeouts; heartbeating every 15 s and assuming the 48 h cap", zap.Error(err))
+	}
+	plan, notes := lifecycle.NewPlan(e.Started(), timing, s.opts.Plan)
+	for _, n := range notes {
+		j.log().Warn(n)
+	}
+	j.mu.Lock()
+	j.timing, j.planned = &timing, &plan
+	j.mu.Unlock()
+	return timing, plan
+}
+
+// drain runs the drain until it ends or the deadline passes, and says why
+// the action may be completed. ok is false when the job must stop without
+// completing: the daemon is stopping, or the action ended without us.
+func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan error) (reason string, ok bool) {
+	s := j.s
+	if r := j.resume; r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != "" {
+		j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", r.Reason))
+		return r.Reason, true
+	}
+	drainCtx, stopDrain := context.WithDeadline(ctx, plan.Deadline)
+	defer stopDrain()
+	type drainResult struct {
+		res trinoadmin.Result
+		err error
+	}
+	drained := make(chan drainResult, 1)
+	go func() {
+		// A drain that fails for any reason but the deadline is tried again:
+		// completing early would kill the queries the drain protects.
+		backoff := time.Second
+		for {
+			r, err := s.drainer.Drain(drainCtx, j.log())
+			if err == nil || drainCtx.Err() != nil {
+				drained <- drainResult{r, err}
+				return
+			}
+			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-drainCtx.Done():
+				drained <- drainResult{r, drainCtx.Err()}
+				return
+			case <-s.opts.Clock.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
+		stopDrain()
+		<-drained
+		return "", false
+	case err := <-keeperDone:
+		// The action ended without us: its heartbeat timeout lapsed, or
+		// someone else completed it. There is nothing left to complete.
+		stopDrain()
+		<-drained
+		if ctx.Err() != nil {
+			return "", false
+		}
+		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
+		s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
+		j.save(statefile.PhaseCompleted, ReasonLapsed)
+		j.ack(ctx)
+		return "", false
+	case r := <-drained:
+		if ctx.Err() != nil {
+			j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
+			return "", false
+		}
+		return j.reasonOf(r.res, r.err), true
+	}
+}
+
+// save persists the action's progress. A failure is logged, not fatal: the
+// SQS message is the fallback record of the action.
+func (j *job) save(phase, reason string) {
+	s := j.s
+	if s.opts.Store == nil || s.opts.DryRun {
+		return
+	}
+	j.mu.Lock()
+	r := statefile.Record{Key: j.key, Event: j.event, Phase: phase, Reason: reason, Plan: j.planned, Hook: j.timing, Updated: s.opts.Clock.Now()}
+	if j.resume != nil {
+		if r.Plan == nil {
+			r.Plan = j.resume.Plan
+		}
+		if r.Hook == nil {
+			r.Hook = j.resume.Hook
+		}
+	}
+	for _, m := range j.msgs {
+		r.Messages = append(r.Messages, statefile.MessageRef{ID: m.ID, ReceiptHandle: m.ReceiptHandle(), ReceiveCount: m.ReceiveCount})
+	}
+	j.mu.Unlock()
+	if err := s.opts.Store.Save(r); err != nil {
+		j.log().Warn("could not persist the action's progress; a restart would rely on the SQS message alone", zap.Error(err))
+	}
 }
 
 // reasonOf names why the action may now be completed, logging what it means.
@@ -263,7 +333,9 @@ func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration
 	}
 }
 
-// ack marks the action finished and deletes every message that carried it.
+// ack marks the action finished and deletes every message that carried
+// it. The finished record stays for 48 h, so a redelivery after a restart
+// is deleted too, not drained again.
 func (j *job) ack(ctx context.Context) {
 	j.s.forget(j.key, true)
 	if j.s.opts.DryRun {
@@ -276,6 +348,9 @@ func (j *job) ack(ctx context.Context) {
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
+	}
+	if ctx.Err() == nil {
+		j.save(statefile.PhaseAcked, "")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
@@ -58,8 +59,17 @@ const (
 	ReasonLapsed      = "lapsed"
 )
 
+// Store persists actions in progress; *statefile.Store is one.
+type Store interface {
+	Save(statefile.Record) error
+	Remove(key string) error
+}
+
 // Options configure a Supervisor.
 type Options struct {
+	// Store, if set, persists every action's progress so a restarted daemon
+	// resumes it (see Resume).
+	Store Store
 	Plan  lifecycle.PlanOptions
 	Retry lifecycle.RetryPolicy
 	// VisibilityMargin is added to the heartbeat interval to keep an action's
@@ -80,10 +90,11 @@ type Supervisor struct {
 	opts    Options
 	log     *zap.Logger
 
-	mu     sync.Mutex
-	jobs   map[string]*job
-	done   map[string]time.Time // finished actions, to absorb redeliveries
-	status Status
+	mu      sync.Mutex
+	jobs    map[string]*job
+	done    map[string]time.Time // finished actions, to absorb redeliveries
+	status  Status
+	resumed []*job // jobs from a previous run, started by Run
 }
 
 // New returns a Supervisor.
@@ -133,6 +144,21 @@ func (s *Supervisor) Status() Status {
 func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, progress func()) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	startJob := func(j *job) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j.run(ctx)
+			s.forget(j.key, false) // whatever way run ended
+		}()
+	}
+	s.mu.Lock()
+	resumed := s.resumed
+	s.resumed = nil
+	s.mu.Unlock()
+	for _, j := range resumed {
+		startJob(j)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -145,12 +171,7 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 		case <-tick.C:
 		case d := <-in:
 			if j := s.accept(ctx, d); j != nil {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					j.run(ctx)
-					s.forget(j.key, false) // whatever way run ended
-				}()
+				startJob(j)
 			}
 		}
 	}
@@ -168,6 +189,47 @@ func (s *Supervisor) forget(key string, finished bool) {
 	if finished {
 		s.done[key] = s.opts.Clock.Now()
 		s.pruneDone()
+	}
+}
+
+// Resume takes the actions a previous run persisted: finished ones are
+// remembered so their redeliveries are deleted; unfinished ones are picked
+// up where they stopped when Run starts. adopt rebuilds their SQS messages
+// (nil when there is no queue).
+func (s *Supervisor) Resume(recs []statefile.Record, adopt func(statefile.MessageRef) *lifecycle.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.opts.Clock.Now()
+	for _, r := range recs {
+		log := s.log.With(append(actionFields(r.Event), zap.String("state", r.Phase))...)
+		if r.Phase == statefile.PhaseAcked {
+			if now.Sub(r.Updated) > lifecycle.MaxGlobalTimeout {
+				s.removeRecord(r.Key)
+				continue
+			}
+			s.done[r.Key] = r.Updated
+			continue
+		}
+		j := &job{s: s, key: r.Key, event: r.Event, resume: &r}
+		if adopt != nil {
+			for _, ref := range r.Messages {
+				if m := adopt(ref); m != nil {
+					j.msgs = append(j.msgs, m)
+				}
+			}
+		}
+		log.Info("resuming a lifecycle action from the state directory", zap.Int("messages", len(j.msgs)))
+		s.jobs[r.Key] = j
+		s.resumed = append(s.resumed, j)
+	}
+}
+
+func (s *Supervisor) removeRecord(key string) {
+	if s.opts.Store == nil {
+		return
+	}
+	if err := s.opts.Store.Remove(key); err != nil {
+		s.log.Warn("could not remove a state record", zap.Error(err))
 	}
 }
 
@@ -210,6 +272,7 @@ func (s *Supervisor) pruneDone() {
 	for k, t := range s.done {
 		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
 			delete(s.done, k)
+			s.removeRecord(k)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -45,6 +46,7 @@ type Options struct {
 
 // Env is a running test world.
 type Env struct {
+	Dir      string // scratch directory, removed by Close
 	SQS      *testpeers.SQS
 	ASG      *testpeers.AutoScaling
 	Trino    *testpeers.TrinoWorker // nil with NoTrino
@@ -61,7 +63,11 @@ func New(opts Options) (*Env, error) {
 	if opts.HeartbeatTimeout == 0 {
 		opts.HeartbeatTimeout = 2 * time.Second
 	}
-	e := &Env{Instance: opts.InstanceID}
+	dir, err := os.MkdirTemp("", "scaledownd-env-")
+	if err != nil {
+		return nil, fmt.Errorf("scratch directory: %w", err)
+	}
+	e := &Env{Instance: opts.InstanceID, Dir: dir}
 	e.SQS = testpeers.NewSQS(testpeers.SQSOptions{})
 	e.QueueURL = e.SQS.CreateQueue("trino-lifecycle", testpeers.SQSQueueOptions{})
 	e.ASG = testpeers.NewAutoScaling(testpeers.AutoScalingOptions{Region: Region})
@@ -102,6 +108,15 @@ func (e *Env) Close() {
 	if e.SQS != nil {
 		e.SQS.Close()
 	}
+	if e.Dir != "" {
+		_ = os.RemoveAll(e.Dir)
+	}
+}
+
+// StateDir is the daemon state directory for an instance of this world; a
+// restarted daemon for the same instance finds its state there.
+func (e *Env) StateDir(instanceID string) string {
+	return filepath.Join(e.Dir, "state-"+instanceID)
 }
 
 // AddInstance puts another instance into the group.
@@ -136,7 +151,7 @@ func (e *Env) Config(instanceID string) config.Config {
 	c.Trino.RequestTimeout = time.Second
 	c.Trino.NotRunningWindow = time.Second
 	c.Listen = "127.0.0.1:0"
-	c.StateDir = os.TempDir()
+	c.StateDir = e.StateDir(instanceID)
 	return c
 }
 

@@ -308,6 +308,17 @@ func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
+// Adopt rebuilds a message from what a previous run persisted, so a
+// resumed action can still extend and delete it. A handle from before a
+// restart may have expired; deleting through it then does nothing, and the
+// redelivered message is recognised as a finished action and deleted.
+func (s *SQSSource) Adopt(id, receiptHandle string, receiveCount int) *Message {
+	return &Message{src: s, ID: id, handle: receiptHandle, ReceiveCount: receiveCount}
+}
+
+// ReceiptHandle is the newest receipt handle of the message.
+func (m *Message) ReceiptHandle() string { return m.receiptHandle() }
+
 // Supersede takes the newer receipt handle of a redelivery of the same
 // message; only the latest handle reliably deletes it.
 func (m *Message) Supersede(newer *Message) {
