@@ -11,7 +11,7 @@ AEMM    := $(TOOLS)/ec2-metadata-mock
 
 export SCALEDOWND_AEMM := $(AEMM)
 
-.PHONY: help build test fmt-check vet unit demo tools clean
+.PHONY: help build test fmt-check vet unit demo tools clean package package-test
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ demo: ## Run a whole scale-down locally against the test peers (no AWS, no Trino
 	@# One build for both binaries: they share the compile of every dependency.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/demo
 	bin/demo -binary $(BIN)
+
+package: ## Build the .deb and .rpm into dist/ (VERSION=X.Y.Z to set the version).
+	bash scripts/package.sh deb rpm
+
+package-test: ## Install, upgrade, lint and purge the .deb on this machine (Debian, root).
+	bash scripts/package-test.sh
 
 clean: ## Remove build output.
 	rm -rf bin build dist

@@ -47,6 +47,9 @@ type Metrics struct {
 	trinoStateLast string
 }
 
+// CompletionReasons are the reasons an action is completed.
+var CompletionReasons = []string{"drained", "exited", "not-running", "coordinator", "deadline", "lapsed"}
+
 // TrinoStates are the worker states exported by scaledownd_trino_state.
 var TrinoStates = []string{"ACTIVE", "DRAINING", "DRAINED", "SHUTTING_DOWN", "GONE"}
 
@@ -135,6 +138,11 @@ func New(version string) *Metrics {
 	}
 	for _, o := range []string{"ok", "forbidden", "not-running", "error"} {
 		m.trinoRequests.WithLabelValues(o)
+	}
+	for _, result := range []string{"CONTINUE", "already-done", "error"} {
+		for _, reason := range CompletionReasons {
+			m.completed.WithLabelValues(result, reason)
+		}
 	}
 	return m
 }
