@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,5 +170,64 @@ func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("still running 5 s after SIGTERM")
+	}
+}
+
+// TestSecretsStayOutOfLogsAndMetrics runs the binary with a Trino password
+// and reads everything it says: its log and its /metrics.
+func TestSecretsStayOutOfLogsAndMetrics(t *testing.T) {
+	const secret = "s3cr3t-Tr1no-pa55word"
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range [][]string{
+		{"SCALEDOWND_TRINO_PASSWORD=" + secret},
+		{"SCALEDOWND_TRINO_PASSWORD_FILE=" + pwFile},
+	} {
+		cmd := exec.Command(binary, "--aws.instance-id=i-0123456789abcdef0", "--aws.region=us-east-1",
+			"--listen-address=127.0.0.1:0", "--state-dir="+dir, "--trino.url=https://127.0.0.1:1", "--log.level=debug")
+		cmd.Env = append(cleanEnv(), env...)
+		var logs bytes.Buffer
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		addr := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				logs.Write(sc.Bytes())
+				logs.WriteByte('\n')
+				var rec map[string]any
+				if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "listening" {
+					addr <- rec["address"].(string)
+				}
+			}
+		}()
+		var metricsText []byte
+		select {
+		case a := <-addr:
+			resp, err := http.Get("http://" + a + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metricsText, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		case <-time.After(20 * time.Second):
+			t.Fatal("daemon did not start")
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if bytes.Contains(logs.Bytes(), []byte(secret)) {
+			t.Fatalf("%v: the password appears in the log", env)
+		}
+		if bytes.Contains(metricsText, []byte(secret)) {
+			t.Fatalf("%v: the password appears in /metrics", env)
+		}
+		if !bytes.Contains(logs.Bytes(), []byte(`"trino.password":"<redacted>"`)) && env[0][:24] == "SCALEDOWND_TRINO_PASSWOR" && !strings.Contains(env[0], "FILE") {
+			t.Fatalf("start-up log should show the password redacted:\n%s", logs.String())
+		}
 	}
 }

@@ -146,6 +146,14 @@ func TestDrainAndCompleteForEveryMessageShape(t *testing.T) {
 			}
 			waitMetric(t, d, func(v float64) bool { return v == 1 }, "scaledownd_lifecycle_actions_completed_total", "result", "CONTINUE", "reason", "drained")
 			checkActionLogs(t, logs, token)
+			// No token, token prefix or instance id in /metrics: no
+			// high-cardinality labels, no secrets.
+			m := string(scrape(t, d.Addr))
+			for _, leak := range []string{token[:8], env.Instance} {
+				if strings.Contains(m, leak) {
+					t.Fatalf("/metrics contains %q", leak)
+				}
+			}
 		})
 	}
 }

@@ -196,8 +196,17 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 		j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", r.Reason))
 		return r.Reason, true
 	}
-	drainCtx, stopDrain := context.WithDeadline(ctx, plan.Deadline)
-	defer stopDrain()
+	// The deadline runs on the supervisor's clock (a fake one simulates a
+	// 48-hour drain in a test), so it cancels the drain with a cause.
+	drainCtx, stopDrain := context.WithCancelCause(ctx)
+	defer stopDrain(nil)
+	go func() {
+		select {
+		case <-drainCtx.Done():
+		case <-s.opts.Clock.After(plan.Deadline.Sub(s.opts.Clock.Now())):
+			stopDrain(errDeadline)
+		}
+	}()
 	type drainResult struct {
 		res trinoadmin.Result
 		err error
@@ -210,13 +219,13 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 		for {
 			r, err := s.drainer.Drain(drainCtx, j.log())
 			if err == nil || drainCtx.Err() != nil {
-				drained <- drainResult{r, err}
+				drained <- drainResult{r, cause(drainCtx, err)}
 				return
 			}
 			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
 			select {
 			case <-drainCtx.Done():
-				drained <- drainResult{r, drainCtx.Err()}
+				drained <- drainResult{r, cause(drainCtx, drainCtx.Err())}
 				return
 			case <-s.opts.Clock.After(backoff):
 			}
@@ -227,13 +236,13 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 	select {
 	case <-ctx.Done():
 		j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
-		stopDrain()
+		stopDrain(nil)
 		<-drained
 		return "", false
 	case err := <-keeperDone:
 		// The action ended without us: its heartbeat timeout lapsed, or
 		// someone else completed it. There is nothing left to complete.
-		stopDrain()
+		stopDrain(nil)
 		<-drained
 		if ctx.Err() != nil {
 			return "", false
@@ -251,6 +260,17 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 		}
 		return j.reasonOf(r.res, r.err), true
 	}
+}
+
+// errDeadline is the cause of a drain stopped at the action's deadline.
+var errDeadline = errors.New("lifecycle deadline reached")
+
+// cause returns errDeadline when ctx was stopped by the deadline, else err.
+func cause(ctx context.Context, err error) error {
+	if c := context.Cause(ctx); errors.Is(c, errDeadline) {
+		return c
+	}
+	return err
 }
 
 // save persists the action's progress. A failure is logged, not fatal: the
@@ -283,7 +303,7 @@ func (j *job) save(phase, reason string) {
 func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 	log := j.log().With(zap.String("trino_version", r.Version), zap.String("strategy", string(r.Strategy)))
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errDeadline), errors.Is(err, context.DeadlineExceeded):
 		log.Warn("deadline reached before the worker finished draining; completing with CONTINUE anyway")
 		return ReasonDeadline
 	case err != nil:

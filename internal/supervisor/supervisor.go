@@ -7,7 +7,6 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -292,9 +291,6 @@ func actionFields(e lifecycle.Event) []zap.Field {
 		zap.String("token", e.TokenPrefix()),
 	}
 }
-
-// errShutdown marks an action abandoned because the daemon is stopping.
-var errShutdown = errors.New("daemon stopping")
 
 type nopRecorder struct{}
 
