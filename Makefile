@@ -11,7 +11,7 @@ AEMM    := $(TOOLS)/ec2-metadata-mock
 
 export SCALEDOWND_AEMM := $(AEMM)
 
-.PHONY: help build test fmt-check vet unit demo tools clean package package-test
+.PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ vet:
 
 unit: tools
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+FUZZTIME ?= 60s
+fuzz: ## Fuzz the message classifier and the Trino response parser (FUZZTIME each).
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./pkg/lifecycle/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTaskCount$$' -fuzztime $(FUZZTIME) ./pkg/trinoadmin/
+	$(GO) test -run '^$$' -fuzz '^FuzzInfo$$' -fuzztime $(FUZZTIME) ./pkg/trinoadmin/
 
 demo: ## Run a whole scale-down locally against the test peers (no AWS, no Trino).
 	@# One build for both binaries: they share the compile of every dependency.

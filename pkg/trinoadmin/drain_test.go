@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -289,4 +290,30 @@ func TestMajorVersion(t *testing.T) {
 			t.Errorf("MajorVersion(%q) = %d, want %d", v, got, want)
 		}
 	}
+}
+
+// FuzzInfo feeds arbitrary /v1/info and /v1/info/state bodies through the
+// client: it must return an error or a value, never panic.
+func FuzzInfo(f *testing.F) {
+	f.Add([]byte(`{"nodeVersion":{"version":"476"},"environment":"test","coordinator":false,"starting":false,"uptime":"41.17s"}`), []byte(`"DRAINED"`))
+	f.Add([]byte(`{"nodeVersion":null}`), []byte(`null`))
+	f.Add([]byte(`[]`), []byte(`"`))
+	f.Fuzz(func(t *testing.T, info, state []byte) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v1/info/state" {
+				_, _ = w.Write(state)
+				return
+			}
+			_, _ = w.Write(info)
+		}))
+		defer srv.Close()
+		c, err := trinoadmin.New(trinoadmin.Options{URL: srv.URL, User: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i, err := c.Info(context.Background()); err == nil {
+			_ = i.Major()
+		}
+		_, _ = c.State(context.Background())
+	})
 }
