@@ -42,6 +42,10 @@ type AWS struct {
 	Region            string        `yaml:"region" help:"AWS region; read from instance metadata when empty."`
 	InstanceID        string        `yaml:"instance-id" help:"This instance's id; read from instance metadata (IMDSv2) when empty."`
 	QueueURL          string        `yaml:"queue-url" help:"URL of the SQS queue the lifecycle hook notifies. Empty: no queue, the daemon stays idle."`
+	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins)."`
+	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes."`
+	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
+	DrainOnRebalance  bool          `yaml:"drain-on-rebalance" help:"In imds and both modes, drain on a Spot rebalance recommendation. Off: a drained worker whose instance is then not reclaimed is lost capacity."`
 	Group             string        `yaml:"asg-name" help:"Expected Auto Scaling group; messages for other groups are left to others. Empty accepts any group."`
 	Hook              string        `yaml:"hook-name" help:"Expected lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
 	WaitTime          time.Duration `yaml:"wait-time" help:"SQS long-poll wait (WaitTimeSeconds), 1s to 20s."`
@@ -87,6 +91,9 @@ type Log struct {
 func Default() Config {
 	return Config{
 		AWS: AWS{
+			Mode:              "sqs",
+			IMDSPollInterval:  5 * time.Second,
+			SpotNotices:       true,
 			WaitTime:          20 * time.Second,
 			VisibilityTimeout: 60 * time.Second,
 			CallTimeout:       10 * time.Second,
@@ -152,6 +159,14 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.AWS.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
 			bad("aws.queue-url", "want a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/name, got %q", c.AWS.QueueURL)
 		}
+	}
+	switch c.AWS.Mode {
+	case "sqs", "imds", "both":
+	default:
+		bad("aws.mode", "want sqs, imds or both, got %q", c.AWS.Mode)
+	}
+	if c.AWS.IMDSPollInterval < 100*time.Millisecond {
+		bad("aws.imds-poll-interval", "must be at least 100ms, got %s", c.AWS.IMDSPollInterval)
 	}
 	if c.AWS.InstanceID != "" && !strings.HasPrefix(c.AWS.InstanceID, "i-") {
 		bad("aws.instance-id", "want an instance id such as i-0123456789abcdef0, got %q", c.AWS.InstanceID)

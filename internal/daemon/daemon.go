@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -84,11 +85,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	actions := lifecycle.NewActions(asClient, cfg.AWS.CallTimeout)
 
-	if cfg.AWS.QueueURL == "" {
-		return idle(ctx, log, health, opts, srv.Addr(),
-			"no lifecycle queue configured (aws.queue-url): the graceful scale-down handler is not running; "+
-				"this worker's queries will fail when the Auto Scaling group terminates it")
+	useSQS, useIMDS := cfg.AWS.Mode != "imds", cfg.AWS.Mode != "sqs"
+	if useSQS && cfg.AWS.QueueURL == "" {
+		if !useIMDS {
+			return idle(ctx, log, health, opts, srv.Addr(),
+				"no lifecycle queue configured (aws.queue-url) in mode sqs: the graceful scale-down handler is not running; "+
+					"this worker's queries will fail when the Auto Scaling group terminates it (set aws.mode=imds to work without a queue)")
+		}
+		log.Warn("no lifecycle queue configured (aws.queue-url): relying on instance metadata alone")
+		useSQS = false
 	}
+	group := cfg.AWS.Group
 	if mem, err := actions.MembershipOf(ctx, id.InstanceID); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -99,6 +106,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			"this instance is not in an Auto Scaling group: the graceful scale-down handler is not running")
 	} else {
 		log.Info("auto scaling membership", zap.String("asg", mem.Group), zap.String("lifecycle_state", mem.State))
+		if group == "" {
+			group = mem.Group
+		}
 		if cfg.AWS.Group != "" && cfg.AWS.Group != mem.Group {
 			log.Warn("instance is in another Auto Scaling group than aws.asg-name; its lifecycle messages will be left to others",
 				zap.String("asg", mem.Group), zap.String("expected_asg", cfg.AWS.Group))
@@ -131,7 +141,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		supOpts.Store = store
 	}
 	sup = supervisor.New(actions, drainer, supOpts)
-	source := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
+	sqsSource := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
 		QueueURL:          cfg.AWS.QueueURL,
 		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook},
 		WaitTime:          cfg.AWS.WaitTime,
@@ -142,25 +152,50 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
-		return source.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
+		return sqsSource.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
+	})
+	imdsSource := lifecycle.NewIMDSSource(newIMDS(cfg), lifecycle.IMDSOptions{
+		InstanceID: id.InstanceID,
+		Interval:   cfg.AWS.IMDSPollInterval,
+		Spot:       cfg.AWS.SpotNotices,
+		Rebalance:  cfg.AWS.DrainOnRebalance,
+		Logger:     log.With(zap.String("component", "imds")),
+		Resolve: func(ctx context.Context) (string, []string, error) {
+			if cfg.AWS.Hook != "" {
+				return group, []string{cfg.AWS.Hook}, nil
+			}
+			if group == "" {
+				return "", nil, errors.New("auto scaling group unknown")
+			}
+			hooks, err := actions.TerminatingHooks(ctx, group)
+			return group, hooks, err
+		},
 	})
 
 	// A receive can take WaitTime + CallTimeout, then a backoff of up to
 	// 30 s: a loop silent for twice that is stuck.
-	pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second))
 	supBeat := health.Watch("supervisor", 30*time.Second)
-
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliveries := make(chan lifecycle.Delivery)
-	sourceDone := make(chan error, 1)
-	go func() { sourceDone <- source.Run(runCtx, deliveries, pollBeat) }()
+	var sources sync.WaitGroup
+	if useSQS {
+		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second))
+		sources.Add(1)
+		go func() { defer sources.Done(); _ = sqsSource.Run(runCtx, deliveries, pollBeat) }()
+	}
+	if useIMDS {
+		imdsBeat := health.Watch("imds-poll", 2*cfg.AWS.IMDSPollInterval+30*time.Second)
+		sources.Add(1)
+		go func() { defer sources.Done(); _ = imdsSource.Run(runCtx, deliveries, imdsBeat) }()
+	}
 	supDone := make(chan struct{})
 	go func() { sup.Run(runCtx, deliveries, supBeat); close(supDone) }()
 
 	health.SetReady("queue", "")
-	log.Info("scaledownd ready: polling the lifecycle queue", zap.String("queue_url", cfg.AWS.QueueURL))
-	notifyReady(log, "polling the lifecycle queue")
+	log.Info("scaledownd ready: polling the lifecycle queue", zap.String("queue_url", cfg.AWS.QueueURL),
+		zap.Bool("sqs", useSQS), zap.Bool("imds", useIMDS))
+	notifyReady(log, "watching for lifecycle actions")
 	watchdogDone := make(chan struct{})
 	go func() { watchdog(runCtx, health, log); close(watchdogDone) }()
 	defer func() { <-watchdogDone }()
@@ -176,7 +211,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	log.Info("stopping: no new lifecycle actions are taken; an action in progress is left for the next start")
 	cancel()
 	<-supDone
-	<-sourceDone
+	sources.Wait()
 	return nil
 }
 

@@ -150,3 +150,96 @@ func TestIMDSDownAtStart(t *testing.T) {
 		return code == http.StatusOK && strings.TrimSpace(body) == "ok"
 	})
 }
+
+// imdsWorld is a test world plus a fake IMDS for this instance.
+func imdsWorld(t *testing.T, opts testenv.Options) (*testenv.Env, *testpeers.IMDS) {
+	t.Helper()
+	env := world(t, opts)
+	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: env.Instance, Region: testenv.Region})
+	t.Cleanup(fake.Close)
+	fake.SetTargetLifecycleState("InService")
+	return env, fake
+}
+
+func TestIMDSModeCompletesByInstanceID(t *testing.T) {
+	env, fake := imdsWorld(t, testenv.Options{})
+	env.Trino.AddTask(500 * time.Millisecond)
+	cfg := env.Config(env.Instance)
+	cfg.AWS.Mode = "imds"
+	cfg.AWS.QueueURL = ""
+	cfg.AWS.IMDSEndpoint = fake.URL()
+	cfg.AWS.IMDSPollInterval = 100 * time.Millisecond
+	start(t, cfg)
+
+	token, _ := env.Terminate(env.Instance) // no message is sent: IMDS alone
+	fake.SetTargetLifecycleState("Terminated")
+	act := finished(t, env, token, 30*time.Second)
+	completedContinue(t, act)
+	if stateAt(env.Trino, "DRAINED").IsZero() || act.CompletedAt.Before(stateAt(env.Trino, "DRAINED")) {
+		t.Fatal("completed before the worker was drained")
+	}
+	for _, c := range env.ASG.Calls() {
+		if c.Op == "CompleteLifecycleAction" && (c.Params["LifecycleActionToken"] != "" || c.Params["InstanceId"] != env.Instance) {
+			t.Fatalf("completion by %v, want by instance id", c.Params)
+		}
+	}
+}
+
+func TestBothModesDeduplicateAndLendTheToken(t *testing.T) {
+	env, fake := imdsWorld(t, testenv.Options{})
+	finish := env.Trino.AddBlockedTask()
+	defer finish()
+	cfg := env.Config(env.Instance)
+	cfg.AWS.Mode = "both"
+	cfg.AWS.IMDSEndpoint = fake.URL()
+	cfg.AWS.IMDSPollInterval = 100 * time.Millisecond
+	start(t, cfg)
+
+	// IMDS first: the drain starts without a token.
+	token, msg := env.Terminate(env.Instance)
+	fake.SetTargetLifecycleState("Terminated")
+	testpeers.Eventually(t, 10*time.Second, "drain started from IMDS", func() bool { return statePuts(env.Trino, "DRAINING") == 1 })
+	// Then the queue's message: it joins the drain and lends its token.
+	id := env.SQS.Send(env.QueueURL, msg.Direct())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := env.SQS.WaitReceives(ctx, env.QueueURL, id, 1); err != nil {
+		t.Fatal(err)
+	}
+	finish()
+	completedContinue(t, finished(t, env, token, 30*time.Second))
+	deleted(t, env, id, 10*time.Second)
+	if n := statePuts(env.Trino, "DRAINING"); n != 1 {
+		t.Fatalf("DRAINING requested %d times, want 1", n)
+	}
+	var completions []map[string]string
+	for _, c := range env.ASG.Calls() {
+		if c.Op == "CompleteLifecycleAction" {
+			completions = append(completions, c.Params)
+		}
+	}
+	if len(completions) != 1 || completions[0]["LifecycleActionToken"] != token {
+		t.Fatalf("completions %v, want one with the lent token", completions)
+	}
+}
+
+func TestSpotNoticeDrainsWithoutALifecycleAction(t *testing.T) {
+	env, fake := imdsWorld(t, testenv.Options{})
+	env.Trino.AddTask(300 * time.Millisecond)
+	cfg := env.Config(env.Instance)
+	cfg.AWS.Mode = "both"
+	cfg.AWS.IMDSEndpoint = fake.URL()
+	cfg.AWS.IMDSPollInterval = 100 * time.Millisecond
+	d, logs := start(t, cfg)
+	fake.SetSpotAction("terminate", time.Now().Add(2*time.Minute))
+	testpeers.Eventually(t, 20*time.Second, "worker drained for the spot notice", func() bool {
+		return !stateAt(env.Trino, "DRAINED").IsZero()
+	})
+	waitMetric(t, d, func(v float64) bool { return v == 1 }, "scaledownd_lifecycle_actions_completed_total", "result", "none", "reason", "drained")
+	if n := env.ASG.CallCount("CompleteLifecycleAction") + env.ASG.CallCount("RecordLifecycleActionHeartbeat"); n != 0 {
+		t.Fatalf("%d lifecycle calls for a spot notice", n)
+	}
+	if logs.FilterMessageSnippet("spot interruption notice").Len() != 1 {
+		t.Fatal("the notice should be logged once (de-duplicated by presence)")
+	}
+}

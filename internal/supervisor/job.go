@@ -26,6 +26,31 @@ type job struct {
 	state   string
 	timing  *lifecycle.HookTiming // once read
 	planned *lifecycle.Plan       // once computed
+	token   string                // lent by a later delivery of the same action
+}
+
+// lend takes the token of another delivery of the same action, for an
+// action learned without one (IMDS).
+func (j *job) lend(token string) {
+	if token == "" {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.event.Token == "" && j.token == "" {
+		j.token = token
+	}
+}
+
+// action is the Auto Scaling action, with a lent token if there is one.
+func (j *job) action() lifecycle.Action {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	act := lifecycle.ActionOf(j.event)
+	if act.Token == "" {
+		act.Token = j.token
+	}
+	return act
 }
 
 func (j *job) phase() string {
@@ -80,6 +105,10 @@ func (j *job) run(ctx context.Context) {
 		s.opts.Recorder.SetPhase(PhaseIdle)
 		s.setStatus(func(st *Status) { *st = Status{Phase: PhaseIdle, Completed: st.Completed} })
 	}()
+	if !e.IsLifecycleAction() {
+		j.runSignal(ctx)
+		return
+	}
 	if j.resume != nil && j.resume.Phase == statefile.PhaseCompleted {
 		// Completed before a restart; only the messages are left to delete.
 		j.log().Info("resumed action was already completed; deleting its messages")
@@ -137,6 +166,7 @@ func (j *job) run(ctx context.Context) {
 		return
 	}
 	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
+	act = j.action() // with a token lent by the SQS message of an action IMDS reported first
 	already, err := lifecycle.Finish(ctx, s.asg, act, lifecycle.ResultContinue, keeper.Confirmed(), giveUp, s.opts.Retry)
 	stopKeeper()
 	elapsed := s.opts.Clock.Now().Sub(plan.Started)
@@ -162,6 +192,30 @@ func (j *job) run(ctx context.Context) {
 	s.opts.Recorder.DrainFinished(reason, elapsed)
 	s.setStatus(func(st *Status) { st.Completed++ })
 	j.ack(ctx)
+}
+
+// runSignal drains for a Spot signal: no lifecycle action to heartbeat or
+// complete, only a deadline — the reclaim time of an interruption notice,
+// or lifecycle.max-drain-time for a rebalance recommendation.
+func (j *job) runSignal(ctx context.Context) {
+	s, e := j.s, j.event
+	now := s.opts.Clock.Now()
+	deadline := e.Deadline
+	if deadline.IsZero() {
+		deadline = now.Add(s.opts.Plan.MaxDrainTime)
+	}
+	plan := lifecycle.Plan{Started: now, Deadline: deadline, Limit: e.Transition}
+	s.opts.Recorder.SetDeadline(deadline)
+	j.setPhase(PhaseDraining)
+	j.log().Warn("draining for a spot signal; there is no lifecycle action to complete",
+		zap.String("transition", e.Transition), zap.Time("deadline", deadline))
+	reason, ok := j.drain(ctx, plan, nil)
+	if !ok {
+		return
+	}
+	j.log().Info("spot drain finished", zap.String("reason", reason), zap.Duration("elapsed", s.opts.Clock.Now().Sub(now)))
+	s.opts.Recorder.ActionCompleted("none", reason)
+	s.forget(j.key, true)
 }
 
 // plan reads the hook's timing and computes heartbeat interval and

@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,20 +114,29 @@ func TestFullLengthDrainOnAFakeClock(t *testing.T) {
 			if perTimeout > 2.05 {
 				t.Fatalf("%.2f heartbeats per timeout, want at most 2", perTimeout)
 			}
-			if rec.completed != "CONTINUE/deadline" {
-				t.Fatalf("recorded completion %q", rec.completed)
-			}
+			testpeers.Eventually(t, 5*time.Second, "completion recorded as CONTINUE/deadline", func() bool {
+				return rec.get() == "CONTINUE/deadline"
+			})
 			cancel()
 			<-done
 		})
 	}
 }
 
-type recorder struct{ completed string }
+type recorder struct {
+	mu        sync.Mutex
+	completed string
+}
 
-func (r *recorder) SetPhase(string)                     {}
-func (r *recorder) SetDeadline(time.Time)               {}
-func (r *recorder) Heartbeat(string)                    {}
-func (r *recorder) ActionCompleted(res, reason string)  { r.completed = res + "/" + reason }
+func (r *recorder) get() string { r.mu.Lock(); defer r.mu.Unlock(); return r.completed }
+
+func (r *recorder) SetPhase(string)       {}
+func (r *recorder) SetDeadline(time.Time) {}
+func (r *recorder) Heartbeat(string)      {}
+func (r *recorder) ActionCompleted(res, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.completed = res + "/" + reason
+}
 func (r *recorder) DrainFinished(string, time.Duration) {}
 func (r *recorder) OwnMessageReceiveCount(int)          {}

@@ -89,11 +89,12 @@ type Supervisor struct {
 	opts    Options
 	log     *zap.Logger
 
-	mu      sync.Mutex
-	jobs    map[string]*job
-	done    map[string]time.Time // finished actions, to absorb redeliveries
-	status  Status
-	resumed []*job // jobs from a previous run, started by Run
+	mu       sync.Mutex
+	jobs     map[string]*job
+	done     map[string]time.Time // finished actions by key, to absorb redeliveries
+	finished map[string]time.Time // when each hook/transition tuple last finished
+	status   Status
+	resumed  []*job // jobs from a previous run, started by Run
 }
 
 // New returns a Supervisor.
@@ -112,7 +113,7 @@ func New(asg AutoScaling, drainer Drainer, opts Options) *Supervisor {
 	}
 	return &Supervisor{
 		asg: asg, drainer: drainer, opts: opts, log: opts.Logger,
-		jobs: map[string]*job{}, done: map[string]time.Time{},
+		jobs: map[string]*job{}, done: map[string]time.Time{}, finished: map[string]time.Time{},
 		status: Status{Phase: PhaseIdle},
 	}
 }
@@ -184,9 +185,14 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 func (s *Supervisor) forget(key string, finished bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	j := s.jobs[key]
 	delete(s.jobs, key)
 	if finished {
-		s.done[key] = s.opts.Clock.Now()
+		now := s.opts.Clock.Now()
+		s.done[key] = now
+		if j != nil {
+			s.finished[j.event.Tuple()] = now
+		}
 		s.pruneDone()
 	}
 }
@@ -207,6 +213,7 @@ func (s *Supervisor) Resume(recs []statefile.Record, adopt func(statefile.Messag
 				continue
 			}
 			s.done[r.Key] = r.Updated
+			s.finished[r.Event.Tuple()] = r.Updated
 			continue
 		}
 		j := &job{s: s, key: r.Key, event: r.Event, resume: &r}
@@ -244,8 +251,8 @@ func (s *Supervisor) accept(ctx context.Context, d lifecycle.Delivery) *job {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.done[key]; ok {
-		log.Info("redelivery of an action already finished; deleting the message", zap.String("state", "finished"))
+	redelivery := func(why string) *job {
+		log.Info(why+"; deleting the message", zap.String("state", "finished"))
 		if d.Msg != nil && !s.opts.DryRun {
 			if err := d.Msg.Delete(ctx); err != nil {
 				log.Warn("could not delete the redelivered message", zap.Error(err))
@@ -253,10 +260,32 @@ func (s *Supervisor) accept(ctx context.Context, d lifecycle.Delivery) *job {
 		}
 		return nil
 	}
+	if _, ok := s.done[key]; ok {
+		return redelivery("redelivery of an action already finished")
+	}
 	if j, ok := s.jobs[key]; ok {
 		log.Info("duplicate delivery of the action in progress; joining it", zap.String("state", j.phase()))
 		j.addMessage(d.Msg)
 		return nil
+	}
+	if e.IsLifecycleAction() {
+		// The same action from another source (IMDS first, the SQS message
+		// later, or the other way round) joins the job under way and lends
+		// it its token.
+		for _, j := range s.jobs {
+			if j.event.Tuple() == e.Tuple() {
+				log.Info("the action in progress was also reported by "+e.Source+"; joining it", zap.String("state", j.phase()))
+				j.lend(e.Token)
+				j.addMessage(d.Msg)
+				return nil
+			}
+		}
+		// A message from before an action of its tuple finished (through
+		// another source) belongs to that finished action.
+		if fin, ok := s.finished[e.Tuple()]; ok && e.Token != "" && !e.Time.IsZero() && !e.Time.After(fin) {
+			s.done[key] = fin
+			return redelivery("the action was already finished through another source")
+		}
 	}
 	j := &job{s: s, key: key, event: e}
 	j.addMessage(d.Msg)
@@ -272,6 +301,11 @@ func (s *Supervisor) pruneDone() {
 		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
 			delete(s.done, k)
 			s.removeRecord(k)
+		}
+	}
+	for k, t := range s.finished {
+		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
+			delete(s.finished, k)
 		}
 	}
 }

@@ -119,6 +119,23 @@ func (a *Actions) HookTiming(ctx context.Context, group, hook string) (HookTimin
 	return HookTiming{}, fmt.Errorf("describe lifecycle hook %s of %s: no such hook", hook, group)
 }
 
+// TerminatingHooks lists the group's hooks on EC2_INSTANCE_TERMINATING.
+func (a *Actions) TerminatingHooks(ctx context.Context, group string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.callTimeout)
+	defer cancel()
+	out, err := a.api.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
+	if err != nil {
+		return nil, fmt.Errorf("describe lifecycle hooks of %s: %w", group, err)
+	}
+	var hooks []string
+	for _, h := range out.LifecycleHooks {
+		if aws.ToString(h.LifecycleTransition) == TransitionTerminating {
+			hooks = append(hooks, aws.ToString(h.LifecycleHookName))
+		}
+	}
+	return hooks, nil
+}
+
 // Membership is an instance's place in Auto Scaling.
 type Membership struct {
 	Group string // empty when the instance is in no group

@@ -12,7 +12,10 @@
 // It knows nothing about Trino; the supervisor joins the two.
 package lifecycle
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Lifecycle transitions as Auto Scaling names them.
 const (
@@ -31,18 +34,36 @@ type Event struct {
 	Time        time.Time // when Auto Scaling started the action; zero if unknown
 	Destination string    // "EC2", "WarmPool", … when the payload says so
 	Origin      string    // "AutoScalingGroup", "WarmPool", … when the payload says so
+	Deadline    time.Time // a hard end set by the signal itself (Spot: the reclaim time); zero if none
 	Source      string    // which source produced it: "sqs", "imds", …
 	Shape       string    // payload shape the event came in: "direct", "sns", "eventbridge"
 	ReceivedAt  time.Time // when scaledownd first saw it
 }
 
-// Key identifies the action for de-duplication: the token when there is one,
-// otherwise the instance, group and hook.
+// Key identifies the action for de-duplication: the token when there is one;
+// for an action learned from IMDS (no token), the instance, group and hook
+// and when the change was seen, so a later cycle (warm pools) is new.
 func (e Event) Key() string {
-	if e.Token != "" {
+	switch {
+	case e.Token != "":
 		return e.Token
+	case e.Transition == TransitionSpot || e.Transition == TransitionRebalance:
+		return e.Transition + "/" + e.InstanceID
+	default:
+		return fmt.Sprintf("%s@%d", e.Tuple(), e.Time.Unix())
 	}
-	return e.InstanceID + "/" + e.Group + "/" + e.Hook
+}
+
+// Tuple names the hook and transition an action belongs to, whichever
+// source reported it: the same tuple from SQS and IMDS is the same action.
+func (e Event) Tuple() string {
+	return e.InstanceID + "/" + e.Group + "/" + e.Hook + "/" + e.Transition
+}
+
+// IsLifecycleAction reports whether the event is an Auto Scaling lifecycle
+// action, which must be completed, rather than a Spot signal.
+func (e Event) IsLifecycleAction() bool {
+	return e.Transition == TransitionTerminating || e.Transition == TransitionLaunching
 }
 
 // TokenPrefix is the part of the token that is safe to log: enough to match

@@ -1,0 +1,219 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"go.uber.org/zap"
+)
+
+// Signals that are not Auto Scaling lifecycle actions: nothing is
+// completed for them, the drain only has to beat a deadline.
+const (
+	// TransitionSpot is a Spot interruption notice; the instance is
+	// reclaimed at the notice's time whatever happens.
+	TransitionSpot = "spot:interruption"
+	// TransitionRebalance is a Spot rebalance recommendation: an early,
+	// optional warning.
+	TransitionRebalance = "spot:rebalance"
+)
+
+// IMDSAPI is the part of the instance metadata client the IMDS source uses.
+type IMDSAPI interface {
+	GetMetadata(ctx context.Context, in *imds.GetMetadataInput, opts ...func(*imds.Options)) (*imds.GetMetadataOutput, error)
+}
+
+// HookResolver names the group and terminating hooks of this instance, for
+// actions learned from IMDS (which carries neither).
+type HookResolver func(ctx context.Context) (group string, hooks []string, err error)
+
+// IMDSOptions configure an IMDSSource.
+type IMDSOptions struct {
+	InstanceID string
+	// Interval between polls; AWS's own tutorial uses 5 s.
+	Interval time.Duration
+	// Resolve names group and hooks when a termination is seen.
+	Resolve HookResolver
+	// Spot turns on Spot interruption notices; Rebalance turns on
+	// rebalance recommendations (off by default: a drained worker that is
+	// then not reclaimed is lost capacity).
+	Spot, Rebalance bool
+	Logger          *zap.Logger
+	Clock           Clock
+}
+
+// IMDSSource polls the instance metadata service for this instance's own
+// signals: autoscaling/target-lifecycle-state, spot/instance-action and
+// events/recommendations/rebalance. Its cost does not grow with the fleet.
+type IMDSSource struct {
+	api  IMDSAPI
+	opts IMDSOptions
+	log  *zap.Logger
+}
+
+// NewIMDSSource returns a source polling api.
+func NewIMDSSource(api IMDSAPI, opts IMDSOptions) *IMDSSource {
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	return &IMDSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "imds"))}
+}
+
+// errNotPresent is a 404: the item is not there (yet).
+var errNotPresent = errors.New("not present")
+
+// Run polls until ctx ends, sending what it sees to out.
+func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func()) error {
+	var lastState string
+	var spotSeen, rebalanceSeen bool
+	send := func(ds ...Delivery) bool {
+		for _, d := range ds {
+			select {
+			case out <- d:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		if progress != nil {
+			progress()
+		}
+		state, err := s.get(ctx, "autoscaling/target-lifecycle-state")
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errNotPresent):
+		case err != nil:
+			s.log.Warn("cannot read the target lifecycle state", zap.Error(err))
+		case state != lastState:
+			s.log.Info("target lifecycle state", zap.String("target_state", state), zap.String("previous", lastState))
+			lastState = state
+			if dest, ok := leaving(state); ok {
+				if !send(s.terminations(ctx, dest)...) {
+					return nil
+				}
+			}
+		}
+
+		if s.opts.Spot && !spotSeen {
+			if d, ok := s.spot(ctx); ok {
+				spotSeen = true // the mock recomputes the time on every request: de-duplicate by presence
+				if !send(d) {
+					return nil
+				}
+			}
+		}
+		if s.opts.Rebalance && !rebalanceSeen {
+			if _, err := s.get(ctx, "events/recommendations/rebalance"); err == nil {
+				rebalanceSeen = true
+				now := s.opts.Clock.Now()
+				s.log.Warn("spot rebalance recommendation: draining the worker early")
+				if !send(Delivery{Event: Event{Transition: TransitionRebalance, InstanceID: s.opts.InstanceID,
+					Source: "imds", Time: now, ReceivedAt: now}}) {
+					return nil
+				}
+			}
+		}
+		if sleep(ctx, s.opts.Clock, s.opts.Interval) != nil {
+			return nil
+		}
+	}
+}
+
+// leaving reports whether a target lifecycle state means the instance is
+// leaving service, and where it goes.
+func leaving(state string) (destination string, ok bool) {
+	switch {
+	case state == "Terminated":
+		return "EC2", true
+	case strings.HasPrefix(state, "Warmed:"):
+		return "WarmPool", true
+	}
+	return "", false
+}
+
+// terminations builds one delivery per terminating hook of the group.
+func (s *IMDSSource) terminations(ctx context.Context, destination string) []Delivery {
+	if s.opts.Resolve == nil {
+		s.log.Error("instance is leaving service but no lifecycle hook is known to complete")
+		return nil
+	}
+	group, hooks, err := s.opts.Resolve(ctx)
+	if err != nil || group == "" || len(hooks) == 0 {
+		s.log.Error("instance is leaving service but its group or terminating hook cannot be determined; "+
+			"set aws.asg-name and aws.hook-name", zap.Error(err), zap.String("asg", group), zap.Strings("hooks", hooks))
+		return nil
+	}
+	now := s.opts.Clock.Now()
+	var out []Delivery
+	for _, h := range hooks {
+		out = append(out, Delivery{Event: Event{
+			Transition: TransitionTerminating, InstanceID: s.opts.InstanceID, Group: group, Hook: h,
+			Time: now, ReceivedAt: now, Source: "imds", Destination: destination,
+		}})
+	}
+	return out
+}
+
+// spotNotice is the body of spot/instance-action.
+type spotNotice struct {
+	Action string `json:"action"`
+	Time   string `json:"time"`
+}
+
+func (s *IMDSSource) spot(ctx context.Context) (Delivery, bool) {
+	body, err := s.get(ctx, "spot/instance-action")
+	if err != nil {
+		if !errors.Is(err, errNotPresent) && ctx.Err() == nil {
+			s.log.Warn("cannot read the spot instance action", zap.Error(err))
+		}
+		return Delivery{}, false
+	}
+	var n spotNotice
+	now := s.opts.Clock.Now()
+	at := now.Add(2 * time.Minute) // the documented notice period
+	if json.Unmarshal([]byte(body), &n) == nil {
+		if t, err := time.Parse(time.RFC3339, n.Time); err == nil {
+			at = t
+		}
+	}
+	s.log.Warn("spot interruption notice: draining the worker before the instance is reclaimed",
+		zap.String("action", n.Action), zap.Time("reclaimed_at", at))
+	return Delivery{Event: Event{Transition: TransitionSpot, InstanceID: s.opts.InstanceID, Source: "imds",
+		Time: now, ReceivedAt: now, Deadline: at}}, true
+}
+
+// get reads one metadata path; errNotPresent for a 404.
+func (s *IMDSSource) get(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := s.api.GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
+	if err != nil {
+		var status interface{ HTTPStatusCode() int }
+		if errors.As(err, &status) && status.HTTPStatusCode() == http.StatusNotFound {
+			return "", errNotPresent
+		}
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, 4096))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
