@@ -47,7 +47,8 @@ type AWS struct {
 	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
 	DrainOnRebalance  bool          `yaml:"drain-on-rebalance" help:"In imds and both modes, drain on a Spot rebalance recommendation. Off: a drained worker whose instance is then not reclaimed is lost capacity."`
 	Group             string        `yaml:"asg-name" help:"Expected Auto Scaling group; messages for other groups are left to others. Empty accepts any group."`
-	Hook              string        `yaml:"hook-name" help:"Expected lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
+	Hook              string        `yaml:"hook-name" help:"Expected terminating lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
+	LaunchHook        string        `yaml:"launch-hook-name" help:"Expected launching lifecycle hook (EC2_INSTANCE_LAUNCHING): completed with CONTINUE once the worker is ACTIVE. Empty accepts any launching hook."`
 	WaitTime          time.Duration `yaml:"wait-time" help:"SQS long-poll wait (WaitTimeSeconds), 1s to 20s."`
 	VisibilityTimeout time.Duration `yaml:"visibility-timeout" help:"Visibility timeout asked for on every receive; at least 30s."`
 	CallTimeout       time.Duration `yaml:"call-timeout" help:"Deadline of every AWS call (the long poll gets wait-time on top)."`
@@ -62,6 +63,7 @@ type Lifecycle struct {
 	HeartbeatInterval AutoDuration  `yaml:"heartbeat-interval" help:"Time between heartbeats: auto (half the hook's HeartbeatTimeout) or a duration, never above half of it."`
 	MaxDrainTime      time.Duration `yaml:"max-drain-time" help:"Longest the daemon holds the instance, counted from the start of the lifecycle action; the AWS cap min(48h, 100 × HeartbeatTimeout) applies as well."`
 	SafetyMargin      time.Duration `yaml:"safety-margin" help:"Completion happens this long before the cap (at most a tenth of it)."`
+	LaunchTimeout     time.Duration `yaml:"launch-timeout" help:"How long a launch action waits for the worker to be ACTIVE before it is completed with ABANDON."`
 	NotFoundWindow    time.Duration `yaml:"not-found-window" help:"How long 'No active Lifecycle Action found' is retried before it is believed."`
 }
 
@@ -102,6 +104,7 @@ func Default() Config {
 		Lifecycle: Lifecycle{
 			MaxDrainTime:   48 * time.Hour,
 			SafetyMargin:   2 * time.Minute,
+			LaunchTimeout:  15 * time.Minute,
 			NotFoundWindow: 2 * time.Minute,
 		},
 		Trino: Trino{
@@ -202,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if hb := time.Duration(c.Lifecycle.HeartbeatInterval); hb != 0 && hb > 3600*time.Second {
 		bad("lifecycle.heartbeat-interval", "must be at most 1h (half the largest HeartbeatTimeout), got %s", hb)
+	}
+	if c.Lifecycle.LaunchTimeout <= 0 {
+		bad("lifecycle.launch-timeout", "must be positive, got %s", c.Lifecycle.LaunchTimeout)
 	}
 	if c.Lifecycle.NotFoundWindow < 0 {
 		bad("lifecycle.not-found-window", "must not be negative, got %s", c.Lifecycle.NotFoundWindow)

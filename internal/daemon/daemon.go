@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		useSQS = false
 	}
 	group := cfg.AWS.Group
+	pendingLaunch := false
 	if mem, err := actions.MembershipOf(ctx, id.InstanceID); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -109,6 +110,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		if group == "" {
 			group = mem.Group
 		}
+		pendingLaunch = mem.State == "Pending:Wait"
 		if cfg.AWS.Group != "" && cfg.AWS.Group != mem.Group {
 			log.Warn("instance is in another Auto Scaling group than aws.asg-name; its lifecycle messages will be left to others",
 				zap.String("asg", mem.Group), zap.String("expected_asg", cfg.AWS.Group))
@@ -132,10 +134,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
 			SafetyMargin:      cfg.Lifecycle.SafetyMargin,
 		},
-		Retry:    lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
-		DryRun:   cfg.DryRun,
-		Logger:   opts.Logger.With(zap.String("component", "supervisor")),
-		Recorder: m,
+		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
+		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
+		DryRun:        cfg.DryRun,
+		Logger:        opts.Logger.With(zap.String("component", "supervisor")),
+		Recorder:      m,
 	}
 	if store != nil {
 		supOpts.Store = store
@@ -143,7 +146,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	sup = supervisor.New(actions, drainer, supOpts)
 	sqsSource := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
 		QueueURL:          cfg.AWS.QueueURL,
-		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook},
+		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook, LaunchHook: cfg.AWS.LaunchHook},
 		WaitTime:          cfg.AWS.WaitTime,
 		VisibilityTimeout: cfg.AWS.VisibilityTimeout,
 		CallTimeout:       cfg.AWS.CallTimeout,
@@ -188,6 +191,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		imdsBeat := health.Watch("imds-poll", 2*cfg.AWS.IMDSPollInterval+30*time.Second)
 		sources.Add(1)
 		go func() { defer sources.Done(); _ = imdsSource.Run(runCtx, deliveries, imdsBeat) }()
+	}
+	if pendingLaunch && useIMDS {
+		// A launch hook holds this instance: complete it once the worker
+		// is ACTIVE, without waiting for the queue.
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			deliverPendingLaunch(runCtx, log, actions, cfg, id.InstanceID, group, deliveries)
+		}()
 	}
 	supDone := make(chan struct{})
 	go func() { sup.Run(runCtx, deliveries, supBeat); close(supDone) }()
@@ -265,4 +277,28 @@ func openState(cfg config.Config, log *zap.Logger) (*statefile.Store, []statefil
 		return nil, nil
 	}
 	return store, recs
+}
+
+// deliverPendingLaunch hands the supervisor the launch action of an instance
+// found in Pending:Wait at start-up (modes imds and both: no message needed).
+func deliverPendingLaunch(ctx context.Context, log *zap.Logger, actions *lifecycle.Actions, cfg config.Config,
+	instanceID, group string, out chan<- lifecycle.Delivery) {
+	hooks := []string{cfg.AWS.LaunchHook}
+	if cfg.AWS.LaunchHook == "" {
+		var err error
+		if hooks, err = actions.HooksFor(ctx, group, lifecycle.TransitionLaunching); err != nil || len(hooks) == 0 {
+			log.Warn("instance is in Pending:Wait but no launching hook is known; set aws.launch-hook-name", zap.Error(err))
+			return
+		}
+	}
+	now := time.Now()
+	for _, h := range hooks {
+		d := lifecycle.Delivery{Event: lifecycle.Event{Transition: lifecycle.TransitionLaunching, InstanceID: instanceID,
+			Group: group, Hook: h, Time: now, ReceivedAt: now, Source: "startup"}}
+		select {
+		case out <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -158,14 +158,15 @@ func TestDrainAndCompleteForEveryMessageShape(t *testing.T) {
 	}
 }
 
-// metricValue reads one sample from the daemon's registry; labels come in
-// name, value pairs.
+// metricValue sums the samples of a metric whose labels match; labels come
+// in name, value pairs.
 func metricValue(t *testing.T, d *testenv.Daemon, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := d.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -183,13 +184,13 @@ func metricValue(t *testing.T, d *testenv.Daemon, name string, labels ...string)
 			}
 			switch {
 			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue()
 			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
+				sum += m.GetGauge().GetValue()
 			}
 		}
 	}
-	return 0
+	return sum
 }
 
 func TestTestNotificationIsDeleted(t *testing.T) {

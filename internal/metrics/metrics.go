@@ -23,7 +23,7 @@ import (
 const namespace = "scaledownd"
 
 // Phases of the action in progress, exported as a state set.
-var Phases = []string{"idle", "received", "draining", "completing"}
+var Phases = []string{"idle", "received", "draining", "activating", "completing"}
 
 // Metrics holds scaledownd's collectors.
 type Metrics struct {
@@ -48,7 +48,7 @@ type Metrics struct {
 }
 
 // CompletionReasons are the reasons an action is completed.
-var CompletionReasons = []string{"drained", "exited", "not-running", "coordinator", "deadline", "lapsed"}
+var CompletionReasons = []string{"drained", "exited", "not-running", "coordinator", "deadline", "lapsed", "active", "launch-timeout"}
 
 // TrinoStates are the worker states exported by scaledownd_trino_state.
 var TrinoStates = []string{"ACTIVE", "DRAINING", "DRAINED", "SHUTTING_DOWN", "GONE"}
@@ -85,7 +85,7 @@ func New(version string) *Metrics {
 	}, []string{"outcome"})
 	m.completed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "lifecycle", Name: "actions_completed_total",
-		Help: "Lifecycle actions finished, by result (CONTINUE, already-done, error) and reason (drained, exited, not-running, coordinator, deadline, lapsed).",
+		Help: "Lifecycle actions finished, by result (CONTINUE, ABANDON, already-done, error, none for Spot signals) and reason (drained, exited, not-running, coordinator, deadline, lapsed, active, launch-timeout).",
 	}, []string{"result", "reason"})
 	m.heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "lifecycle", Name: "heartbeats_total",
@@ -139,7 +139,7 @@ func New(version string) *Metrics {
 	for _, o := range []string{"ok", "forbidden", "not-running", "error"} {
 		m.trinoRequests.WithLabelValues(o)
 	}
-	for _, result := range []string{"CONTINUE", "already-done", "error"} {
+	for _, result := range []string{"CONTINUE", "ABANDON", "already-done", "error"} {
 		for _, reason := range CompletionReasons {
 			m.completed.WithLabelValues(result, reason)
 		}

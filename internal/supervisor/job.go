@@ -125,13 +125,17 @@ func (j *job) run(ctx context.Context) {
 		st.InstanceID, st.Group, st.Hook, st.Token = e.InstanceID, e.Group, e.Hook, e.TokenPrefix()
 		st.Started, st.Deadline = plan.Started, plan.Deadline
 	})
-	j.log().Info("lifecycle action received; draining",
+	j.log().Info("lifecycle action received",
 		zap.String("transition", e.Transition), zap.String("source", e.Source), zap.String("shape", e.Shape),
 		zap.String("destination", e.Destination), zap.Bool("resumed", j.resume != nil),
 		zap.Time("action_started", plan.Started), zap.Duration("heartbeat_timeout", timing.HeartbeatTimeout),
 		zap.Duration("heartbeat_interval", plan.HeartbeatInterval),
 		zap.Time("deadline", plan.Deadline), zap.String("deadline_limit", plan.Limit))
-	j.setPhase(PhaseDraining)
+	if e.Transition == lifecycle.TransitionLaunching {
+		j.setPhase(PhaseActivating)
+	} else {
+		j.setPhase(PhaseDraining)
+	}
 	j.save(statefile.PhaseDraining, "")
 
 	// The keeper heartbeats from now until completion; its context ends
@@ -153,21 +157,26 @@ func (j *job) run(ctx context.Context) {
 		<-keeperExited
 	}()
 
-	reason, ok := j.drain(ctx, plan, keeperDone)
+	result, reason, ok := lifecycle.ResultContinue, "", false
+	if e.Transition == lifecycle.TransitionLaunching {
+		result, reason, ok = j.activate(ctx, plan, keeperDone)
+	} else {
+		reason, ok = j.drain(ctx, plan, keeperDone)
+	}
 	if !ok {
 		return
 	}
 	j.save(statefile.PhaseCompleting, reason)
 	j.setPhase(PhaseCompleting)
 	if s.opts.DryRun {
-		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", lifecycle.ResultContinue), zap.String("reason", reason))
+		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", result), zap.String("reason", reason))
 		s.opts.Recorder.ActionCompleted("dry-run", reason)
 		j.ack(ctx)
 		return
 	}
 	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
 	act = j.action() // with a token lent by the SQS message of an action IMDS reported first
-	already, err := lifecycle.Finish(ctx, s.asg, act, lifecycle.ResultContinue, keeper.Confirmed(), giveUp, s.opts.Retry)
+	already, err := lifecycle.Finish(ctx, s.asg, act, result, keeper.Confirmed(), giveUp, s.opts.Retry)
 	stopKeeper()
 	elapsed := s.opts.Clock.Now().Sub(plan.Started)
 	switch {
@@ -184,14 +193,76 @@ func (j *job) run(ctx context.Context) {
 		j.log().Warn("lifecycle action was already gone when completing it", zap.String("reason", reason))
 		s.opts.Recorder.ActionCompleted("already-done", reason)
 	default:
-		j.log().Info("lifecycle action completed", zap.String("result", lifecycle.ResultContinue),
+		j.log().Info("lifecycle action completed", zap.String("result", result),
 			zap.String("reason", reason), zap.Duration("elapsed", elapsed))
-		s.opts.Recorder.ActionCompleted(lifecycle.ResultContinue, reason)
+		s.opts.Recorder.ActionCompleted(result, reason)
 	}
 	j.save(statefile.PhaseCompleted, reason)
 	s.opts.Recorder.DrainFinished(reason, elapsed)
 	s.setStatus(func(st *Status) { st.Completed++ })
 	j.ack(ctx)
+}
+
+// Reasons a launch action is completed.
+const (
+	ReasonActive        = "active"         // the worker is ACTIVE: CONTINUE
+	ReasonLaunchTimeout = "launch-timeout" // not ACTIVE in time: ABANDON
+)
+
+// activate waits for the worker to be ACTIVE for a launch action: CONTINUE
+// once it is, ABANDON when it is not by the launch deadline. ok is false
+// when the job must stop without completing.
+func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan error) (result, reason string, ok bool) {
+	s := j.s
+	if r := j.resume; r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != "" {
+		if r.Reason == ReasonLaunchTimeout {
+			return lifecycle.ResultAbandon, r.Reason, true
+		}
+		return lifecycle.ResultContinue, r.Reason, true
+	}
+	deadline := plan.Deadline
+	if lt := s.opts.LaunchTimeout; lt > 0 && plan.Started.Add(lt).Before(deadline) {
+		deadline = plan.Started.Add(lt)
+	}
+	actCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		select {
+		case <-actCtx.Done():
+		case <-s.opts.Clock.After(deadline.Sub(s.opts.Clock.Now())):
+			stop(errDeadline)
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- s.drainer.Activate(actCtx, j.log()) }()
+	select {
+	case <-ctx.Done():
+		stop(nil)
+		<-done
+		return "", "", false
+	case err := <-keeperDone:
+		stop(nil)
+		<-done
+		if ctx.Err() == nil {
+			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
+			s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+			j.save(statefile.PhaseCompleted, ReasonLapsed)
+			j.ack(ctx)
+		}
+		return "", "", false
+	case err := <-done:
+		switch {
+		case ctx.Err() != nil:
+			return "", "", false
+		case err == nil:
+			j.log().Info("trino worker is ACTIVE; continuing the launch")
+			return lifecycle.ResultContinue, ReasonActive, true
+		default:
+			j.log().Error("trino worker did not become ACTIVE by the launch deadline; abandoning the launch",
+				zap.Time("deadline", deadline), zap.Error(cause(actCtx, err)))
+			return lifecycle.ResultAbandon, ReasonLaunchTimeout, true
+		}
+	}
 }
 
 // runSignal drains for a Spot signal: no lifecycle action to heartbeat or
@@ -271,7 +342,11 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 		// completing early would kill the queries the drain protects.
 		backoff := time.Second
 		for {
-			r, err := s.drainer.Drain(drainCtx, j.log())
+			drain := s.drainer.Drain
+			if j.event.Destination == "WarmPool" {
+				drain = s.drainer.Hold // the worker comes back with the instance
+			}
+			r, err := drain(drainCtx, j.log())
 			if err == nil || drainCtx.Err() != nil {
 				drained <- drainResult{r, cause(drainCtx, err)}
 				return

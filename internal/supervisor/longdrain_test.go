@@ -25,6 +25,15 @@ func (neverDrains) Drain(ctx context.Context, _ *zap.Logger) (trinoadmin.Result,
 	return trinoadmin.Result{}, ctx.Err()
 }
 
+func (n neverDrains) Hold(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error) {
+	return n.Drain(ctx, log)
+}
+
+func (neverDrains) Activate(ctx context.Context, _ *zap.Logger) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // TestFullLengthDrainOnAFakeClock simulates drains that never finish, for
 // the whole time AWS allows, with the real Auto Scaling wire protocol on a
 // fake clock: heartbeats never lapse and CONTINUE is sent before the cap.

@@ -17,9 +17,16 @@ import (
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
-// Drainer takes the local worker out of service; *trinoadmin.Drainer is one.
+// Drainer takes the local worker out of service and brings it back;
+// *trinoadmin.Drainer is one.
 type Drainer interface {
+	// Drain takes the worker out of service for good.
 	Drain(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error)
+	// Hold drains but keeps the process: the instance goes to a warm pool.
+	Hold(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error)
+	// Activate waits until the worker is ACTIVE (launch, or back from a
+	// warm pool).
+	Activate(ctx context.Context, log *zap.Logger) error
 }
 
 // AutoScaling is the Auto Scaling side the supervisor needs;
@@ -45,6 +52,7 @@ const (
 	PhaseIdle       = "idle"
 	PhaseReceived   = "received"
 	PhaseDraining   = "draining"
+	PhaseActivating = "activating" // a launch action: waiting for the worker to be ACTIVE
 	PhaseCompleting = "completing"
 )
 
@@ -71,6 +79,9 @@ type Options struct {
 	Store Store
 	Plan  lifecycle.PlanOptions
 	Retry lifecycle.RetryPolicy
+	// LaunchTimeout bounds how long a launch action waits for the worker
+	// to become ACTIVE before it is abandoned.
+	LaunchTimeout time.Duration
 	// VisibilityMargin is added to the heartbeat interval to keep an action's
 	// SQS message hidden while it is being worked on. Should the daemon die,
 	// the message reappears before the action's heartbeat timeout lapses.

@@ -121,6 +121,11 @@ func (a *Actions) HookTiming(ctx context.Context, group, hook string) (HookTimin
 
 // TerminatingHooks lists the group's hooks on EC2_INSTANCE_TERMINATING.
 func (a *Actions) TerminatingHooks(ctx context.Context, group string) ([]string, error) {
+	return a.HooksFor(ctx, group, TransitionTerminating)
+}
+
+// HooksFor lists the group's hooks on a transition.
+func (a *Actions) HooksFor(ctx context.Context, group, transition string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.callTimeout)
 	defer cancel()
 	out, err := a.api.DescribeLifecycleHooks(ctx, &autoscaling.DescribeLifecycleHooksInput{AutoScalingGroupName: aws.String(group)})
@@ -129,7 +134,7 @@ func (a *Actions) TerminatingHooks(ctx context.Context, group string) ([]string,
 	}
 	var hooks []string
 	for _, h := range out.LifecycleHooks {
-		if aws.ToString(h.LifecycleTransition) == TransitionTerminating {
+		if aws.ToString(h.LifecycleTransition) == transition {
 			hooks = append(hooks, aws.ToString(h.LifecycleHookName))
 		}
 	}

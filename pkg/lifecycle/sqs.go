@@ -41,7 +41,8 @@ const (
 type Filter struct {
 	InstanceID string // this instance; required
 	Group      string // expected Auto Scaling group; empty accepts any
-	Hook       string // expected lifecycle hook; empty accepts any
+	Hook       string // expected terminating hook; empty accepts any
+	LaunchHook string // expected launching hook; empty accepts any
 }
 
 // Owns reports whether e is this daemon's to act on, and if not, why.
@@ -51,7 +52,8 @@ func (f Filter) Owns(e Event) (bool, string) {
 		return false, "another instance"
 	case f.Group != "" && e.Group != f.Group:
 		return false, "another auto scaling group"
-	case f.Hook != "" && e.Hook != f.Hook:
+	case e.Transition == TransitionLaunching && f.LaunchHook != "" && e.Hook != f.LaunchHook,
+		e.Transition != TransitionLaunching && f.Hook != "" && e.Hook != f.Hook:
 		return false, "another lifecycle hook"
 	}
 	return true, ""
@@ -227,15 +229,6 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
 	e.ReceivedAt = s.opts.Clock.Now()
-	if e.Transition != TransitionTerminating {
-		vis := backoffVisibility(msg.ReceiveCount)
-		log.Warn("lifecycle transition is not handled by this version; leaving the message on the queue",
-			zap.String("transition", e.Transition), zap.String("hook", e.Hook), zap.Duration("visible_again_in", vis))
-		if err := msg.setVisibility(ctx, vis); err != nil {
-			log.Warn("could not set visibility", zap.Error(err))
-		}
-		return Delivery{}, false
-	}
 	return Delivery{Event: e, Msg: msg}, true
 }
 

@@ -125,6 +125,16 @@ func NewDrainer(c *Client, opts DrainOptions) *Drainer {
 // lifecycle deadline or a shutdown of the daemon). Progress is logged to
 // log, which carries the caller's fields (nil: the Drainer's own logger).
 func (d *Drainer) Drain(ctx context.Context, log *zap.Logger) (Result, error) {
+	return d.drain(ctx, log, d.opts.ShutdownAfterDrain)
+}
+
+// Hold drains like Drain but never asks the drained worker to exit: for an
+// instance going to a warm pool, whose worker returns to service later.
+func (d *Drainer) Hold(ctx context.Context, log *zap.Logger) (Result, error) {
+	return d.drain(ctx, log, false)
+}
+
+func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool) (Result, error) {
 	if log == nil {
 		log = d.log
 	}
@@ -200,7 +210,7 @@ func (d *Drainer) Drain(ctx context.Context, log *zap.Logger) (Result, error) {
 			return res, err
 		}
 	}
-	if outcome == OutcomeDrained && d.opts.ShutdownAfterDrain {
+	if outcome == OutcomeDrained && shutdownAfter {
 		// DRAINED → SHUTTING_DOWN terminates at once: no tasks, no grace.
 		if err := d.c.SetState(ctx, StateShuttingDown); err != nil {
 			d.count(err)
@@ -429,5 +439,55 @@ func PlannedPath(s Strategy, info Info) string {
 		return "SHUTTING_DOWN → exit (no DRAINING before Trino 468)"
 	default:
 		return "DRAINING → DRAINED"
+	}
+}
+
+// Activate waits until the worker is ACTIVE: for a launch hook, the worker
+// starting up; for an instance back from a warm pool, a DRAINING or DRAINED
+// worker that is reactivated. It returns ctx's error when ctx ends first.
+func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
+	if log == nil {
+		log = d.log
+	}
+	last := ""
+	for {
+		state, err := d.c.State(ctx)
+		d.count(err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil {
+			if info, ierr := d.c.Info(ctx); ierr == nil && info.Starting {
+				state = "STARTING"
+			}
+		}
+		cur := state
+		if err != nil {
+			cur = "unreachable"
+		}
+		if cur != last {
+			log.Info("waiting for the trino worker to be ACTIVE", zap.String("trino_state", cur), zap.NamedError("reason", err))
+			last = cur
+		}
+		switch state {
+		case StateActive:
+			log.Info("trino worker is ACTIVE")
+			d.opts.Recorder.TrinoState(StateActive)
+			return nil
+		case StateDraining, StateDrained:
+			if d.opts.DryRun {
+				log.Info("dry run: would reactivate the worker")
+				return nil
+			}
+			if err := d.c.SetState(ctx, StateActive); err != nil {
+				d.count(err)
+				log.Warn("could not reactivate the worker", zap.Error(err))
+			} else {
+				log.Info("reactivated the drained worker")
+			}
+		}
+		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
+			return err
+		}
 	}
 }

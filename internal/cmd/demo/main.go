@@ -241,7 +241,7 @@ func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string) {
 			}
 		case "scaledownd ready: polling the lifecycle queue":
 			tl.say("scaledownd", "ready, long-polling the lifecycle queue")
-		case "lifecycle action received; draining":
+		case "lifecycle action received":
 			tl.say("scaledownd", "lifecycle message received (%v shape): heartbeat every %vs, complete by %v at the latest",
 				rec["shape"], rec["heartbeat_interval"], rec["deadline"])
 		case "trino state change requested":
