@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/scaledownd/scaledownd/internal/daemon"
@@ -57,10 +58,14 @@ func freePort(t *testing.T) string {
 }
 
 // startAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on loopback.
-func startAEMM(t *testing.T) string {
+// Its notices fire at once unless delayed: the default delays push them an
+// hour out; extra flags override.
+func startAEMM(t *testing.T, extra ...string) string {
 	t.Helper()
 	port := freePort(t)
-	cmd := exec.Command(aemmBinary(t), "-n", "127.0.0.1", "-p", port, "--imdsv2")
+	args := []string{"-n", "127.0.0.1", "-p", port, "--imdsv2",
+		"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}
+	cmd := exec.Command(aemmBinary(t), append(args, extra...)...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no stray aemm-config.json
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -241,5 +246,61 @@ func TestSpotNoticeDrainsWithoutALifecycleAction(t *testing.T) {
 	}
 	if logs.FilterMessageSnippet("spot interruption notice").Len() != 1 {
 		t.Fatal("the notice should be logged once (de-duplicated by presence)")
+	}
+}
+
+// TestIMDSTerminationFromRealIMDSMock: amazon-ec2-metadata-mock switches
+// target-lifecycle-state to Terminated after a delay (404s and IMDSv2
+// tokens on the way); the daemon drains and completes by instance id.
+func TestIMDSTerminationFromRealIMDSMock(t *testing.T) {
+	imdsURL := startAEMM(t, "--asg-termination-delay-sec", "3")
+	// The action starts now; the mock reports it after its delay, well
+	// within the heartbeat timeout.
+	env := world(t, testenv.Options{InstanceID: aemmInstance, HeartbeatTimeout: 30 * time.Second})
+	cfg := env.Config("")
+	cfg.AWS.Region = ""
+	cfg.AWS.Mode = "imds"
+	cfg.AWS.QueueURL = ""
+	cfg.AWS.IMDSEndpoint = imdsURL
+	cfg.AWS.IMDSPollInterval = 200 * time.Millisecond
+	token, _ := env.Terminate(aemmInstance)
+	_, logs := start(t, cfg)
+	act := finished(t, env, token, 30*time.Second)
+	completedContinue(t, act)
+	if stateAt(env.Trino, "DRAINED").IsZero() {
+		t.Fatal("worker not drained")
+	}
+	if logs.FilterMessage("target lifecycle state").FilterField(zap.String("target_state", "Terminated")).Len() != 1 {
+		t.Fatal("the switch to Terminated should be logged once")
+	}
+}
+
+// TestSpotAndRebalanceFromRealIMDSMock: the mock's rebalance
+// recommendation and then its interruption notice (whose time it recomputes
+// on every request) drain once, with no lifecycle call.
+func TestSpotAndRebalanceFromRealIMDSMock(t *testing.T) {
+	imdsURL := startAEMM(t, "--mock-delay-sec", "3", "--rebalance-delay-sec", "2")
+	env := world(t, testenv.Options{InstanceID: aemmInstance})
+	cfg := env.Config("")
+	cfg.AWS.Region = ""
+	cfg.AWS.Mode = "imds"
+	cfg.AWS.QueueURL = ""
+	cfg.AWS.IMDSEndpoint = imdsURL
+	cfg.AWS.IMDSPollInterval = 200 * time.Millisecond
+	cfg.AWS.DrainOnRebalance = true
+	d, logs := start(t, cfg)
+	testpeers.Eventually(t, 20*time.Second, "rebalance and spot notices handled", func() bool {
+		return logs.FilterMessageSnippet("spot interruption notice").Len() == 1 &&
+			logs.FilterMessageSnippet("rebalance recommendation").Len() == 1
+	})
+	testpeers.Eventually(t, 20*time.Second, "worker drained", func() bool { return !stateAt(env.Trino, "DRAINED").IsZero() })
+	waitMetric(t, d, func(v float64) bool { return v >= 1 }, "scaledownd_lifecycle_actions_completed_total", "result", "none")
+	if n := env.ASG.CallCount("CompleteLifecycleAction") + env.ASG.CallCount("RecordLifecycleActionHeartbeat"); n != 0 {
+		t.Fatalf("%d lifecycle calls for spot signals", n)
+	}
+	// Polled many times, the notice is still handled once.
+	time.Sleep(time.Second) // proving an absence: more polls of the same notice
+	if n := logs.FilterMessageSnippet("spot interruption notice").Len(); n != 1 {
+		t.Fatalf("spot notice handled %d times", n)
 	}
 }
