@@ -152,6 +152,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		CallTimeout:       cfg.AWS.CallTimeout,
 		Logger:            log.With(zap.String("component", "sqs")),
 		Recorder:          m,
+		DryRun:            cfg.DryRun,
 	})
 
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {

@@ -528,3 +528,44 @@ func waitMetric(t *testing.T, d *testenv.Daemon, ok func(float64) bool, name str
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestDryRunChangesNothing(t *testing.T) {
+	env := world(t, testenv.Options{})
+	cfg := env.Config(env.Instance)
+	cfg.DryRun = true
+	d, logs := start(t, cfg)
+	token, msg := env.Terminate(env.Instance)
+	own := env.SQS.Send(env.QueueURL, msg.Direct())
+	test := env.SQS.Send(env.QueueURL, env.ASG.TestNotification(testenv.Group))
+	waitMetric(t, d, func(v float64) bool { return v >= 1 }, "scaledownd_lifecycle_actions_completed_total", "result", "dry-run")
+	for _, want := range []string{"dry run: would request trino state", "dry run: would record a lifecycle action heartbeat",
+		"dry run: would complete the lifecycle action", "dry run: would delete the lifecycle message"} {
+		if logs.FilterMessageSnippet(want).Len() == 0 {
+			t.Errorf("no log line %q", want)
+		}
+	}
+	if n := statePuts(env.Trino, ""); n != 0 {
+		t.Fatalf("%d state changes in a dry run", n)
+	}
+	for _, op := range []string{"RecordLifecycleActionHeartbeat", "CompleteLifecycleAction"} {
+		if n := env.ASG.CallCount(op); n != 0 {
+			t.Fatalf("%d %s calls in a dry run", n, op)
+		}
+	}
+	if n := env.SQS.CallCount("DeleteMessage"); n != 0 {
+		t.Fatalf("%d deletions in a dry run", n)
+	}
+	if a, _ := env.ASG.Action(token); a.State != testpeers.AutoScalingActionPending {
+		t.Fatalf("action %s in a dry run", a.State)
+	}
+	// Every message was handed straight back.
+	testpeers.Eventually(t, 5*time.Second, "messages visible again", func() bool {
+		n := 0
+		for _, m := range env.SQS.Messages(env.QueueURL) {
+			if (m.ID == own || m.ID == test) && (m.Visible || time.Until(m.VisibleAt) < 2*time.Second) {
+				n++
+			}
+		}
+		return n == 2
+	})
+}

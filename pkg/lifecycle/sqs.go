@@ -85,6 +85,9 @@ type SQSOptions struct {
 	Logger                        *zap.Logger
 	Recorder                      Recorder
 	Clock                         Clock
+	// DryRun logs what would be done and hands every message back at once
+	// instead: nothing is deleted, nothing stays hidden.
+	DryRun bool
 }
 
 // SQSSource long-polls the lifecycle queue. It hands back other instances'
@@ -94,6 +97,19 @@ type SQSSource struct {
 	api  SQSAPI
 	opts SQSOptions
 	log  *zap.Logger
+
+	dryRunSeen map[string]bool // message ids a dry run has handed back once
+}
+
+// seenInDryRun records a message id and reports whether it was seen before.
+// Only Run's goroutine calls it.
+func (s *SQSSource) seenInDryRun(id string) bool {
+	if s.dryRunSeen == nil || len(s.dryRunSeen) > 10000 {
+		s.dryRunSeen = map[string]bool{}
+	}
+	seen := s.dryRunSeen[id]
+	s.dryRunSeen[id] = true
+	return seen
 }
 
 // NewSQSSource returns a source reading opts.QueueURL through api.
@@ -198,10 +214,27 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
 
 	e, kind, err := Classify(body)
+	if s.opts.DryRun {
+		// Receiving hid the message: hand it straight back the first time,
+		// and a minute later on repeats, so a dry run neither keeps messages
+		// from the fleet nor spins on them.
+		vis := time.Duration(0)
+		if s.seenInDryRun(msg.ID) {
+			vis = time.Minute
+		}
+		defer func() {
+			if err := msg.setVisibility(ctx, vis); err != nil {
+				log.Warn("dry run: could not hand the message back", zap.Error(err))
+			}
+		}()
+	}
 	switch kind {
 	case KindTest:
 		s.opts.Recorder.MessageReceived(MessageTest)
-		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group))
+		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
+		if s.opts.DryRun {
+			return Delivery{}, false
+		}
 		if err := msg.Delete(ctx); err != nil {
 			log.Warn("could not delete test notification", zap.Error(err))
 		}
@@ -211,6 +244,9 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
+		if s.opts.DryRun {
+			return Delivery{}, false
+		}
 		if err := msg.setVisibility(ctx, vis); err != nil {
 			log.Warn("could not set visibility of a malformed message", zap.Error(err))
 		}
@@ -221,6 +257,9 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 		s.opts.Recorder.MessageReceived(MessageForeign)
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
+		if s.opts.DryRun {
+			return Delivery{}, false
+		}
 		if err := msg.Release(ctx); err != nil {
 			log.Warn("could not hand back a foreign message", zap.Error(err))
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"go.uber.org/zap"
@@ -85,4 +86,13 @@ func experiment(n int, mode string, trials int, latency time.Duration) {
 		}
 	}
 	f.Close()
+	pprof.StopCPUProfile()
+}
+
+func init() {
+	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
+		f, _ := os.Create(p)
+		_ = pprof.StartCPUProfile(f)
+		go func() { time.Sleep(60 * time.Second); pprof.StopCPUProfile(); f.Close() }()
+	}
 }
