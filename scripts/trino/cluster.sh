@@ -6,7 +6,7 @@
 #   scripts/trino/cluster.sh start  <dir>            start and wait until all workers are ACTIVE
 #   scripts/trino/cluster.sh stop   <dir>            SIGTERM every process started here, SIGKILL after STOP_TIMEOUT
 #   scripts/trino/cluster.sh status <dir>            PIDs, node states, coordinator's system.runtime.nodes
-#   scripts/trino/cluster.sh restart-worker <dir> N  (re)start worker N (same port/config) after it exited
+#   scripts/trino/cluster.sh restart-worker <dir> N [N...]  (re)start workers (same port/config) after they exited
 #   scripts/trino/cluster.sh query  <dir> SQL        run SQL on the coordinator (user $QUERY_USER), print rows
 #
 # Env: WORKERS (2), GRACE (shutdown.grace-period, 5s), HEAP (1G), START_TIMEOUT (seconds, 300),
@@ -92,23 +92,46 @@ def get(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.load(r)
 
+def known_to_coordinator():
+    # The coordinator's failure detector (/v1/node) lists the workers it has
+    # discovered. A query issued before that waits for workers (up to
+    # query-manager.required-workers-max-wait, 5 min), so ask this first.
+    req = urllib.request.Request(coord_url + "/v1/node", headers={"X-Trino-User": "e2e"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        seen = {n.get("uri", "").rsplit("/v1/", 1)[0] for n in json.load(r)}
+    return [nid for nid, url, pid in nodes if nid in workers and url not in seen]
+
 def nodes_view():
     req = urllib.request.Request(coord_url + "/v1/statement", method="POST",
                                  data=b"SELECT node_id, state FROM system.runtime.nodes WHERE coordinator = false",
                                  headers={"X-Trino-User": "e2e"})
     doc = json.load(urllib.request.urlopen(req, timeout=10))
     rows = []
+    give_up = min(deadline, time.time() + 20)
     while True:
         rows.extend(doc.get("data") or [])
         if "error" in doc:
             raise RuntimeError(doc["error"].get("message"))
         if not doc.get("nextUri"):
             return {r[0]: r[1] for r in rows}
+        if time.time() > give_up:
+            try:
+                urllib.request.urlopen(urllib.request.Request(doc["nextUri"], method="DELETE",
+                                                              headers={"X-Trino-User": "e2e"}), timeout=5).close()
+            except (OSError, urllib.error.URLError):
+                pass
+            raise RuntimeError("system.runtime.nodes query not done after 20s (state %s)" %
+                               (doc.get("stats") or {}).get("state"))
+        time.sleep(0.05)
         doc = json.load(urllib.request.urlopen(
             urllib.request.Request(doc["nextUri"], headers={"X-Trino-User": "e2e"}), timeout=10))
 
 last = "nothing checked yet"
+next_report = time.time() + 15
 while time.time() < deadline:
+    if time.time() >= next_report:
+        sys.stderr.write("cluster.sh: still waiting (%.0fs left): %s\n" % (deadline - time.time(), last))
+        next_report = time.time() + 15
     for nid, url, pid in nodes:
         if not os.path.exists("/proc/%s" % pid):
             sys.exit("node %s (pid %s) exited during startup" % (nid, pid))
@@ -122,6 +145,10 @@ while time.time() < deadline:
                 state = get(url + "/v1/info/state")
                 if state != "ACTIVE":
                     pending.append("%s %s" % (nid, state))
+        if not pending:
+            unknown = known_to_coordinator()
+            if unknown:
+                pending.append("coordinator has not discovered %s yet" % ", ".join(unknown))
         if not pending:
             view = nodes_view()
             missing = [w for w in sorted(workers) if view.get(w) != "active"]
@@ -198,6 +225,10 @@ EOF
 		fi
 		printf 'http-server.http.port=%s\n' "$port"
 		printf 'discovery.uri=http://127.0.0.1:%s\n' "$cport"
+		# airlift's default is 5 min: a discovery lookup that hits the coordinator
+		# while its HTTP server is still starting can hang that long, and the
+		# coordinator then knows no workers (observed: cluster start 354 s)
+		printf 'discovery.http-client.request-timeout=10s\n'
 		printf 'shutdown.grace-period=%s\n' "$GRACE"
 		printf 'access-control.config-files=%s/access-control.properties\n' "$etc"
 		# small cluster on 2 cores: keep memory and threads modest
@@ -242,7 +273,7 @@ launch_node() {
 	' _ "$data" env JAVA_HOME="$TRINO_JAVA_HOME" PATH="$TRINO_JAVA_HOME/bin:$PATH" \
 		"$TRINO_HOME/bin/launcher" -etc-dir "$etc" -data-dir "$data" \
 		-jvm-dir "$TRINO_JAVA_HOME" run \
-		>>"$data/var/log/server.log" 2>&1 </dev/null &
+		>>"$data/var/log/server.log" 2>&1 </dev/null 9>&- &
 	local i
 	for ((i = 0; i < 100; i++)); do
 		[[ -s "$data/var/java.pid" ]] && break
@@ -378,25 +409,41 @@ cmd_start() {
 	log "env: $dir/cluster.env"
 }
 
-cmd_restart_worker() {
+cmd_restart_worker() { # DIR N... : launch the workers together, then wait for all
 	local dir n t0
 	dir=$(cd "$1" && pwd)
-	n=$2
+	shift
+	# one restart at a time per cluster: cluster.env is rewritten with every PID
+	exec 9>"$dir/.restart.lock"
+	flock -w "$START_TIMEOUT" 9 || die "another restart-worker holds $dir/.restart.lock"
 	load_env "$dir"
-	local pid_var=WORKER${n}_PID url_var=WORKER${n}_URL
-	[[ -n "${!url_var:-}" ]] || die "no worker $n in $dir/cluster.env"
-	if is_ours "${!pid_var}" "$dir"; then
-		die "worker $n (pid ${!pid_var}) is still running"
-	fi
+	local -a wait_args=(coordinator "$COORD_URL" "$COORD_PID")
+	for n in "$@"; do
+		[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "worker number must be a positive integer, got '$n'"
+		local pid_var=WORKER${n}_PID url_var=WORKER${n}_URL
+		[[ -n "${!url_var:-}" ]] || die "no worker $n in $dir/cluster.env"
+		if is_ours "${!pid_var}" "$dir"; then
+			die "worker $n (pid ${!pid_var}) is still running"
+		fi
+	done
 	ensure_nofile
 	t0=$(now)
-	printf -v "$pid_var" '%s' "$(launch_node "$dir" "worker-$n")"
-	write_env "$dir"
-	py_wait_ready "$START_TIMEOUT" "$COORD_URL" coordinator "$COORD_URL" "$COORD_PID" "worker-$n" "${!url_var}" "${!pid_var}" >&2 || {
+	for n in "$@"; do
+		local pid_var=WORKER${n}_PID url_var=WORKER${n}_URL
+		printf -v "$pid_var" '%s' "$(launch_node "$dir" "worker-$n")"
+		write_env "$dir"
+		wait_args+=("worker-$n" "${!url_var}" "${!pid_var}")
+	done
+	py_wait_ready "$START_TIMEOUT" "$COORD_URL" "${wait_args[@]}" >&2 || {
 		print_logs "$dir"
-		die "worker $n did not become active"
+		die "worker(s) $* did not become active"
 	}
-	log "worker $n restarted in $(elapsed "$t0") s (pid ${!pid_var})"
+	local pids=""
+	for n in "$@"; do
+		local pid_var=WORKER${n}_PID
+		pids+=" ${!pid_var}"
+	done
+	log "worker(s) $* restarted in $(elapsed "$t0") s (pid${pids})"
 }
 
 cmd_stop() {
@@ -469,8 +516,9 @@ start) cmd_start "$target" ;;
 stop) cmd_stop "$target" ;;
 status) cmd_status "$target" ;;
 restart-worker)
-	[[ $# -eq 3 ]] || usage
-	cmd_restart_worker "$target" "$3"
+	[[ $# -ge 3 ]] || usage
+	shift 2
+	cmd_restart_worker "$target" "$@"
 	;;
 query)
 	[[ $# -eq 3 ]] || usage
