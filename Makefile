@@ -11,7 +11,7 @@ AEMM    := $(TOOLS)/ec2-metadata-mock
 
 export SCALEDOWND_AEMM := $(AEMM)
 
-.PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz
+.PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,5 +55,11 @@ package: ## Build the .deb and .rpm into dist/ (VERSION=X.Y.Z to set the version
 package-test: ## Install, upgrade, lint and purge the .deb on this machine (Debian, root).
 	bash scripts/package-test.sh
 
+docs: ## Regenerate the README's configuration table from the settings.
+	$(GO) run ./internal/cmd/docgen
+
 clean: ## Remove build output.
 	rm -rf bin build dist
+
+chaos: ## Fault matrix: SIGKILL/SIGTERM, AWS, Trino and IMDS faults against the real binary (chaos/RELIABILITY_ROWS.md).
+	$(GO) test -tags chaos -race -count=1 -timeout 20m -v ./chaos/

@@ -46,6 +46,7 @@ type AWS struct {
 	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes."`
 	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
 	DrainOnRebalance  bool          `yaml:"drain-on-rebalance" help:"In imds and both modes, drain on a Spot rebalance recommendation. Off: a drained worker whose instance is then not reclaimed is lost capacity."`
+	DeleteStale       bool          `yaml:"delete-stale" help:"Delete other instances' lifecycle messages that can no longer be acted on (older than their hook's global timeout, instance gone or no longer waiting), checked at a limited rate, so they stop circulating on a shared queue."`
 	Group             string        `yaml:"asg-name" help:"Expected Auto Scaling group; messages for other groups are left to others. Empty accepts any group."`
 	Hook              string        `yaml:"hook-name" help:"Expected terminating lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
 	LaunchHook        string        `yaml:"launch-hook-name" help:"Expected launching lifecycle hook (EC2_INSTANCE_LAUNCHING): completed with CONTINUE once the worker is ACTIVE. Empty accepts any launching hook."`
@@ -96,6 +97,7 @@ func Default() Config {
 			Mode:              "sqs",
 			IMDSPollInterval:  5 * time.Second,
 			SpotNotices:       true,
+			DeleteStale:       true,
 			WaitTime:          20 * time.Second,
 			VisibilityTimeout: 60 * time.Second,
 			CallTimeout:       10 * time.Second,

@@ -153,6 +153,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Logger:            log.With(zap.String("component", "sqs")),
 		Recorder:          m,
 		DryRun:            cfg.DryRun,
+		Stale:             staleChecker(cfg, actions),
 	})
 
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
@@ -302,4 +303,13 @@ func deliverPendingLaunch(ctx context.Context, log *zap.Logger, actions *lifecyc
 			return
 		}
 	}
+}
+
+// staleChecker enables the deletion of other instances' dead messages
+// unless the operator turned it off.
+func staleChecker(cfg config.Config, a *lifecycle.Actions) lifecycle.StaleChecker {
+	if !cfg.AWS.DeleteStale {
+		return nil
+	}
+	return a
 }

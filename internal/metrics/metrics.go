@@ -40,6 +40,7 @@ type Metrics struct {
 	trinoRequests  *prometheus.CounterVec
 	lastPoll       prometheus.Gauge
 	pollErrors     prometheus.Counter
+	staleDeleted   *prometheus.CounterVec
 	receiveCount   prometheus.Histogram
 	mu             sync.Mutex
 	deadline       time.Time
@@ -112,6 +113,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Subsystem: "sqs", Name: "poll_errors_total",
 		Help: "Failed ReceiveMessage calls (after the SDK's retries).",
 	})
+	m.staleDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "sqs", Name: "stale_messages_deleted_total",
+		Help: "Other instances' lifecycle messages deleted because their action can no longer be completed, by reason (expired, instance-gone, not-waiting).",
+	}, []string{"reason"})
 	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "aws", Name: "api_calls_total",
 		Help: "AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled).",
@@ -122,7 +127,7 @@ func New(version string) *Metrics {
 	}, []string{"outcome"})
 
 	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
-		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.awsCalls, m.trinoRequests)
+		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.awsCalls, m.trinoRequests)
 
 	// Every series of a closed label set exists from the start, so rate()
 	// and absent() behave and dashboards show zeros, not gaps.
@@ -132,6 +137,9 @@ func New(version string) *Metrics {
 	}
 	for _, k := range []string{"own", "foreign", "test", "malformed"} {
 		m.messages.WithLabelValues(k)
+	}
+	for _, r := range []string{"expired", "instance-gone", "not-waiting"} {
+		m.staleDeleted.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "not-found", "error"} {
 		m.heartbeats.WithLabelValues(r)
@@ -190,6 +198,9 @@ func (m *Metrics) Heartbeat(result string) { m.heartbeats.WithLabelValues(result
 
 // MessageReceived counts one SQS message by kind.
 func (m *Metrics) MessageReceived(kind string) { m.messages.WithLabelValues(kind).Inc() }
+
+// StaleDeleted counts a stale foreign message deleted.
+func (m *Metrics) StaleDeleted(reason string) { m.staleDeleted.WithLabelValues(reason).Inc() }
 
 // OwnMessageReceiveCount observes the receive count of an own message.
 func (m *Metrics) OwnMessageReceiveCount(n int) { m.receiveCount.Observe(float64(n)) }

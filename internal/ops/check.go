@@ -79,7 +79,7 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 	if cfg.AWS.QueueURL == "" {
 		add(Check{Name: "queue", Detail: "aws.queue-url is not set: the daemon will stay idle"})
 	} else if d.Queue != nil {
-		add(queueCheck(ctx, cfg, d.Queue))
+		add(queueCheck(ctx, cfg, d.Queue, groupMaxSize(ctx, d.Actions, group)))
 	}
 
 	if d.Trino != nil {
@@ -113,7 +113,24 @@ type redrivePolicy struct {
 	DeadLetterARN   string      `json:"deadLetterTargetArn"`
 }
 
-func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI) Check {
+// groupMaxSize is the group's MaxSize, or 0 when unknown.
+func groupMaxSize(ctx context.Context, a *lifecycle.Actions, group string) int {
+	if a == nil || group == "" {
+		return 0
+	}
+	n, err := a.GroupMaxSize(ctx, group)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// deadLetterFactor: with N workers handing a shared queue's messages back
+// at random, P(the owner never sees a message) = (1 − 1/N)^maxReceiveCount;
+// keeping that under 1 % needs maxReceiveCount ≥ 4.6 N.
+const deadLetterFactor = 5
+
+func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int) Check {
 	ctx, cancel := context.WithTimeout(ctx, cfg.AWS.CallTimeout)
 	defer cancel()
 	out, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -124,13 +141,25 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI) Check {
 		return Check{Name: "queue", Detail: "queue not reachable: " + err.Error()}
 	}
 	detail := out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
-	if raw := out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]; raw != "" {
-		var rp redrivePolicy
-		if json.Unmarshal([]byte(raw), &rp) == nil {
-			detail += fmt.Sprintf("; dead-letter queue after %s receives: on a queue shared by N workers every worker receives "+
-				"and hands back the others' messages, so keep maxReceiveCount well above 5 × the group's MaxSize", rp.MaxReceiveCount)
-			return Check{Name: "queue", OK: true, Warn: true, Detail: detail}
-		}
+	raw := out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]
+	var rp redrivePolicy
+	if raw == "" || json.Unmarshal([]byte(raw), &rp) != nil {
+		return Check{Name: "queue", OK: true, Detail: detail}
+	}
+	n, _ := rp.MaxReceiveCount.Int64()
+	detail += fmt.Sprintf("; dead-letter queue after %d receives", n)
+	switch {
+	case cfg.AWS.Mode == "imds":
+		return Check{Name: "queue", OK: true, Detail: detail}
+	case maxSize == 0:
+		return Check{Name: "queue", OK: true, Warn: true, Detail: detail +
+			fmt.Sprintf(" (group MaxSize unknown: keep maxReceiveCount at least %d × MaxSize on a shared queue)", deadLetterFactor)}
+	case n < int64(deadLetterFactor*maxSize):
+		return Check{Name: "queue", OK: true, Warn: true, Detail: detail + fmt.Sprintf(
+			" is below %d × the group's MaxSize %d = %d: on a queue shared by N workers every worker receives and hands back "+
+				"the others' messages, so a message reaches its owner only after about N receives and the dead-letter queue "+
+				"swallows most of them first (P(lost) = (1 − 1/N)^maxReceiveCount). Raise maxReceiveCount or remove the redrive policy",
+			deadLetterFactor, maxSize, deadLetterFactor*maxSize)}
 	}
 	return Check{Name: "queue", OK: true, Detail: detail}
 }

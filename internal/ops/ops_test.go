@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -161,5 +162,34 @@ func TestStatusOfARunningDaemon(t *testing.T) {
 	}
 	if strings.Contains(out.String(), token) {
 		t.Error("status shows the whole token")
+	}
+}
+
+func TestCheckWarnsAboutADeadLetterQueueOnASharedQueue(t *testing.T) {
+	env, err := testenv.New(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	dlq := env.SQS.CreateQueue("lifecycle-dlq", testpeers.SQSQueueOptions{})
+	tests := []struct {
+		maxReceive int
+		warn       bool
+	}{
+		{20, true},  // group MaxSize 10 (testenv): 20 < 5 × 10
+		{50, false}, // at the bound
+	}
+	for _, tt := range tests {
+		q := env.SQS.CreateQueue(fmt.Sprintf("shared-%d", tt.maxReceive), testpeers.SQSQueueOptions{MaxReceiveCount: tt.maxReceive, DeadLetterQueue: dlq})
+		cfg := env.Config(env.Instance)
+		cfg.AWS.QueueURL = q
+		d := deps(t, env)
+		got := byName(ops.RunChecks(context.Background(), cfg, d))["queue"]
+		if !got.OK || got.Warn != tt.warn {
+			t.Fatalf("maxReceiveCount %d: check = %+v, want ok with warning %v", tt.maxReceive, got, tt.warn)
+		}
+		if tt.warn && !strings.Contains(got.Detail, "below 5 × the group's MaxSize 10 = 50") {
+			t.Fatalf("warning does not explain the rule: %s", got.Detail)
+		}
 	}
 }

@@ -18,6 +18,7 @@ type AutoScalingAPI interface {
 	CompleteLifecycleAction(ctx context.Context, in *autoscaling.CompleteLifecycleActionInput, opts ...func(*autoscaling.Options)) (*autoscaling.CompleteLifecycleActionOutput, error)
 	DescribeLifecycleHooks(ctx context.Context, in *autoscaling.DescribeLifecycleHooksInput, opts ...func(*autoscaling.Options)) (*autoscaling.DescribeLifecycleHooksOutput, error)
 	DescribeAutoScalingInstances(ctx context.Context, in *autoscaling.DescribeAutoScalingInstancesInput, opts ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingInstancesOutput, error)
+	DescribeAutoScalingGroups(ctx context.Context, in *autoscaling.DescribeAutoScalingGroupsInput, opts ...func(*autoscaling.Options)) (*autoscaling.DescribeAutoScalingGroupsOutput, error)
 }
 
 // Lifecycle action results.
@@ -139,6 +140,22 @@ func (a *Actions) HooksFor(ctx context.Context, group, transition string) ([]str
 		}
 	}
 	return hooks, nil
+}
+
+// GroupMaxSize reads the group's MaxSize.
+func (a *Actions) GroupMaxSize(ctx context.Context, group string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.callTimeout)
+	defer cancel()
+	out, err := a.api.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{group}})
+	if err != nil {
+		return 0, fmt.Errorf("describe auto scaling group %s: %w", group, err)
+	}
+	for _, g := range out.AutoScalingGroups {
+		if aws.ToString(g.AutoScalingGroupName) == group {
+			return int(aws.ToInt32(g.MaxSize)), nil
+		}
+	}
+	return 0, fmt.Errorf("describe auto scaling group %s: no such group", group)
 }
 
 // Membership is an instance's place in Auto Scaling.

@@ -203,6 +203,7 @@ type recorder struct {
 }
 
 func (r *recorder) MessageReceived(kind string) { r.kinds[kind]++ }
+func (r *recorder) StaleDeleted(string)         {}
 func (r *recorder) Polled(bool)                 { r.polls++ }
 
 func TestSQSSourceSortsMessages(t *testing.T) {

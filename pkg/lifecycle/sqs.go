@@ -25,6 +25,9 @@ type SQSAPI interface {
 type Recorder interface {
 	// MessageReceived counts a message by kind: own, foreign, test, malformed.
 	MessageReceived(kind string)
+	// StaleDeleted counts another instance's message deleted because its
+	// action can no longer be completed, by reason.
+	StaleDeleted(reason string)
 	// Polled records the outcome of one ReceiveMessage call.
 	Polled(ok bool)
 }
@@ -88,6 +91,10 @@ type SQSOptions struct {
 	// DryRun logs what would be done and hands every message back at once
 	// instead: nothing is deleted, nothing stays hidden.
 	DryRun bool
+	// Stale, if set, lets the source delete other instances' messages whose
+	// action can no longer be completed (expired, instance gone, instance
+	// no longer waiting), so they stop circulating on a shared queue.
+	Stale StaleChecker
 }
 
 // SQSSource long-polls the lifecycle queue. It hands back other instances'
@@ -99,6 +106,7 @@ type SQSSource struct {
 	log  *zap.Logger
 
 	dryRunSeen map[string]bool // message ids a dry run has handed back once
+	stale      *staleFilter    // nil: never delete others' messages
 }
 
 // seenInDryRun records a message id and reports whether it was seen before.
@@ -138,7 +146,11 @@ func NewSQSSource(api SQSAPI, opts SQSOptions) *SQSSource {
 	if opts.Clock == nil {
 		opts.Clock = RealClock{}
 	}
-	return &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs"))}
+	s := &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs"))}
+	if opts.Stale != nil {
+		s.stale = newStaleFilter(opts.Stale, opts.Clock.Now)
+	}
+	return s
 }
 
 // Run polls until ctx ends, sending this instance's actions to out. Each
@@ -255,6 +267,19 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 
 	if ok, why := s.opts.Filter.Owns(e); !ok {
 		s.opts.Recorder.MessageReceived(MessageForeign)
+		if s.stale != nil && !s.opts.DryRun && e.InstanceID != s.opts.Filter.InstanceID {
+			if reason := s.stale.reason(ctx, msg.ID, e); reason != "" {
+				log.Info("deleting another instance's lifecycle message whose action can no longer be completed",
+					zap.String("reason", reason), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group),
+					zap.String("hook", e.Hook), zap.Time("action_started", e.Time))
+				if err := msg.Delete(ctx); err != nil {
+					log.Warn("could not delete a stale message", zap.Error(err))
+				} else {
+					s.opts.Recorder.StaleDeleted(reason)
+				}
+				return Delivery{}, false
+			}
+		}
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
 		if s.opts.DryRun {
@@ -373,4 +398,5 @@ func (m *Message) receiptHandle() string {
 type nopRecorder struct{}
 
 func (nopRecorder) MessageReceived(string) {}
+func (nopRecorder) StaleDeleted(string)     {}
 func (nopRecorder) Polled(bool)            {}

@@ -1,0 +1,136 @@
+package lifecycle
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// StaleChecker reads what Auto Scaling knows about another instance's
+// action; *Actions is one.
+type StaleChecker interface {
+	MembershipOf(ctx context.Context, instanceID string) (Membership, error)
+	HookTiming(ctx context.Context, group, hook string) (HookTiming, error)
+}
+
+// Stale reasons, as counted in metrics.
+const (
+	StaleExpired      = "expired"       // older than its hook's global timeout
+	StaleInstanceGone = "instance-gone" // the instance is in no group any more
+	StaleNotWaiting   = "not-waiting"   // the instance is no longer in the wait state
+)
+
+// staleFilter decides whether another instance's lifecycle message can no
+// longer be acted on by anyone, so whichever daemon sees it may delete it
+// instead of handing it back forever. It never calls a message stale while
+// its action may be live, and it rate-limits its Auto Scaling calls: at most
+// one per message id per IDInterval, and a token bucket of Burst calls
+// refilled every Interval for the whole daemon, so a flood never becomes a
+// request storm of its own.
+type staleFilter struct {
+	api        StaleChecker
+	now        func() time.Time
+	interval   time.Duration
+	burst      int
+	idInterval time.Duration
+
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	checked map[string]time.Time // message id → last check
+	hooks   map[string]HookTiming
+}
+
+func newStaleFilter(api StaleChecker, now func() time.Time) *staleFilter {
+	return &staleFilter{
+		api: api, now: now,
+		interval: 5 * time.Second, burst: 4, idInterval: 10 * time.Minute,
+		tokens:  4,
+		checked: map[string]time.Time{}, hooks: map[string]HookTiming{},
+	}
+}
+
+// reason returns why the message of e is stale, or "" when it is (or may
+// be) live, or when checking now would exceed the rate limit.
+func (f *staleFilter) reason(ctx context.Context, messageID string, e Event) string {
+	now := f.now()
+	// Older than the longest any action can live: stale without asking.
+	if !e.Time.IsZero() && now.Sub(e.Time) > MaxGlobalTimeout {
+		return StaleExpired
+	}
+	if !f.allow(messageID, now) {
+		return ""
+	}
+	if timing, ok := f.hookTiming(ctx, e.Group, e.Hook); ok && !e.Time.IsZero() &&
+		now.Sub(e.Time) > timing.GlobalTimeoutOf() {
+		return StaleExpired
+	}
+	m, err := f.api.MembershipOf(ctx, e.InstanceID)
+	switch {
+	case err != nil:
+		return ""
+	case m.Group == "":
+		return StaleInstanceGone
+	case waiting(e.Transition, m.State):
+		return ""
+	default:
+		return StaleNotWaiting
+	}
+}
+
+// waiting reports whether state is the wait state of the transition, or
+// one from which it may still come (the message arrives after the wait
+// begins, so only the states past it are conclusive).
+func waiting(transition, state string) bool {
+	switch transition {
+	case TransitionLaunching:
+		return state == "Pending" || state == "Pending:Wait"
+	default:
+		return state == "Terminating" || state == "Terminating:Wait" ||
+			state == "Warmed:Pending:Wait" || state == "Warmed:Terminating:Wait"
+	}
+}
+
+func (f *staleFilter) hookTiming(ctx context.Context, group, hook string) (HookTiming, bool) {
+	key := group + "/" + hook
+	f.mu.Lock()
+	t, ok := f.hooks[key]
+	f.mu.Unlock()
+	if ok {
+		return t, true
+	}
+	t, err := f.api.HookTiming(ctx, group, hook)
+	if err != nil {
+		return HookTiming{}, false
+	}
+	f.mu.Lock()
+	f.hooks[key] = t
+	f.mu.Unlock()
+	return t, true
+}
+
+// allow applies the per-message and per-daemon limits.
+func (f *staleFilter) allow(id string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.checked[id]; ok && now.Sub(t) < f.idInterval {
+		return false
+	}
+	if !f.last.IsZero() {
+		f.tokens = min(float64(f.burst), f.tokens+float64(now.Sub(f.last))/float64(f.interval))
+	}
+	f.last = now
+	if f.tokens < 1 {
+		return false
+	}
+	f.tokens--
+	if len(f.checked) > 50000 {
+		for k, t := range f.checked {
+			if now.Sub(t) >= f.idInterval {
+				delete(f.checked, k)
+			}
+		}
+	}
+	f.checked[id] = now
+	return true
+}
