@@ -398,5 +398,5 @@ func (m *Message) receiptHandle() string {
 type nopRecorder struct{}
 
 func (nopRecorder) MessageReceived(string) {}
-func (nopRecorder) StaleDeleted(string)     {}
+func (nopRecorder) StaleDeleted(string)    {}
 func (nopRecorder) Polled(bool)            {}
