@@ -85,6 +85,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	actions := lifecycle.NewActions(asClient, cfg.AWS.CallTimeout)
 
+	// Actions a previous run left unfinished are finished even if the
+	// instance has since left its group (it is terminating).
+	store, recs := openState(cfg, log)
+	unfinished := 0
+	for _, r := range recs {
+		if r.Phase != statefile.PhaseAcked {
+			unfinished++
+		}
+	}
 	useSQS, useIMDS := cfg.AWS.Mode != "imds", cfg.AWS.Mode != "sqs"
 	if useSQS && cfg.AWS.QueueURL == "" {
 		if !useIMDS {
@@ -102,9 +111,12 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			return nil
 		}
 		log.Warn("cannot check Auto Scaling membership; polling anyway", zap.Error(err))
-	} else if mem.Group == "" {
+	} else if mem.Group == "" && unfinished == 0 {
 		return idle(ctx, log, health, opts, srv.Addr(),
 			"this instance is not in an Auto Scaling group: the graceful scale-down handler is not running")
+	} else if mem.Group == "" {
+		log.Warn("this instance is no longer in an Auto Scaling group; finishing the actions left from before the restart",
+			zap.Int("unfinished", unfinished))
 	} else {
 		log.Info("auto scaling membership", zap.String("asg", mem.Group), zap.String("lifecycle_state", mem.State))
 		if group == "" {
@@ -127,7 +139,6 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Recorder:           m,
 		DryRun:             cfg.DryRun,
 	})
-	store, recs := openState(cfg, log)
 	supOpts := supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),

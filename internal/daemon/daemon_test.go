@@ -240,7 +240,7 @@ func TestForeignMessageIsReleasedAndHandledByItsOwner(t *testing.T) {
 	id := env.SQS.Send(env.QueueURL, msg.Direct())
 	testpeers.Eventually(t, 10*time.Second, "foreign message handed back with visibility 0", func() bool {
 		for _, c := range env.SQS.Calls() {
-			if c.Op == "ChangeMessageVisibility" && c.Params["VisibilityTimeout"] == "0" {
+			if c.Op == "ChangeMessageVisibilityBatch" && c.Params["Entries.1.VisibilityTimeout"] == "0" {
 				return true
 			}
 		}
@@ -573,5 +573,38 @@ func TestDryRunChangesNothing(t *testing.T) {
 		if (m.ID == own || m.ID == test) && time.Until(m.VisibleAt) > 61*time.Second {
 			t.Fatalf("message %s hidden until %s in a dry run", m.ID, m.VisibleAt)
 		}
+	}
+}
+
+// TestResumeAfterTheInstanceLeftItsGroup: a daemon killed after completion
+// restarts when Auto Scaling no longer lists the instance; it still finishes
+// what its state directory holds (deletes the message) instead of idling.
+func TestResumeAfterTheInstanceLeftItsGroup(t *testing.T) {
+	env := world(t, testenv.Options{})
+	env.SQS.InjectFault("DeleteMessage", testpeers.Fault{Hang: true})
+	d, _ := start(t, env.Config(env.Instance))
+	token, msg := env.Terminate(env.Instance)
+	id := env.SQS.Send(env.QueueURL, msg.Direct())
+	completedContinue(t, finished(t, env, token, 20*time.Second))
+	testpeers.Eventually(t, 5*time.Second, "delete attempted", func() bool { return env.SQS.CallCount("DeleteMessage") > 0 })
+	if err := d.Stop(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.SQS.ClearFaults()
+	if _, ok := env.ASG.Instance(env.Instance); ok {
+		t.Fatal("the fake still lists the terminated instance")
+	}
+	_, logs := start(t, env.Config(env.Instance))
+	testpeers.Eventually(t, 20*time.Second, "message deleted after the restart", func() bool {
+		for _, m := range env.SQS.Messages(env.QueueURL) {
+			if m.ID == id && m.Deleted {
+				return true
+			}
+		}
+		env.SQS.ExpireVisibility(env.QueueURL, id) // the hung delete's receive may still hold it
+		return false
+	})
+	if logs.FilterMessageSnippet("no longer in an Auto Scaling group").Len() != 1 {
+		t.Fatal("want one warning that the instance left its group")
 	}
 }

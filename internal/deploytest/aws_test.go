@@ -493,7 +493,13 @@ func TestIAMPolicyGrantsExactlyTheCalledOperations(t *testing.T) {
 			t.Errorf("%s: %s is an operation of %v; cannot tell which service it calls", c.pos, c.op, svcs)
 			continue
 		}
-		called[svcs[0]+":"+c.op] = append(called[svcs[0]+":"+c.op], c.pos)
+		action := svcs[0] + ":" + c.op
+		// SQS batch calls are authorized by the single-message action
+		// (there is no separate IAM action for them).
+		if b, ok := strings.CutSuffix(action, "Batch"); ok && strings.HasPrefix(action, "sqs:") {
+			action = b
+		}
+		called[action] = append(called[action], c.pos)
 	}
 	if len(called) == 0 {
 		t.Fatal("found no AWS operation calls in the daemon's packages")

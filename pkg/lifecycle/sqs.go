@@ -19,6 +19,7 @@ type SQSAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
 // Recorder receives what the SQS source observes, for metrics.
@@ -181,8 +182,13 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		}
 		backoff = s.opts.ErrorBackoff
 		s.opts.Recorder.Polled(true)
+		var handBack []*Message
 		for _, m := range msgs {
-			if d, ok := s.handle(ctx, m); ok {
+			d, ok, foreign := s.handle(ctx, m)
+			if foreign != nil {
+				handBack = append(handBack, foreign)
+			}
+			if ok {
 				select {
 				case out <- d:
 				case <-ctx.Done():
@@ -190,6 +196,7 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 				}
 			}
 		}
+		s.releaseAll(ctx, handBack)
 	}
 }
 
@@ -215,7 +222,7 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 // handle classifies one message and deals with everything that is not a
 // delivery. It never deletes a message it cannot prove is a test
 // notification or this instance's completed action.
-func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool) {
+func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok bool, handBack *Message) {
 	msg := &Message{
 		src:          s,
 		ID:           aws.ToString(m.MessageId),
@@ -245,24 +252,24 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 		s.opts.Recorder.MessageReceived(MessageTest)
 		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
 		if s.opts.DryRun {
-			return Delivery{}, false
+			return Delivery{}, false, nil
 		}
 		if err := msg.Delete(ctx); err != nil {
 			log.Warn("could not delete test notification", zap.Error(err))
 		}
-		return Delivery{}, false
+		return Delivery{}, false, nil
 	case KindMalformed:
 		s.opts.Recorder.MessageReceived(MessageMalformed)
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
 		if s.opts.DryRun {
-			return Delivery{}, false
+			return Delivery{}, false, nil
 		}
 		if err := msg.setVisibility(ctx, vis); err != nil {
 			log.Warn("could not set visibility of a malformed message", zap.Error(err))
 		}
-		return Delivery{}, false
+		return Delivery{}, false, nil
 	}
 
 	if ok, why := s.opts.Filter.Owns(e); !ok {
@@ -277,23 +284,58 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (Delivery, bool
 				} else {
 					s.opts.Recorder.StaleDeleted(reason)
 				}
-				return Delivery{}, false
+				return Delivery{}, false, nil
 			}
 		}
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
 		if s.opts.DryRun {
-			return Delivery{}, false
+			return Delivery{}, false, nil
 		}
-		if err := msg.Release(ctx); err != nil {
-			log.Warn("could not hand back a foreign message", zap.Error(err))
-		}
-		return Delivery{}, false
+		return Delivery{}, false, msg // handed back with the others of this receive
 	}
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
 	e.ReceivedAt = s.opts.Clock.Now()
-	return Delivery{Event: e, Msg: msg}, true
+	return Delivery{Event: e, Msg: msg}, true, nil
+}
+
+// releaseAll hands other instances' messages back at once, ten per
+// ChangeMessageVisibilityBatch call rather than one call each. Entries the
+// batch call could not change are retried one by one.
+func (s *SQSSource) releaseAll(ctx context.Context, msgs []*Message) {
+	for len(msgs) > 0 {
+		n := min(len(msgs), 10)
+		batch := msgs[:n]
+		msgs = msgs[n:]
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, n)
+		for i, m := range batch {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.receiptHandle()), VisibilityTimeout: 0,
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+		out, err := s.api.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{
+			QueueUrl: aws.String(s.opts.QueueURL), Entries: entries,
+		})
+		cancel()
+		if err != nil {
+			s.log.Warn("could not hand back other instances' messages in a batch; trying one by one", zap.Error(err))
+			for _, m := range batch {
+				if err := m.Release(ctx); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", m.ID), zap.Error(err))
+				}
+			}
+			continue
+		}
+		for _, f := range out.Failed {
+			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < n {
+				if err := batch[i].Release(ctx); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].ID), zap.Error(err))
+				}
+			}
+		}
+	}
 }
 
 func receiveCount(m types.Message) int {
