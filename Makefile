@@ -61,5 +61,18 @@ docs: ## Regenerate the README's configuration table from the settings.
 clean: ## Remove build output.
 	rm -rf bin build dist
 
-chaos: ## Fault matrix: SIGKILL/SIGTERM, AWS, Trino and IMDS faults against the real binary (chaos/RELIABILITY_ROWS.md).
+chaos: ## Fault matrix: SIGKILL/SIGTERM, AWS, Trino and IMDS faults against the real binary (RELIABILITY.md).
 	$(GO) test -tags chaos -race -count=1 -timeout 20m -v ./chaos/
+
+.PHONY: e2e
+e2e: tools ## A real Trino 476 cluster (fetched into .cache/trino) drained by the real binary (scripts/e2e.sh, e2e/).
+	scripts/e2e.sh
+
+.PHONY: bench
+bench: ## Benchmarks (about 9 min): fleets of 1–1,000 in sqs/imds/both modes → BENCHMARKS.md, bench/results.json, bench/p1.png.
+	@set -eo pipefail; start=$$(date +%s.%N); \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/bench; \
+	mkdir -p build; \
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/lifecycle/ | tee build/bench-go.txt; \
+	bin/bench -binary $(BIN) -gobench build/bench-go.txt -since $$start \
+		-out BENCHMARKS.md -results bench/results.json -chart bench/p1.png

@@ -4,7 +4,7 @@
 // real scaledownd binary (built once, without -race, as it ships) against
 // the wire-level test peers of internal/testpeers, injects one fault and
 // asserts the outcome the row promises. The rows and their measured results
-// are listed in RELIABILITY_ROWS.md.
+// are listed in RELIABILITY.md at the repository root.
 //
 // This file is the harness: the binary build, one peer world per row, a
 // handle on a daemon process (start, SIGKILL, SIGTERM, restart, its JSON log
@@ -106,7 +106,7 @@ func (r *rowResult) measure(t *testing.T, format string, args ...any) {
 	resultsMu.Unlock()
 }
 
-// writeResults writes build/chaos/results.md, the table RELIABILITY_ROWS.md
+// writeResults writes build/chaos/results.md, the table RELIABILITY.md
 // is made from, and prints it.
 func writeResults(total time.Duration) {
 	resultsMu.Lock()

@@ -613,3 +613,35 @@ func TestPackagedConfigIsTheDefault(t *testing.T) {
 		t.Errorf("%s sets a queue URL; the package must ship an idle daemon", rel)
 	}
 }
+
+// TestReliabilityRowsNameTestsThatExist: every test RELIABILITY.md names
+// is defined in the repository (a chaos row as a subtest of TestChaos).
+func TestReliabilityRowsNameTestsThatExist(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "RELIABILITY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources strings.Builder
+	for _, dir := range []string{"chaos", "cmd", "internal", "pkg"} {
+		_ = filepath.WalkDir(filepath.Join(repoRoot(t), dir), func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(p, "_test.go") {
+				b, _ := os.ReadFile(p)
+				sources.Write(b)
+			}
+			return nil
+		})
+	}
+	src := sources.String()
+	names := regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)(?:/([a-z0-9_]+))?`").FindAllStringSubmatch(string(doc), -1)
+	if len(names) < 20 {
+		t.Fatalf("only %d test names found in RELIABILITY.md", len(names))
+	}
+	for _, m := range names {
+		if !strings.Contains(src, "func "+m[1]+"(") {
+			t.Errorf("RELIABILITY.md names %s, which no test defines", m[1])
+		}
+		if m[2] != "" && !strings.Contains(src, `"`+m[2]+`"`) {
+			t.Errorf("RELIABILITY.md names the subtest %s/%s, which no test defines", m[1], m[2])
+		}
+	}
+}
