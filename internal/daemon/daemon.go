@@ -19,7 +19,6 @@ import (
 	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/internal/supervisor"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
-	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
 // shutdownTimeout bounds the HTTP server's shutdown; the whole stop must fit
@@ -129,73 +128,22 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 	}
 
-	drainer := trinoadmin.NewDrainer(tc, trinoadmin.DrainOptions{
-		Strategy:           trinoadmin.Strategy(cfg.Trino.Strategy),
-		PollInterval:       cfg.Trino.PollInterval,
-		QuietPeriod:        cfg.Trino.QuietPeriod,
-		ShutdownAfterDrain: cfg.Trino.ShutdownAfterDrain,
-		NotRunningWindow:   cfg.Trino.NotRunningWindow,
-		Logger:             log.With(zap.String("component", "trino")),
-		Recorder:           m,
-		DryRun:             cfg.DryRun,
-	})
-	supOpts := supervisor.Options{
-		Plan: lifecycle.PlanOptions{
-			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
-			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
-			SafetyMargin:      cfg.Lifecycle.SafetyMargin,
-		},
-		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
-		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
-		DryRun:        cfg.DryRun,
-		Logger:        opts.Logger.With(zap.String("component", "supervisor")),
-		Recorder:      m,
-	}
-	if store != nil {
-		supOpts.Store = store
-	}
-	sup = supervisor.New(actions, drainer, supOpts)
-	sqsSource := lifecycle.NewSQSSource(sqsClient, lifecycle.SQSOptions{
-		QueueURL:          cfg.AWS.QueueURL,
-		Filter:            lifecycle.Filter{InstanceID: id.InstanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook, LaunchHook: cfg.AWS.LaunchHook},
-		WaitTime:          cfg.AWS.WaitTime,
-		VisibilityTimeout: cfg.AWS.VisibilityTimeout,
-		CallTimeout:       cfg.AWS.CallTimeout,
-		Logger:            log.With(zap.String("component", "sqs")),
-		Recorder:          m,
-		DryRun:            cfg.DryRun,
-		Stale:             staleChecker(cfg, actions),
-	})
-
+	drainer := newDrainer(cfg, tc, log, m)
+	sup = newSupervisor(cfg, actions, drainer, store, opts.Logger, m)
+	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, log, m)
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
 		return sqsSource.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
 	})
-	imdsSource := lifecycle.NewIMDSSource(newIMDS(cfg), lifecycle.IMDSOptions{
-		InstanceID: id.InstanceID,
-		Interval:   cfg.AWS.IMDSPollInterval,
-		Spot:       cfg.AWS.SpotNotices,
-		Rebalance:  cfg.AWS.DrainOnRebalance,
-		Logger:     log.With(zap.String("component", "imds")),
-		Resolve: func(ctx context.Context) (string, []string, error) {
-			if cfg.AWS.Hook != "" {
-				return group, []string{cfg.AWS.Hook}, nil
-			}
-			if group == "" {
-				return "", nil, errors.New("auto scaling group unknown")
-			}
-			hooks, err := actions.TerminatingHooks(ctx, group)
-			return group, hooks, err
-		},
-	})
+	imdsSource := newIMDSSource(cfg, id.InstanceID, group, actions, log)
 
-	// A receive can take WaitTime + CallTimeout, then a backoff of up to
-	// 30 s: a loop silent for twice that is stuck.
 	supBeat := health.Watch("supervisor", 30*time.Second)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliveries := make(chan lifecycle.Delivery)
 	var sources sync.WaitGroup
 	if useSQS {
+		// A receive can take WaitTime + CallTimeout, then a backoff of up
+		// to 30 s: a loop silent for twice that is stuck.
 		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second))
 		sources.Add(1)
 		go func() { defer sources.Done(); _ = sqsSource.Run(runCtx, deliveries, pollBeat) }()
@@ -314,13 +262,4 @@ func deliverPendingLaunch(ctx context.Context, log *zap.Logger, actions *lifecyc
 			return
 		}
 	}
-}
-
-// staleChecker enables the deletion of other instances' dead messages
-// unless the operator turned it off.
-func staleChecker(cfg config.Config, a *lifecycle.Actions) lifecycle.StaleChecker {
-	if !cfg.AWS.DeleteStale {
-		return nil
-	}
-	return a
 }

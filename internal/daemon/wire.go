@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/internal/statefile"
+	"github.com/scaledownd/scaledownd/internal/supervisor"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// This file turns the configuration into the daemon's parts.
+
+func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *metrics.Metrics) *trinoadmin.Drainer {
+	return trinoadmin.NewDrainer(tc, trinoadmin.DrainOptions{
+		Strategy:           trinoadmin.Strategy(cfg.Trino.Strategy),
+		PollInterval:       cfg.Trino.PollInterval,
+		QuietPeriod:        cfg.Trino.QuietPeriod,
+		ShutdownAfterDrain: cfg.Trino.ShutdownAfterDrain,
+		NotRunningWindow:   cfg.Trino.NotRunningWindow,
+		Logger:             log.With(zap.String("component", "trino")),
+		Recorder:           m,
+		DryRun:             cfg.DryRun,
+	})
+}
+
+func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, store *statefile.Store,
+	log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
+	opts := supervisor.Options{
+		Plan: lifecycle.PlanOptions{
+			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
+			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
+			SafetyMargin:      cfg.Lifecycle.SafetyMargin,
+		},
+		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
+		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
+		DryRun:        cfg.DryRun,
+		Logger:        log.With(zap.String("component", "supervisor")),
+		Recorder:      m,
+	}
+	if store != nil {
+		opts.Store = store
+	}
+	return supervisor.New(actions, drainer, opts)
+}
+
+func newSQSSource(cfg config.Config, client *sqs.Client, instanceID string, actions *lifecycle.Actions,
+	log *zap.Logger, m *metrics.Metrics) *lifecycle.SQSSource {
+	opts := lifecycle.SQSOptions{
+		QueueURL: cfg.AWS.QueueURL,
+		Filter: lifecycle.Filter{InstanceID: instanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook,
+			LaunchHook: cfg.AWS.LaunchHook},
+		WaitTime:          cfg.AWS.WaitTime,
+		VisibilityTimeout: cfg.AWS.VisibilityTimeout,
+		CallTimeout:       cfg.AWS.CallTimeout,
+		Logger:            log.With(zap.String("component", "sqs")),
+		Recorder:          m,
+		DryRun:            cfg.DryRun,
+	}
+	if cfg.AWS.DeleteStale {
+		opts.Stale = actions
+	}
+	return lifecycle.NewSQSSource(client, opts)
+}
+
+// newIMDSSource polls this instance's metadata. An action learned there
+// carries neither group nor hook: the configured ones are used, else the
+// group's terminating hooks.
+func newIMDSSource(cfg config.Config, instanceID, group string, actions *lifecycle.Actions, log *zap.Logger) *lifecycle.IMDSSource {
+	return lifecycle.NewIMDSSource(newIMDS(cfg), lifecycle.IMDSOptions{
+		InstanceID: instanceID,
+		Interval:   cfg.AWS.IMDSPollInterval,
+		Spot:       cfg.AWS.SpotNotices,
+		Rebalance:  cfg.AWS.DrainOnRebalance,
+		Logger:     log.With(zap.String("component", "imds")),
+		Resolve: func(ctx context.Context) (string, []string, error) {
+			if cfg.AWS.Hook != "" {
+				return group, []string{cfg.AWS.Hook}, nil
+			}
+			if group == "" {
+				return "", nil, errors.New("auto scaling group unknown")
+			}
+			hooks, err := actions.TerminatingHooks(ctx, group)
+			return group, hooks, err
+		},
+	})
+}
