@@ -645,3 +645,42 @@ func TestReliabilityRowsNameTestsThatExist(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeListsEveryMetric: every scaledownd_ metric the daemon exports
+// has a row in the README's metrics table.
+func TestReadmeListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := metrics.New("test").Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if strings.HasPrefix(name, "scaledownd_") && !strings.Contains(string(readme), "| `"+name+"` |") {
+			t.Errorf("README.md's metrics table lacks %s", name)
+		}
+	}
+}
+
+// TestDebPackageInstallsUpgradesAndPurges builds the .deb and runs
+// scripts/package-test.sh: dpkg install, files and `scaledownd version`,
+// conffile kept across a reinstall, lintian without errors, purge.
+func TestDebPackageInstallsUpgradesAndPurges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the package test installs with dpkg and must run as root (as CI does)")
+	}
+	for _, tool := range []string{"dpkg", "lintian"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: apt-get install %s", tool, tool)
+		}
+	}
+	cmd := exec.Command("bash", "scripts/package-test.sh")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PASS: package-test") {
+		t.Fatalf("package test: %v\n%s", err, out)
+	}
+}
