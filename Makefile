@@ -14,7 +14,7 @@ export SCALEDOWND_AEMM := $(AEMM)
 .PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: $(BIN) ## Build the daemon into bin/.
 
@@ -69,10 +69,10 @@ e2e: tools ## A real Trino 476 cluster (fetched into .cache/trino) drained by th
 	scripts/e2e.sh
 
 .PHONY: bench
-bench: ## Benchmarks (about 9 min): fleets of 1–1,000 in sqs/imds/both modes → BENCHMARKS.md, bench/results.json, bench/p1.png.
+bench: ## Benchmarks (8–10 min): fleets of 1–1,000 in sqs/imds/both modes → BENCHMARKS.md, bench/results.json, bench/p1.png.
 	@set -eo pipefail; start=$$(date +%s.%N); \
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/bench; \
 	mkdir -p build; \
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/lifecycle/ | tee build/bench-go.txt; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 300ms -count 1 ./pkg/lifecycle/ | tee build/bench-go.txt; \
 	bin/bench -binary $(BIN) -gobench build/bench-go.txt -since $$start \
 		-out BENCHMARKS.md -results bench/results.json -chart bench/p1.png

@@ -174,6 +174,9 @@ func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) [
 	if info.Coordinator {
 		return []Check{{Name: "trino", Detail: fmt.Sprintf("%s is a coordinator (Trino %s): scaledownd belongs on workers", c.URL(), info.Version)}}
 	}
+	if info.State == "" { // /v1/info carries no state on 476 and earlier
+		info.State, _ = c.State(ctx)
+	}
 	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
 	checks := []Check{{Name: "trino", OK: true,
 		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, orUnknown(info.State), strategy)}}

@@ -69,7 +69,8 @@ func TestCheckAllGood(t *testing.T) {
 			t.Errorf("no %s check", name)
 		}
 	}
-	if !strings.Contains(got["trino"].Detail, "DRAINING → DRAINED") || !strings.Contains(got["trino"].Detail, "476") {
+	if !strings.Contains(got["trino"].Detail, "DRAINING → DRAINED") || !strings.Contains(got["trino"].Detail, "476") ||
+		!strings.Contains(got["trino"].Detail, "state ACTIVE") {
 		t.Errorf("trino check = %q", got["trino"].Detail)
 	}
 	// The permission probe must not change the worker's state.

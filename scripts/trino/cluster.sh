@@ -321,6 +321,14 @@ is_ours() {
 	[[ -n "$1" && -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2/"
 }
 
+# lingering PID DIR: the PID is still in the process table as a zombie or as
+# an exiting Trino JVM of DIR
+lingering() {
+	[[ -n "$1" && -e "/proc/$1" ]] || return 1
+	is_ours "$1" "$2" && return 0
+	[[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == Z ]]
+}
+
 stop_pids() { # DIR PID...
 	local dir=$1 pid waited=0
 	shift
@@ -425,6 +433,15 @@ cmd_restart_worker() { # DIR N... : launch the workers together, then wait for a
 		if is_ours "${!pid_var}" "$dir"; then
 			die "worker $n (pid ${!pid_var}) is still running"
 		fi
+		# An exiting JVM can linger (its threads tearing down, or a zombie not yet
+		# reaped by its wrapper); Trino's launcher refuses to start while the old
+		# PID exists ("already running"), so wait for it to leave the process table.
+		local i
+		for ((i = 0; i < 300; i++)); do
+			lingering "${!pid_var}" "$dir" || break
+			sleep 0.1
+		done
+		! lingering "${!pid_var}" "$dir" || die "old pid ${!pid_var} of worker $n did not go away within 30 s"
 	done
 	ensure_nofile
 	t0=$(now)
