@@ -67,7 +67,7 @@ func (p *sqsProxy) Register(id string) int {
 }
 
 // EndpointFor is the SQS endpoint of daemon n.
-func (p *sqsProxy) EndpointFor(n int, _ string) string { return p.url + "/d/" + strconv.Itoa(n) }
+func (p *sqsProxy) EndpointFor(n int) string { return p.url + "/d/" + strconv.Itoa(n) }
 
 // Close stops the pass-through.
 func (p *sqsProxy) Close() { _ = p.srv.Close() }

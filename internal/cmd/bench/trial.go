@@ -11,29 +11,33 @@ import (
 
 // Termination is one scale-in of one node as the harness started it.
 type Termination struct {
-	Node  *Node
-	Token string
-	MsgID string    // "" when no SQS message was sent (imds mode)
-	T0    time.Time // message visible in SQS and/or IMDS state flipped
+	Node     *Node
+	Token    string
+	QueueURL string
+	MsgID    string    // "" when no SQS message was sent (imds mode)
+	T0       time.Time // message visible in SQS and/or IMDS state flipped
 }
 
 // Terminate starts a terminate lifecycle action for n, as Auto Scaling
 // does: the instance enters Terminating:Wait, then (by mode) the
 // notification is put on the queue and/or the instance's metadata shows
 // target-lifecycle-state Terminated. T0 is taken right before both.
-func (f *Fleet) Terminate(n *Node) Termination {
-	token := f.W.ASG.StartAction(benchGroup, benchHook, n.ID)
-	body := f.W.ASG.Message(token).Direct()
-	t := Termination{Node: n, Token: token}
+func (w *World) Terminate(n *Node, mode, queueURL string) Termination {
+	token := w.ASG.StartAction(benchGroup, benchHook, n.ID)
+	body := w.ASG.Message(token).Direct()
+	t := Termination{Node: n, Token: token, QueueURL: queueURL}
 	t.T0 = time.Now()
-	if f.Mode != "imds" {
-		t.MsgID = f.W.SQS.Send(f.W.QueueURL, body)
+	if mode != "imds" {
+		t.MsgID = w.SQS.Send(queueURL, body)
 	}
-	if f.Mode != "sqs" {
+	if mode != "sqs" {
 		n.IMDS.SetTargetLifecycleState("Terminated")
 	}
 	return t
 }
+
+// Terminate starts a termination of one of the fleet's nodes.
+func (f *Fleet) Terminate(n *Node) Termination { return f.W.Terminate(n, f.Mode, f.W.QueueURL) }
 
 // stateAt returns when the worker first entered state, if it has.
 func stateAt(w *testpeers.TrinoWorker, state string) (time.Time, bool) {
@@ -62,38 +66,56 @@ func WaitDraining(ctx context.Context, t Termination, poll time.Duration) (time.
 
 // Completion is what happened after the drain.
 type Completion struct {
-	DrainedAt  time.Time // worker reported DRAINED
-	CompleteAt time.Time // CompleteLifecycleAction arrived at the fake Auto Scaling
-	Result     string
+	Instance  string
+	DrainedAt time.Time // worker reported DRAINED
+	Result    string
 }
 
-// WaitCompleted waits until the action is no longer pending and returns
-// the DRAINED → CompleteLifecycleAction timing.
-func (f *Fleet) WaitCompleted(ctx context.Context, t Termination) (Completion, error) {
-	act, err := f.W.ASG.WaitAction(ctx, t.Token)
+// WaitCompleted waits until the action is no longer pending.
+func (w *World) WaitCompleted(ctx context.Context, t Termination) (Completion, error) {
+	act, err := w.ASG.WaitAction(ctx, t.Token)
 	if err != nil {
 		return Completion{}, err
 	}
-	c := Completion{Result: act.Result}
+	c := Completion{Instance: t.Node.ID, Result: act.Result}
 	if act.State != testpeers.AutoScalingActionCompleted {
 		return c, fmt.Errorf("%s: action %s (%s)", t.Node.ID, act.State, act.ExpiryReason)
 	}
 	c.DrainedAt, _ = stateAt(t.Node.Trino, testpeers.TrinoDrained)
-	for _, call := range f.W.ASG.Calls() {
-		if call.Op == "CompleteLifecycleAction" && call.Params["InstanceId"] == t.Node.ID {
-			c.CompleteAt = call.At // arrival, before the injected latency
-		}
-	}
-	if c.DrainedAt.IsZero() || c.CompleteAt.IsZero() {
-		return c, errors.New("no DRAINED state or no CompleteLifecycleAction call recorded")
+	if c.DrainedAt.IsZero() {
+		return c, errors.New("completed without DRAINED")
 	}
 	return c, nil
 }
 
+// completeArrivals maps each instance to the arrival time (before the
+// injected latency) of its last CompleteLifecycleAction at the fake.
+func (w *World) completeArrivals() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, call := range w.ASG.Calls() {
+		if call.Op == "CompleteLifecycleAction" {
+			out[call.Params["InstanceId"]] = call.At
+		}
+	}
+	return out
+}
+
+// P2 computes DRAINED → CompleteLifecycleAction for completions.
+func (w *World) P2(cs []Completion) []float64 {
+	arr := w.completeArrivals()
+	var out []float64
+	for _, c := range cs {
+		if at, ok := arr[c.Instance]; ok && !c.DrainedAt.IsZero() {
+			out = append(out, at.Sub(c.DrainedAt).Seconds())
+		}
+	}
+	return out
+}
+
 // WaitDeleted waits until the termination's SQS message is deleted.
-func (f *Fleet) WaitDeleted(ctx context.Context, t Termination) error {
+func (w *World) WaitDeleted(ctx context.Context, t Termination) error {
 	if t.MsgID == "" {
 		return nil
 	}
-	return f.W.SQS.WaitDeleted(ctx, f.W.QueueURL, t.MsgID)
+	return w.SQS.WaitDeleted(ctx, t.QueueURL, t.MsgID)
 }
