@@ -29,23 +29,22 @@ var Phases = []string{"idle", "received", "draining", "activating", "completing"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	phase          *prometheus.GaugeVec
-	trinoTasks     prometheus.Gauge
-	trinoState     *prometheus.GaugeVec
-	drainDuration  *prometheus.HistogramVec
-	completed      *prometheus.CounterVec
-	heartbeats     *prometheus.CounterVec
-	messages       *prometheus.CounterVec
-	awsCalls       *prometheus.CounterVec
-	trinoRequests  *prometheus.CounterVec
-	lastPoll       prometheus.Gauge
-	pollErrors     prometheus.Counter
-	staleDeleted   *prometheus.CounterVec
-	receiveCount   prometheus.Histogram
-	mu             sync.Mutex
-	deadline       time.Time
-	now            func() time.Time
-	trinoStateLast string
+	phase         *prometheus.GaugeVec
+	trinoTasks    prometheus.Gauge
+	trinoState    *prometheus.GaugeVec
+	drainDuration *prometheus.HistogramVec
+	completed     *prometheus.CounterVec
+	heartbeats    *prometheus.CounterVec
+	messages      *prometheus.CounterVec
+	awsCalls      *prometheus.CounterVec
+	trinoRequests *prometheus.CounterVec
+	lastPoll      prometheus.Gauge
+	pollErrors    prometheus.Counter
+	staleDeleted  *prometheus.CounterVec
+	receiveCount  prometheus.Histogram
+	mu            sync.Mutex
+	deadline      time.Time
+	now           func() time.Time
 }
 
 // CompletionReasons are the reasons an action is completed.
@@ -156,13 +155,16 @@ func New(version string) *Metrics {
 }
 
 // SetPhase marks phase as the current one.
-func (m *Metrics) SetPhase(phase string) {
-	for _, p := range Phases {
+func (m *Metrics) SetPhase(phase string) { setStateSet(m.phase, Phases, phase) }
+
+// setStateSet sets current to 1 and every other state of all to 0.
+func setStateSet(g *prometheus.GaugeVec, all []string, current string) {
+	for _, s := range all {
 		v := 0.0
-		if p == phase {
+		if s == current {
 			v = 1
 		}
-		m.phase.WithLabelValues(p).Set(v)
+		g.WithLabelValues(s).Set(v)
 	}
 }
 
@@ -215,18 +217,7 @@ func (m *Metrics) Polled(ok bool) {
 }
 
 // TrinoState records the worker's state.
-func (m *Metrics) TrinoState(state string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.trinoStateLast = state
-	for _, s := range TrinoStates {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		m.trinoState.WithLabelValues(s).Set(v)
-	}
-}
+func (m *Metrics) TrinoState(state string) { setStateSet(m.trinoState, TrinoStates, state) }
 
 // TrinoTasks records the worker's active task count.
 func (m *Metrics) TrinoTasks(n int) { m.trinoTasks.Set(float64(n)) }

@@ -2,37 +2,12 @@ package supervisor_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"go.uber.org/zap"
-
-	"github.com/scaledownd/scaledownd/internal/supervisor"
+	"github.com/scaledownd/scaledownd/internal/testenv"
 	"github.com/scaledownd/scaledownd/internal/testpeers"
-	"github.com/scaledownd/scaledownd/pkg/lifecycle"
-	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
-
-// neverDrains is a worker whose queries never end: the drain lasts until
-// the deadline.
-type neverDrains struct{}
-
-func (neverDrains) Drain(ctx context.Context, _ *zap.Logger) (trinoadmin.Result, error) {
-	<-ctx.Done()
-	return trinoadmin.Result{}, ctx.Err()
-}
-
-func (n neverDrains) Hold(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error) {
-	return n.Drain(ctx, log)
-}
-
-func (neverDrains) Activate(ctx context.Context, _ *zap.Logger) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
 
 // TestFullLengthDrainOnAFakeClock simulates drains that never finish, for
 // the whole time AWS allows, with the real Auto Scaling wire protocol on a
@@ -49,53 +24,12 @@ func TestFullLengthDrainOnAFakeClock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.hbt.String(), func(t *testing.T) {
-			start := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-			clock := testpeers.NewFakeClock(start)
-			asg := testpeers.NewAutoScaling(testpeers.AutoScalingOptions{Now: clock.Now})
-			defer asg.Close()
-			asg.AddGroup("g", 1, 4)
-			asg.AddHook(testpeers.AutoScalingHook{Group: "g", Name: "h", HeartbeatTimeout: tt.hbt})
-			asg.AddInstance("i-0123456789abcdef0", "g", "InService")
-			token := asg.StartAction("g", "h", "i-0123456789abcdef0")
-
-			client := autoscaling.New(autoscaling.Options{Region: "us-east-1", BaseEndpoint: aws.String(asg.URL()), Credentials: aws.AnonymousCredentials{}})
-			actions := lifecycle.NewActions(client, 5*time.Second)
-			rec := &recorder{}
-			sup := supervisor.New(actions, neverDrains{}, supervisor.Options{
-				Plan:     lifecycle.PlanOptions{MaxDrainTime: 48 * time.Hour, SafetyMargin: 2 * time.Minute},
-				Retry:    lifecycle.RetryPolicy{Clock: clock},
-				Clock:    clock,
-				Recorder: rec,
-			})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			in := make(chan lifecycle.Delivery, 1)
-			done := make(chan struct{})
-			go func() { sup.Run(ctx, in, nil); close(done) }()
-			in <- lifecycle.Delivery{Event: lifecycle.Event{
-				Transition: lifecycle.TransitionTerminating, InstanceID: "i-0123456789abcdef0", Group: "g", Hook: "h",
-				Token: token, Time: start, ReceivedAt: start, Source: "test",
-			}}
-
-			// Drive the clock: whenever the job waits on it (the keeper's next
-			// heartbeat and the deadline watcher), jump to the next wake-up.
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				act, _ := asg.Action(token)
-				if act.State != testpeers.AutoScalingActionPending {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("simulation stuck at %s with %d waiters", clock.Now().Sub(start), clock.Waiters())
-				}
-				if clock.Waiters() >= 2 {
-					clock.AdvanceToNext()
-					continue
-				}
-				time.Sleep(time.Millisecond) // let the job reach its next wait
+			sim, err := testenv.SimulateFullDrain(context.Background(), tt.hbt)
+			if err != nil {
+				t.Fatal(err)
 			}
-
-			act, _ := asg.Action(token)
+			start := sim.Start
+			act := sim.Action
 			if act.State != testpeers.AutoScalingActionCompleted || act.Result != "CONTINUE" {
 				t.Fatalf("action ended %s/%s (%s) at +%s", act.State, act.Result, act.ExpiryReason, act.ExpiredAt.Sub(start))
 			}
@@ -123,29 +57,9 @@ func TestFullLengthDrainOnAFakeClock(t *testing.T) {
 			if perTimeout > 2.05 {
 				t.Fatalf("%.2f heartbeats per timeout, want at most 2", perTimeout)
 			}
-			testpeers.Eventually(t, 5*time.Second, "completion recorded as CONTINUE/deadline", func() bool {
-				return rec.get() == "CONTINUE/deadline"
-			})
-			cancel()
-			<-done
+			if sim.Completion != "CONTINUE/deadline" {
+				t.Fatalf("completion recorded as %q, want CONTINUE/deadline", sim.Completion)
+			}
 		})
 	}
 }
-
-type recorder struct {
-	mu        sync.Mutex
-	completed string
-}
-
-func (r *recorder) get() string { r.mu.Lock(); defer r.mu.Unlock(); return r.completed }
-
-func (r *recorder) SetPhase(string)       {}
-func (r *recorder) SetDeadline(time.Time) {}
-func (r *recorder) Heartbeat(string)      {}
-func (r *recorder) ActionCompleted(res, reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.completed = res + "/" + reason
-}
-func (r *recorder) DrainFinished(string, time.Duration) {}
-func (r *recorder) OwnMessageReceiveCount(int)          {}

@@ -2,18 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"go.uber.org/zap"
-
-	"github.com/scaledownd/scaledownd/internal/supervisor"
+	"github.com/scaledownd/scaledownd/internal/testenv"
 	"github.com/scaledownd/scaledownd/internal/testpeers"
-	"github.com/scaledownd/scaledownd/pkg/lifecycle"
-	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
 // P4Result is one simulated full-length drain.
@@ -31,101 +23,18 @@ type P4Result struct {
 	WallS             float64 `json:"wall_s"`
 }
 
-// neverDrains is a worker whose queries never end: the drain lasts until
-// the deadline.
-type neverDrains struct{}
-
-func (neverDrains) Drain(ctx context.Context, _ *zap.Logger) (trinoadmin.Result, error) {
-	<-ctx.Done()
-	return trinoadmin.Result{}, ctx.Err()
-}
-
-func (n neverDrains) Hold(ctx context.Context, log *zap.Logger) (trinoadmin.Result, error) {
-	return n.Drain(ctx, log)
-}
-
-func (neverDrains) Activate(ctx context.Context, _ *zap.Logger) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
-
-// completionRecorder keeps the supervisor's completion result.
-type completionRecorder struct {
-	mu     sync.Mutex
-	result string
-}
-
-func (r *completionRecorder) get() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.result
-}
-func (r *completionRecorder) SetPhase(string)       {}
-func (r *completionRecorder) SetDeadline(time.Time) {}
-func (r *completionRecorder) Heartbeat(string)      {}
-func (r *completionRecorder) ActionCompleted(res, reason string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.result = res + "/" + reason
-}
-func (r *completionRecorder) DrainFinished(string, time.Duration) {}
-func (r *completionRecorder) OwnMessageReceiveCount(int)          {}
-
 // runP4 drains a worker that never finishes for as long as AWS allows, on
 // a fake clock, through the real supervisor, keeper and Auto Scaling wire
-// protocol (as internal/supervisor/longdrain_test.go does), and reads the
-// heartbeats the fake Auto Scaling recorded.
+// protocol (testenv.SimulateFullDrain, as the test of the 48-hour maths
+// does), and reads the heartbeats the fake Auto Scaling recorded.
 func runP4(ctx context.Context, hbt time.Duration) (P4Result, error) {
 	wallStart := time.Now()
 	r := P4Result{HeartbeatTimeoutS: hbt.Seconds()}
-	start := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
-	clock := testpeers.NewFakeClock(start)
-	asg := testpeers.NewAutoScaling(testpeers.AutoScalingOptions{Now: clock.Now})
-	defer asg.Close()
-	const id = "i-0123456789abcdef0"
-	asg.AddGroup("g", 1, 4)
-	asg.AddHook(testpeers.AutoScalingHook{Group: "g", Name: "h", HeartbeatTimeout: hbt})
-	asg.AddInstance(id, "g", "InService")
-	token := asg.StartAction("g", "h", id)
-
-	client := autoscaling.New(autoscaling.Options{Region: benchRegion, BaseEndpoint: aws.String(asg.URL()), Credentials: aws.AnonymousCredentials{}})
-	actions := lifecycle.NewActions(client, 5*time.Second)
-	rec := &completionRecorder{}
-	sup := supervisor.New(actions, neverDrains{}, supervisor.Options{
-		Plan:     lifecycle.PlanOptions{MaxDrainTime: 48 * time.Hour, SafetyMargin: 2 * time.Minute},
-		Retry:    lifecycle.RetryPolicy{Clock: clock},
-		Clock:    clock,
-		Recorder: rec,
-	})
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	in := make(chan lifecycle.Delivery, 1)
-	done := make(chan struct{})
-	go func() { sup.Run(sctx, in, nil); close(done) }()
-	defer func() { cancel(); <-done }()
-	in <- lifecycle.Delivery{Event: lifecycle.Event{
-		Transition: lifecycle.TransitionTerminating, InstanceID: id, Group: "g", Hook: "h",
-		Token: token, Time: start, ReceivedAt: start, Source: "bench",
-	}}
-
-	// Whenever the job waits on the clock (the keeper's next heartbeat and
-	// the deadline watcher), jump to the next wake-up.
-	limit := time.Now().Add(120 * time.Second)
-	for {
-		act, _ := asg.Action(token)
-		if act.State != testpeers.AutoScalingActionPending {
-			break
-		}
-		if time.Now().After(limit) {
-			return r, fmt.Errorf("simulation stuck at +%s with %d waiters", clock.Now().Sub(start), clock.Waiters())
-		}
-		if clock.Waiters() >= 2 {
-			clock.AdvanceToNext()
-			continue
-		}
-		time.Sleep(time.Millisecond)
+	sim, err := testenv.SimulateFullDrain(ctx, hbt)
+	if err != nil {
+		return r, err
 	}
-	act, _ := asg.Action(token)
+	start, act := sim.Start, sim.Action
 	r.CapS = act.GlobalDeadline.Sub(start).Seconds()
 	r.Result = act.Result
 	if act.State != testpeers.AutoScalingActionCompleted {
@@ -151,10 +60,7 @@ func runP4(ctx context.Context, hbt time.Duration) (P4Result, error) {
 	if d := end.Sub(act.Started); d > 0 {
 		r.PerTimeout = float64(r.Heartbeats) * float64(hbt) / float64(d)
 	}
-	for i := 0; i < 500 && rec.get() == ""; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.Reason = rec.get()
+	r.Reason = sim.Completion
 	r.WallS = time.Since(wallStart).Seconds()
 	return r, nil
 }
