@@ -44,6 +44,7 @@ type AWS struct {
 	QueueURL          string        `yaml:"queue-url" help:"URL of the SQS queue the lifecycle hook notifies. Empty: no queue, the daemon stays idle."`
 	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins)."`
 	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes."`
+	SQSIdleInterval   time.Duration `yaml:"sqs-idle-interval" help:"In mode both: while instance metadata answers and shows no termination, the queue is long-polled once per this interval instead of all the time (0: all the time). The daemon polls continuously from the moment metadata shows the instance leaving service or cannot be read."`
 	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
 	DrainOnRebalance  bool          `yaml:"drain-on-rebalance" help:"In imds and both modes, drain on a Spot rebalance recommendation. Off: a drained worker whose instance is then not reclaimed is lost capacity."`
 	DeleteStale       bool          `yaml:"delete-stale" help:"Delete other instances' lifecycle messages that can no longer be acted on (older than their hook's global timeout, instance gone or no longer waiting), checked at a limited rate, so they stop circulating on a shared queue."`
@@ -71,6 +72,7 @@ type Lifecycle struct {
 // Trino holds how to reach and drain the local worker.
 type Trino struct {
 	URL                string        `yaml:"url" help:"Base URL of the local Trino worker."`
+	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE. Same user, password and TLS settings as the worker."`
 	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
 	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
 	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only)."`
@@ -170,6 +172,9 @@ func (c *Config) Validate() error {
 	default:
 		bad("aws.mode", "want sqs, imds or both, got %q", c.AWS.Mode)
 	}
+	if c.AWS.SQSIdleInterval < 0 {
+		bad("aws.sqs-idle-interval", "must not be negative, got %s", c.AWS.SQSIdleInterval)
+	}
 	if c.AWS.IMDSPollInterval < 100*time.Millisecond {
 		bad("aws.imds-poll-interval", "must be at least 100ms, got %s", c.AWS.IMDSPollInterval)
 	}
@@ -219,6 +224,13 @@ func (c *Config) Validate() error {
 		bad("trino.url", "want http(s)://host:port, got %q", c.Trino.URL)
 	} else if (c.Trino.Password != "" || c.Trino.PasswordFile != "") && u.Scheme != "https" {
 		bad("trino.url", "a password is configured but the URL is not https; Trino accepts passwords over HTTPS only and they must not travel in clear text")
+	}
+	if c.Trino.CoordinatorURL != "" {
+		if u, err := url.Parse(c.Trino.CoordinatorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("trino.coordinator-url", "want http(s)://host:port, got %q", c.Trino.CoordinatorURL)
+		} else if (c.Trino.Password != "" || c.Trino.PasswordFile != "") && u.Scheme != "https" {
+			bad("trino.coordinator-url", "a password is configured but the URL is not https; it must not travel in clear text")
+		}
 	}
 	if strings.TrimSpace(c.Trino.User) == "" {
 		bad("trino.user", "must not be empty: Trino needs a user for the node-state API")

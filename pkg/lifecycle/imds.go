@@ -45,6 +45,11 @@ type IMDSOptions struct {
 	// rebalance recommendations (off by default: a drained worker that is
 	// then not reclaimed is lost capacity).
 	Spot, Rebalance bool
+	// Observe, if set, is told after every read of the target lifecycle
+	// state whether the instance is leaving service and whether the read
+	// failed (a 404 is a successful read: no state yet). Mode both paces
+	// its queue polling by it.
+	Observe         func(leaving bool, err error)
 	Logger          *zap.Logger
 	Clock           Clock
 }
@@ -94,6 +99,17 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 			progress()
 		}
 		state, err := s.get(ctx, "autoscaling/target-lifecycle-state")
+		if s.opts.Observe != nil && ctx.Err() == nil {
+			obsErr := err
+			if errors.Is(err, errNotPresent) {
+				obsErr = nil
+			}
+			_, leavingNow := leaving(state)
+			if obsErr != nil {
+				_, leavingNow = leaving(lastState)
+			}
+			s.opts.Observe(leavingNow, obsErr)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
