@@ -49,9 +49,9 @@ type IMDSOptions struct {
 	// state whether the instance is leaving service and whether the read
 	// failed (a 404 is a successful read: no state yet). Mode both paces
 	// its queue polling by it.
-	Observe         func(leaving bool, err error)
-	Logger          *zap.Logger
-	Clock           Clock
+	Observe func(leaving bool, err error)
+	Logger  *zap.Logger
+	Clock   Clock
 }
 
 // IMDSSource polls the instance metadata service for this instance's own
