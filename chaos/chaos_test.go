@@ -120,7 +120,7 @@ func assertResumed(t *testing.T, r *rowResult, w *world, d *daemon, c resumeChec
 		}
 	}
 	m := w.awaitDeleted(t, c.msgID, 20*time.Second)
-	ready := d.waitLog("scaledownd ready: polling the lifecycle queue", 10*time.Second).time()
+	ready := d.waitLog("scaledownd ready: watching for lifecycle actions", 10*time.Second).time()
 	r.measure(t, "down %s (stopped → restarted daemon polling)", ms(ready.Sub(killedAt)))
 	if act.CompletedAt.After(restartedAt) {
 		r.measure(t, "completed %s after the restart", ms(act.CompletedAt.Sub(restartedAt)))
@@ -770,7 +770,7 @@ func row13(t *testing.T) {
 	if id, _ := l.fields["instance_id"].(string); id != testenv.InstanceID {
 		t.Errorf("identity resolved to %q, want %s", id, testenv.InstanceID)
 	}
-	d.waitLog("scaledownd ready: polling the lifecycle queue", 10*time.Second)
+	d.waitLog("scaledownd ready: watching for lifecycle actions", 10*time.Second)
 	r.measure(t, "%d IMDS token requests and %d retry warnings while down for %s; ready %s after IMDS returned",
 		tokenCalls, retries, down, ms(readyAfter))
 	if readyAfter > 31*time.Second {
@@ -891,7 +891,7 @@ func row15(t *testing.T) {
 	ownID := w.SQS.Send(w.QueueURL, msg.Direct())
 
 	d := startDaemon(t, w, nil)
-	d.waitLog("scaledownd ready: polling the lifecycle queue", 30*time.Second)
+	d.waitLog("scaledownd ready: watching for lifecycle actions", 30*time.Second)
 	readyAt := time.Now()
 	act := w.awaitAction(t, token, 120*time.Second)
 	handled := act.CompletedAt.Sub(readyAt)

@@ -344,6 +344,8 @@ func settings(t *testing.T, w *world, overrides map[string]string) map[string]st
 		"SCALEDOWND_AWS_REGION":                 testenv.Region,
 		"SCALEDOWND_AWS_INSTANCE_ID":            w.Instance,
 		"SCALEDOWND_AWS_QUEUE_URL":              w.QueueURL,
+		"SCALEDOWND_AWS_MODE":                   "sqs",
+		"SCALEDOWND_AWS_IMDS_ENDPOINT":          testenv.UnreachableIMDS,
 		"SCALEDOWND_AWS_ASG_NAME":               testenv.Group,
 		"SCALEDOWND_AWS_SQS_ENDPOINT":           w.SQS.URL(),
 		"SCALEDOWND_AWS_AUTOSCALING_ENDPOINT":   w.ASG.URL(),
@@ -632,7 +634,7 @@ func (d *daemon) address() string {
 // waitReady waits for the poll loop to run and /readyz to answer 200.
 func (d *daemon) waitReady() {
 	d.t.Helper()
-	d.waitLog("scaledownd ready: polling the lifecycle queue", 30*time.Second)
+	d.waitLog("scaledownd ready: watching for lifecycle actions", 30*time.Second)
 	eventually(d.t, 10*time.Second, "/readyz 200", func() bool {
 		code, _ := d.get("/readyz")
 		return code == http.StatusOK

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/config"
+	"github.com/scaledownd/scaledownd/internal/testenv"
 )
 
 // binary is the daemon built once for these tests.
@@ -58,7 +59,12 @@ func cleanEnv() []string {
 			out = append(out, kv)
 		}
 	}
-	return append(out, config.EnvPrefix+"CONFIG_FILE="+os.DevNull)
+	// AWS on loopback ports nobody listens on: the binary must never
+	// reach real AWS or the link-local metadata service from a test.
+	return append(out, config.EnvPrefix+"CONFIG_FILE="+os.DevNull,
+		config.EnvPrefix+"AWS_IMDS_ENDPOINT="+testenv.UnreachableIMDS,
+		config.EnvPrefix+"AWS_AUTOSCALING_ENDPOINT="+testenv.UnreachableIMDS,
+		config.EnvPrefix+"AWS_SQS_ENDPOINT="+testenv.UnreachableIMDS)
 }
 
 func TestVersion(t *testing.T) {
@@ -116,8 +122,9 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-// TestSIGTERMStopsWithinFiveSeconds runs the real binary idle (no queue)
-// and stops it with SIGTERM.
+// TestSIGTERMStopsWithinFiveSeconds runs the real binary in the default
+// mode without a queue (polling instance metadata) and stops it with
+// SIGTERM.
 func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
 	cmd := exec.Command(binary, "--aws.instance-id=i-0123456789abcdef0", "--aws.region=us-east-1",
 		"--listen-address=127.0.0.1:0", "--state-dir="+t.TempDir())
@@ -149,7 +156,8 @@ func TestSIGTERMStopsWithinFiveSeconds(t *testing.T) {
 				t.Fatal("daemon exited early")
 			}
 			msg, _ := rec["msg"].(string)
-			idle = strings.Contains(msg, "graceful scale-down handler is not running")
+			// Without a queue the default mode watches instance metadata.
+			idle = strings.HasPrefix(msg, "scaledownd ready")
 		case <-deadline:
 			t.Fatal("daemon did not reach idle")
 		}

@@ -42,7 +42,7 @@ type AWS struct {
 	Region            string        `yaml:"region" help:"AWS region; read from instance metadata when empty."`
 	InstanceID        string        `yaml:"instance-id" help:"This instance's id; read from instance metadata (IMDSv2) when empty."`
 	QueueURL          string        `yaml:"queue-url" help:"URL of the SQS queue the lifecycle hook notifies. Empty: no queue, the daemon stays idle."`
-	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins)."`
+	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins; without aws.queue-url it is imds)."`
 	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes."`
 	SQSIdleInterval   time.Duration `yaml:"sqs-idle-interval" help:"In mode both: while instance metadata answers and shows no termination, the queue is long-polled once per this interval instead of all the time (0: all the time). The daemon polls continuously from the moment metadata shows the instance leaving service or cannot be read."`
 	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
@@ -96,8 +96,9 @@ type Log struct {
 func Default() Config {
 	return Config{
 		AWS: AWS{
-			Mode:              "sqs",
-			IMDSPollInterval:  5 * time.Second,
+			Mode:              "both",
+			IMDSPollInterval:  time.Second,
+			SQSIdleInterval:   time.Minute,
 			SpotNotices:       true,
 			DeleteStale:       true,
 			WaitTime:          20 * time.Second,
@@ -117,7 +118,7 @@ func Default() Config {
 			TLSVerify:          true,
 			Strategy:           "auto",
 			ShutdownAfterDrain: true,
-			PollInterval:       time.Second,
+			PollInterval:       500 * time.Millisecond,
 			RequestTimeout:     5 * time.Second,
 			NotRunningWindow:   30 * time.Second,
 		},

@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 				"no lifecycle queue configured (aws.queue-url) in mode sqs: the graceful scale-down handler is not running; "+
 					"this worker's queries will fail when the Auto Scaling group terminates it (set aws.mode=imds to work without a queue)")
 		}
-		log.Warn("no lifecycle queue configured (aws.queue-url): relying on instance metadata alone")
+		log.Info("no lifecycle queue configured (aws.queue-url): relying on instance metadata alone")
 		useSQS = false
 	}
 	group := cfg.AWS.Group
@@ -128,13 +128,19 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 	}
 
+	// In mode both, instance metadata paces the queue polling: see
+	// lifecycle.Pacer.
+	var pacer *lifecycle.Pacer
+	if useSQS && useIMDS && cfg.AWS.SQSIdleInterval > 0 {
+		pacer = lifecycle.NewPacer(cfg.AWS.SQSIdleInterval, nil, log.With(zap.String("component", "sqs")))
+	}
 	drainer := newDrainer(cfg, tc, log, m)
 	sup = newSupervisor(cfg, actions, drainer, store, opts.Logger, m)
-	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, log, m)
+	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, pacer, log, m)
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
 		return sqsSource.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
 	})
-	imdsSource := newIMDSSource(cfg, id.InstanceID, group, actions, log)
+	imdsSource := newIMDSSource(cfg, id.InstanceID, group, actions, pacer, log)
 
 	supBeat := health.Watch("supervisor", 30*time.Second)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -143,8 +149,8 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var sources sync.WaitGroup
 	if useSQS {
 		// A receive can take WaitTime + CallTimeout, then a backoff of up
-		// to 30 s: a loop silent for twice that is stuck.
-		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second))
+		// to 30 s or an idle pause: a loop silent for twice that is stuck.
+		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second+cfg.AWS.SQSIdleInterval))
 		sources.Add(1)
 		go func() { defer sources.Done(); _ = sqsSource.Run(runCtx, deliveries, pollBeat) }()
 	}
@@ -166,7 +172,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	go func() { sup.Run(runCtx, deliveries, supBeat); close(supDone) }()
 
 	health.SetReady("queue", "")
-	log.Info("scaledownd ready: polling the lifecycle queue", zap.String("queue_url", cfg.AWS.QueueURL),
+	log.Info("scaledownd ready: watching for lifecycle actions", zap.String("queue_url", cfg.AWS.QueueURL),
 		zap.Bool("sqs", useSQS), zap.Bool("imds", useIMDS))
 	notifyReady(log, "watching for lifecycle actions")
 	watchdogDone := make(chan struct{})

@@ -52,7 +52,7 @@ func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trino
 }
 
 func newSQSSource(cfg config.Config, client *sqs.Client, instanceID string, actions *lifecycle.Actions,
-	log *zap.Logger, m *metrics.Metrics) *lifecycle.SQSSource {
+	pacer *lifecycle.Pacer, log *zap.Logger, m *metrics.Metrics) *lifecycle.SQSSource {
 	opts := lifecycle.SQSOptions{
 		QueueURL: cfg.AWS.QueueURL,
 		Filter: lifecycle.Filter{InstanceID: instanceID, Group: cfg.AWS.Group, Hook: cfg.AWS.Hook,
@@ -67,18 +67,27 @@ func newSQSSource(cfg config.Config, client *sqs.Client, instanceID string, acti
 	if cfg.AWS.DeleteStale {
 		opts.Stale = actions
 	}
+	if pacer != nil {
+		opts.Pace = pacer
+	}
 	return lifecycle.NewSQSSource(client, opts)
 }
 
 // newIMDSSource polls this instance's metadata. An action learned there
 // carries neither group nor hook: the configured ones are used, else the
 // group's terminating hooks.
-func newIMDSSource(cfg config.Config, instanceID, group string, actions *lifecycle.Actions, log *zap.Logger) *lifecycle.IMDSSource {
+func newIMDSSource(cfg config.Config, instanceID, group string, actions *lifecycle.Actions, pacer *lifecycle.Pacer,
+	log *zap.Logger) *lifecycle.IMDSSource {
+	var observe func(bool, error)
+	if pacer != nil {
+		observe = pacer.Observe
+	}
 	return lifecycle.NewIMDSSource(newIMDS(cfg), lifecycle.IMDSOptions{
 		InstanceID: instanceID,
 		Interval:   cfg.AWS.IMDSPollInterval,
 		Spot:       cfg.AWS.SpotNotices,
 		Rebalance:  cfg.AWS.DrainOnRebalance,
+		Observe:    observe,
 		Logger:     log.With(zap.String("component", "imds")),
 		Resolve: func(ctx context.Context) (string, []string, error) {
 			if cfg.AWS.Hook != "" {

@@ -116,8 +116,22 @@ func (j *job) run(ctx context.Context) {
 		return
 	}
 
+	// A terminating worker is told to drain before anything is read or
+	// persisted: reading the hook's timeouts and two fsyncs would delay
+	// DRAINING by tens of milliseconds, during which the coordinator keeps
+	// scheduling new work on it. The deadline is applied once planned; a
+	// crash before the plan is saved loses nothing (the message is still on
+	// the queue, the metadata still says Terminated, DRAINING is idempotent).
+	var run *drainRun
+	if e.Transition != lifecycle.TransitionLaunching && !j.resumedDrained() {
+		run = j.startDrain(ctx)
+	}
 	timing, plan := j.plan(ctx)
 	if ctx.Err() != nil {
+		if run != nil {
+			run.stop(nil)
+			<-run.done
+		}
 		return
 	}
 	s.opts.Recorder.SetDeadline(plan.Deadline)
@@ -161,7 +175,7 @@ func (j *job) run(ctx context.Context) {
 	if e.Transition == lifecycle.TransitionLaunching {
 		result, reason, ok = j.activate(ctx, plan, keeperDone)
 	} else {
-		reason, ok = j.drain(ctx, plan, keeperDone)
+		reason, ok = j.drain(ctx, run, plan, keeperDone)
 	}
 	if !ok {
 		return
@@ -280,7 +294,7 @@ func (j *job) runSignal(ctx context.Context) {
 	j.setPhase(PhaseDraining)
 	j.log().Warn("draining for a spot signal; there is no lifecycle action to complete",
 		zap.String("transition", e.Transition), zap.Time("deadline", deadline))
-	reason, ok := j.drain(ctx, plan, nil)
+	reason, ok := j.drain(ctx, j.startDrain(ctx), plan, nil)
 	if !ok {
 		return
 	}
@@ -315,50 +329,24 @@ func (j *job) plan(ctx context.Context) (lifecycle.HookTiming, lifecycle.Plan) {
 // drain runs the drain until it ends or the deadline passes, and says why
 // the action may be completed. ok is false when the job must stop without
 // completing: the daemon is stopping, or the action ended without us.
-func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan error) (reason string, ok bool) {
+func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, keeperDone <-chan error) (reason string, ok bool) {
 	s := j.s
-	if r := j.resume; r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != "" {
-		j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", r.Reason))
-		return r.Reason, true
+	if j.resumedDrained() {
+		j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", j.resume.Reason))
+		return j.resume.Reason, true
 	}
+	if run == nil {
+		run = j.startDrain(ctx)
+	}
+	drainCtx, stopDrain, drained := run.ctx, run.stop, run.done
+	defer stopDrain(nil)
 	// The deadline runs on the supervisor's clock (a fake one simulates a
 	// 48-hour drain in a test), so it cancels the drain with a cause.
-	drainCtx, stopDrain := context.WithCancelCause(ctx)
-	defer stopDrain(nil)
 	go func() {
 		select {
 		case <-drainCtx.Done():
 		case <-s.opts.Clock.After(plan.Deadline.Sub(s.opts.Clock.Now())):
 			stopDrain(errDeadline)
-		}
-	}()
-	type drainResult struct {
-		res trinoadmin.Result
-		err error
-	}
-	drained := make(chan drainResult, 1)
-	go func() {
-		// A drain that fails for any reason but the deadline is tried again:
-		// completing early would kill the queries the drain protects.
-		backoff := time.Second
-		for {
-			drain := s.drainer.Drain
-			if j.event.Destination == "WarmPool" {
-				drain = s.drainer.Hold // the worker comes back with the instance
-			}
-			r, err := drain(drainCtx, j.log())
-			if err == nil || drainCtx.Err() != nil {
-				drained <- drainResult{r, cause(drainCtx, err)}
-				return
-			}
-			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
-			select {
-			case <-drainCtx.Done():
-				drained <- drainResult{r, cause(drainCtx, drainCtx.Err())}
-				return
-			case <-s.opts.Clock.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
 		}
 	}()
 
@@ -389,6 +377,59 @@ func (j *job) drain(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan 
 		}
 		return j.reasonOf(r.res, r.err), true
 	}
+}
+
+// drainRun is a drain started by startDrain: stop cancels it (with a
+// cause), done delivers its one result.
+type drainRun struct {
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	done chan drainResult
+}
+
+type drainResult struct {
+	res trinoadmin.Result
+	err error
+}
+
+// resumedDrained reports whether a previous run drained this action and
+// only its completion is left.
+func (j *job) resumedDrained() bool {
+	r := j.resume
+	return r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != ""
+}
+
+// startDrain starts draining the worker in the background. A drain that
+// fails for any reason but the end of its context is tried again:
+// completing early would kill the queries the drain protects.
+func (j *job) startDrain(ctx context.Context) *drainRun {
+	s := j.s
+	drainCtx, stop := context.WithCancelCause(ctx)
+	run := &drainRun{ctx: drainCtx, stop: stop, done: make(chan drainResult, 1)}
+	drained := run.done
+	go func() {
+		backoff := time.Second
+		for {
+			drain := s.drainer.Drain
+			if j.event.Destination == "WarmPool" {
+				drain = s.drainer.Hold // the worker comes back with the instance
+			}
+			r, err := drain(drainCtx, j.log())
+			if err == nil || drainCtx.Err() != nil {
+				drained <- drainResult{r, cause(drainCtx, err)}
+				return
+			}
+			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-drainCtx.Done():
+				drained <- drainResult{r, cause(drainCtx, drainCtx.Err())}
+				return
+			case <-s.opts.Clock.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}()
+	return run
 }
 
 // errDeadline is the cause of a drain stopped at the action's deadline.

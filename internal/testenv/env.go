@@ -30,6 +30,12 @@ const (
 	Region     = "us-east-1"
 )
 
+// UnreachableIMDS is an instance metadata endpoint on loopback where
+// nothing listens: test configurations that do not use a fake IMDS point
+// there, so a forgotten setting fails fast instead of reaching the real
+// link-local service.
+const UnreachableIMDS = "http://127.0.0.1:9"
+
 // Options shape a test world.
 type Options struct {
 	InstanceID string // default InstanceID
@@ -135,6 +141,11 @@ func (e *Env) Config(instanceID string) config.Config {
 	c := config.Default()
 	c.AWS.Region = Region
 	c.AWS.InstanceID = instanceID
+	// The queue alone, and instance metadata on a loopback port nobody
+	// listens on: a test that wants IMDS sets the mode and points
+	// aws.imds-endpoint at its fake; no test may reach 169.254.169.254.
+	c.AWS.Mode = "sqs"
+	c.AWS.IMDSEndpoint = UnreachableIMDS
 	c.AWS.QueueURL = e.QueueURL
 	c.AWS.Group = Group
 	c.AWS.SQSEndpoint = e.SQS.URL()

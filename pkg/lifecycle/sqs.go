@@ -96,7 +96,20 @@ type SQSOptions struct {
 	// action can no longer be completed (expired, instance gone, instance
 	// no longer waiting), so they stop circulating on a shared queue.
 	Stale StaleChecker
+	// Pace, if set, is waited on between receives (mode both: see Pacer).
+	// Nil polls continuously.
+	Pace interface {
+		Wait(ctx context.Context) error
+	}
 }
+
+// receiveVisibility is how long a receive hides a message. It only has to
+// cover classifying the batch and handing other instances' messages back,
+// which takes milliseconds; this instance's own message is then hidden for
+// VisibilityTimeout at once. Kept short so that a receive whose answer is
+// lost — the daemon stopped or crashed, the connection broke — hides the
+// messages it took from their owners for seconds, not a minute.
+const receiveVisibility = 10 * time.Second
 
 // SQSSource long-polls the lifecycle queue. It hands back other instances'
 // messages at once, deletes test notifications, hands back malformed ones
@@ -182,21 +195,83 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		}
 		backoff = s.opts.ErrorBackoff
 		s.opts.Recorder.Polled(true)
-		var handBack []*Message
+		var handBack []foreignMessage
+		var own []*Message
 		for _, m := range msgs {
 			d, ok, foreign := s.handle(ctx, m)
-			if foreign != nil {
+			if foreign.msg != nil {
 				handBack = append(handBack, foreign)
 			}
 			if ok {
+				own = append(own, d.Msg)
 				select {
 				case out <- d:
 				case <-ctx.Done():
+					// Handed back even when stopping, so no owner waits
+					// out the receive's visibility.
+					s.releaseAll(context.WithoutCancel(ctx), handBack)
 					return nil
 				}
 			}
 		}
+		// Owners wait for the hand-back; the stale check, which may ask
+		// Auto Scaling, comes after it and deletes through the same handle.
 		s.releaseAll(ctx, handBack)
+		s.keepOwn(ctx, own)
+		s.deleteStale(ctx, handBack)
+		if s.opts.Pace != nil && s.opts.Pace.Wait(ctx) != nil {
+			return nil
+		}
+	}
+}
+
+// foreignMessage is another instance's message, to be handed back, with
+// its event for the stale check.
+type foreignMessage struct {
+	msg   *Message
+	event Event
+}
+
+// keepOwn hides this instance's messages for the full visibility timeout;
+// the receive hid them only for receiveVisibility. The job's heartbeats
+// extend them from then on.
+func (s *SQSSource) keepOwn(ctx context.Context, own []*Message) {
+	for _, m := range own {
+		if err := m.Extend(ctx, s.opts.VisibilityTimeout); err != nil && ctx.Err() == nil {
+			// Also the case when the action was already finished and the
+			// message deleted a moment ago.
+			s.log.Debug("could not extend the visibility of this instance's message; it may be received again, which is harmless",
+				zap.String("message_id", m.ID), zap.Error(err))
+		}
+	}
+}
+
+// deleteStale deletes the handed-back messages whose action can no longer
+// be completed by anyone. The message was made visible a moment ago, but a
+// receipt handle stays valid until someone receives the message again: if
+// someone has, the delete does nothing and the next daemon checks it.
+func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) {
+	if s.stale == nil {
+		return
+	}
+	for _, f := range msgs {
+		if f.event.InstanceID == s.opts.Filter.InstanceID {
+			continue // this instance's, for another group or hook: never stale to us
+		}
+		reason := s.stale.reason(ctx, f.msg.ID, f.event)
+		if reason == "" {
+			continue
+		}
+		e := f.event
+		log := s.log.With(zap.String("message_id", f.msg.ID), zap.Int("receive_count", f.msg.ReceiveCount))
+		log.Info("deleting another instance's lifecycle message whose action can no longer be completed",
+			zap.String("reason", reason), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group),
+			zap.String("hook", e.Hook), zap.Time("action_started", e.Time))
+		if err := f.msg.Delete(ctx); err != nil {
+			log.Warn("could not delete a stale message", zap.Error(err))
+			continue
+		}
+		s.opts.Recorder.StaleDeleted(reason)
 	}
 }
 
@@ -210,7 +285,7 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 		// explicitly so neither the queue's 0 s wait nor its default
 		// visibility applies.
 		WaitTimeSeconds:             int32(s.opts.WaitTime / time.Second),
-		VisibilityTimeout:           int32(s.opts.VisibilityTimeout / time.Second),
+		VisibilityTimeout:           int32(receiveVisibility / time.Second),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 	})
 	if err != nil {
@@ -222,7 +297,7 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 // handle classifies one message and deals with everything that is not a
 // delivery. It never deletes a message it cannot prove is a test
 // notification or this instance's completed action.
-func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok bool, handBack *Message) {
+func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok bool, handBack foreignMessage) {
 	msg := &Message{
 		src:          s,
 		ID:           aws.ToString(m.MessageId),
@@ -252,68 +327,58 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		s.opts.Recorder.MessageReceived(MessageTest)
 		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
 		if s.opts.DryRun {
-			return Delivery{}, false, nil
+			return Delivery{}, false, foreignMessage{}
 		}
 		if err := msg.Delete(ctx); err != nil {
 			log.Warn("could not delete test notification", zap.Error(err))
 		}
-		return Delivery{}, false, nil
+		return Delivery{}, false, foreignMessage{}
 	case KindMalformed:
 		s.opts.Recorder.MessageReceived(MessageMalformed)
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
 		if s.opts.DryRun {
-			return Delivery{}, false, nil
+			return Delivery{}, false, foreignMessage{}
 		}
 		if err := msg.setVisibility(ctx, vis); err != nil {
 			log.Warn("could not set visibility of a malformed message", zap.Error(err))
 		}
-		return Delivery{}, false, nil
+		return Delivery{}, false, foreignMessage{}
 	}
 
 	if ok, why := s.opts.Filter.Owns(e); !ok {
 		s.opts.Recorder.MessageReceived(MessageForeign)
-		if s.stale != nil && !s.opts.DryRun && e.InstanceID != s.opts.Filter.InstanceID {
-			if reason := s.stale.reason(ctx, msg.ID, e); reason != "" {
-				log.Info("deleting another instance's lifecycle message whose action can no longer be completed",
-					zap.String("reason", reason), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group),
-					zap.String("hook", e.Hook), zap.Time("action_started", e.Time))
-				if err := msg.Delete(ctx); err != nil {
-					log.Warn("could not delete a stale message", zap.Error(err))
-				} else {
-					s.opts.Recorder.StaleDeleted(reason)
-				}
-				return Delivery{}, false, nil
-			}
-		}
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
 		if s.opts.DryRun {
-			return Delivery{}, false, nil
+			return Delivery{}, false, foreignMessage{}
 		}
-		return Delivery{}, false, msg // handed back with the others of this receive
+		// Handed back with the others of this receive, then checked for
+		// staleness.
+		return Delivery{}, false, foreignMessage{msg: msg, event: e}
 	}
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
 	e.ReceivedAt = s.opts.Clock.Now()
-	return Delivery{Event: e, Msg: msg}, true, nil
+	return Delivery{Event: e, Msg: msg}, true, foreignMessage{}
 }
 
 // releaseAll hands other instances' messages back at once, ten per
 // ChangeMessageVisibilityBatch call rather than one call each. Entries the
 // batch call could not change are retried one by one.
-func (s *SQSSource) releaseAll(ctx context.Context, msgs []*Message) {
-	for len(msgs) > 0 {
-		n := min(len(msgs), 10)
-		batch := msgs[:n]
-		msgs = msgs[n:]
+func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
+	for len(foreign) > 0 {
+		n := min(len(foreign), 10)
+		batch := make([]*Message, n)
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, n)
-		for i, m := range batch {
+		for i, f := range foreign[:n] {
+			batch[i] = f.msg
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.receiptHandle()), VisibilityTimeout: 0,
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: 0,
 			}
 		}
+		foreign = foreign[n:]
 		cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 		out, err := s.api.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{
 			QueueUrl: aws.String(s.opts.QueueURL), Entries: entries,

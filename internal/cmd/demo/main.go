@@ -82,6 +82,8 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 		"SCALEDOWND_AWS_REGION="+cfg.AWS.Region,
 		"SCALEDOWND_AWS_INSTANCE_ID="+cfg.AWS.InstanceID,
 		"SCALEDOWND_AWS_QUEUE_URL="+cfg.AWS.QueueURL,
+		"SCALEDOWND_AWS_MODE="+cfg.AWS.Mode,
+		"SCALEDOWND_AWS_IMDS_ENDPOINT="+cfg.AWS.IMDSEndpoint,
 		"SCALEDOWND_AWS_ASG_NAME="+cfg.AWS.Group,
 		"SCALEDOWND_AWS_SQS_ENDPOINT="+cfg.AWS.SQSEndpoint,
 		"SCALEDOWND_AWS_AUTOSCALING_ENDPOINT="+cfg.AWS.AutoScalingEP,
@@ -239,8 +241,8 @@ func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string) {
 			if a, ok := rec["address"].(string); ok {
 				ready <- a
 			}
-		case "scaledownd ready: polling the lifecycle queue":
-			tl.say("scaledownd", "ready, long-polling the lifecycle queue")
+		case "scaledownd ready: watching for lifecycle actions":
+			tl.say("scaledownd", "ready, watching the lifecycle queue")
 		case "lifecycle action received":
 			tl.say("scaledownd", "lifecycle message received (%v shape): heartbeat every %vs, complete by %v at the latest",
 				rec["shape"], rec["heartbeat_interval"], rec["deadline"])
