@@ -173,8 +173,8 @@ func (c *Config) Validate() error {
 	default:
 		bad("aws.mode", "want sqs, imds or both, got %q", c.AWS.Mode)
 	}
-	if c.AWS.SQSIdleInterval < 0 {
-		bad("aws.sqs-idle-interval", "must not be negative, got %s", c.AWS.SQSIdleInterval)
+	if c.AWS.SQSIdleInterval < 0 || c.AWS.SQSIdleInterval > time.Hour {
+		bad("aws.sqs-idle-interval", "must be between 0 (poll all the time) and 1h, got %s", c.AWS.SQSIdleInterval)
 	}
 	if c.AWS.IMDSPollInterval < 100*time.Millisecond {
 		bad("aws.imds-poll-interval", "must be at least 100ms, got %s", c.AWS.IMDSPollInterval)

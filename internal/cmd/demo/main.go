@@ -1,8 +1,9 @@
 // Command demo runs one whole graceful scale-down on this machine: it
-// starts the test peers (SQS, Auto Scaling, a Trino worker with running
-// tasks), runs the real scaledownd binary against them, lets Auto Scaling
-// terminate the instance and prints the timeline as the peers saw it. No
-// AWS account and no Trino are needed. `make demo` runs it.
+// starts the test peers (SQS, Auto Scaling, instance metadata, a Trino
+// worker with running tasks), runs the real scaledownd binary against them
+// in its default mode, lets Auto Scaling terminate the instance and prints
+// the timeline as the peers saw it. No AWS account and no Trino are
+// needed. `make demo` runs it.
 package main
 
 import (
@@ -65,9 +66,14 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 		return err
 	}
 	defer env.Close()
+	imds := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: env.Instance, Region: testenv.Region})
+	defer imds.Close()
+	imds.SetTargetLifecycleState("InService")
 	fmt.Println("scaledownd demo: one Trino worker in an Auto Scaling group is scaled in while it runs three query tasks.")
-	fmt.Printf("peers: SQS %s, Auto Scaling %s, Trino 476 worker %s (shutdown.grace-period 1.5s); hook heartbeat timeout %s\n\n",
-		env.SQS.URL(), env.ASG.URL(), env.Trino.URL(), hbt)
+	fmt.Printf("peers: SQS %s, Auto Scaling %s, instance metadata %s, Trino 476 worker %s (shutdown.grace-period 1.5s); hook heartbeat timeout %s\n",
+		env.SQS.URL(), env.ASG.URL(), imds.URL(), env.Trino.URL(), hbt)
+	fmt.Println("scaledownd runs in its default mode, both: instance metadata is the fast signal, the queue's message lends its token.")
+	fmt.Println()
 
 	for _, d := range []time.Duration{3 * time.Second, 5 * time.Second, 7 * time.Second} {
 		env.Trino.AddTask(d)
@@ -82,8 +88,7 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 		"SCALEDOWND_AWS_REGION="+cfg.AWS.Region,
 		"SCALEDOWND_AWS_INSTANCE_ID="+cfg.AWS.InstanceID,
 		"SCALEDOWND_AWS_QUEUE_URL="+cfg.AWS.QueueURL,
-		"SCALEDOWND_AWS_MODE="+cfg.AWS.Mode,
-		"SCALEDOWND_AWS_IMDS_ENDPOINT="+cfg.AWS.IMDSEndpoint,
+		"SCALEDOWND_AWS_IMDS_ENDPOINT="+imds.URL(),
 		"SCALEDOWND_AWS_ASG_NAME="+cfg.AWS.Group,
 		"SCALEDOWND_AWS_SQS_ENDPOINT="+cfg.AWS.SQSEndpoint,
 		"SCALEDOWND_AWS_AUTOSCALING_ENDPOINT="+cfg.AWS.AutoScalingEP,
@@ -119,8 +124,16 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	}
 
 	token, msg := env.Terminate(env.Instance)
-	id := env.SQS.Send(env.QueueURL, msg.Direct())
 	tl.say("autoscaling", "scale-in: instance %s enters Terminating:Wait (lifecycle token %s…)", env.Instance, token[:8])
+	imds.SetTargetLifecycleState("Terminated")
+	tl.say("imds", "autoscaling/target-lifecycle-state: Terminated")
+	// The notification reaches the queue a moment later; by then the
+	// metadata poll has usually started the drain.
+	sendAt := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(sendAt) && !hasState(env.Trino, "DRAINING") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	id := env.SQS.Send(env.QueueURL, msg.Direct())
 	tl.say("sqs", "lifecycle notification queued (message %s…)", id[:8])
 
 	res, err := watch(ctx, env, tl, token, id)
@@ -242,10 +255,16 @@ func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string) {
 				ready <- a
 			}
 		case "scaledownd ready: watching for lifecycle actions":
-			tl.say("scaledownd", "ready, watching the lifecycle queue")
+			tl.say("scaledownd", "ready, watching instance metadata every second and the lifecycle queue")
+		case "instance metadata answers and shows no termination: polling the lifecycle queue once per idle interval":
+			tl.say("scaledownd", "instance in service: the shared queue is polled once a minute, not all the time")
+		case "instance is leaving service: polling the lifecycle queue continuously":
+			tl.say("scaledownd", "instance leaving service: polling the queue continuously for its message")
 		case "lifecycle action received":
-			tl.say("scaledownd", "lifecycle message received (%v shape): heartbeat every %vs, complete by %v at the latest",
-				rec["shape"], rec["heartbeat_interval"], rec["deadline"])
+			tl.say("scaledownd", "lifecycle action learned from %v: heartbeat every %vs, complete by %v at the latest",
+				rec["source"], rec["heartbeat_interval"], rec["deadline"])
+		case "the action in progress was also reported by sqs; joining it":
+			tl.say("scaledownd", "the queue's message joins the drain under way and lends its token")
 		case "trino state change requested":
 			tl.say("scaledownd", "PUT /v1/info/state %v", rec["trino_state"])
 		case "trino worker drained":
@@ -292,6 +311,16 @@ func stop(cmd *exec.Cmd, tl *timeline) error {
 		_ = cmd.Process.Kill()
 		return errors.New("daemon did not stop within 5 s of SIGTERM")
 	}
+}
+
+// hasState reports whether the worker has been in state.
+func hasState(w *testpeers.TrinoWorker, state string) bool {
+	for _, c := range w.StateHistory() {
+		if c.State == state {
+			return true
+		}
+	}
+	return false
 }
 
 func keys(m map[string]bool) []string {
