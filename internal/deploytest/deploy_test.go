@@ -610,7 +610,7 @@ func TestPackagedConfigIsTheDefault(t *testing.T) {
 		}
 	}
 	if got["aws.queue-url"] != "" {
-		t.Errorf("%s sets a queue URL; the package must ship an idle daemon", rel)
+		t.Errorf("%s sets a queue URL; the package cannot know the operator's queue", rel)
 	}
 }
 
