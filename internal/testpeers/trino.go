@@ -16,19 +16,32 @@ package testpeers
 //   - < 468       GracefulShutdownHandler: only ACTIVE/INACTIVE/SHUTTING_DOWN;
 //     DRAINING is an unknown enum value (400); PUT "ACTIVE" is always 400.
 //
+// A coordinator (TrinoOptions.Coordinator) also answers the client statement
+// protocol (POST /v1/statement, then nextUri) for one query shape, the one
+// scaledownd asks before it continues a launch:
+//
+//	SELECT state FROM system.runtime.nodes WHERE node_id = '<id>'
+//
+// Its system.runtime.nodes holds itself and the nodes set with SetNode or
+// followed with WatchWorker (which lists a worker only some time after it
+// started, as a real coordinator does).
+//
 // Every package-level identifier here starts with Trino/trino so that the
 // other fakes of this package can never collide with it.
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"mime"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +72,8 @@ const (
 	TrinoMetricTasks            = "trino_execution_executor_dedicated_name_ThreadPerDriverTaskExecutor_Tasks"
 	TrinoMetricFailedTasks      = "trino_execution_name_SqlTaskManager_FailedTasks"
 	TrinoContentTypeOpenMetrics = "application/openmetrics-text;charset=utf-8;version=1.0.0"
+	TrinoMsgEmptyStatement      = "Error 400 Bad Request: SQL statement is empty"
+	TrinoMsgQueryNotFound       = "Error 404 Not Found: Query not found"
 )
 
 // TrinoDefaultGracePeriod is Trino's default shutdown.grace-period.
@@ -202,6 +217,12 @@ type TrinoWorker struct {
 	requests []TrinoRequest
 	history  []TrinoStateChange
 	closed   bool
+
+	// coordinator: system.runtime.nodes and the statement protocol
+	nodes    map[string]string // node id → state (lowercase), besides itself
+	nodeHist []TrinoNodeChange
+	queries  map[string]*trinoQuery
+	querySeq int
 }
 
 // NewTrino starts a fake Trino node on loopback. It panics if it cannot listen.
@@ -232,6 +253,8 @@ func NewTrino(opts TrinoOptions) *TrinoWorker {
 		grace:    opts.GracePeriod,
 		now:      opts.Now,
 		tasks:    map[string]*trinoTask{},
+		nodes:    map[string]string{},
+		queries:  map[string]*trinoQuery{},
 		changed:  make(chan struct{}),
 		unhang:   make(chan struct{}),
 		writeSet: map[string]bool{},
@@ -771,6 +794,10 @@ func (w *TrinoWorker) serve(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 
 func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Request, body []byte) {
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if w.opts.Coordinator && (r.URL.Path == "/v1/statement" || strings.HasPrefix(r.URL.Path, "/v1/statement/")) {
+		w.statement(rw, r, body)
+		return
+	}
 	switch r.URL.Path {
 	case "/v1/info":
 		if !get {
@@ -1209,4 +1236,419 @@ func TrinoDuration(d time.Duration) string {
 		}
 	}
 	return fmt.Sprintf("%.2f%s", float64(d)/float64(u.size), u.name)
+}
+
+// ---------------------------------------------------------------------------
+// coordinator: system.runtime.nodes and the client statement protocol
+
+// TrinoNodeChange is a change of the coordinator's system.runtime.nodes:
+// State is the node's new state (lowercase, as the table spells it), ""
+// when the coordinator no longer lists it.
+type TrinoNodeChange struct {
+	NodeID string
+	State  string
+	At     time.Time
+}
+
+// SetNode lists nodeID in the coordinator's system.runtime.nodes with state
+// ("active", "inactive", "draining", "drained", "shutting_down"), or drops
+// it with "". The coordinator itself is always listed, with its own state.
+func (w *TrinoWorker) SetNode(nodeID, state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.setNodeLocked(nodeID, state)
+}
+
+func (w *TrinoWorker) setNodeLocked(nodeID, state string) {
+	if cur, ok := w.nodes[nodeID]; (ok && cur == state) || (!ok && state == "") {
+		return
+	}
+	if state == "" {
+		delete(w.nodes, nodeID)
+	} else {
+		w.nodes[nodeID] = state
+	}
+	w.nodeHist = append(w.nodeHist, TrinoNodeChange{NodeID: nodeID, State: state, At: w.now()})
+	w.broadcastLocked()
+}
+
+// NodeHistory returns the changes of system.runtime.nodes (other than the
+// coordinator's own row) in order.
+func (w *TrinoWorker) NodeHistory() []TrinoNodeChange {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.nodeHist)
+}
+
+// NodeListedAt returns when the coordinator first listed nodeID with state,
+// or the zero time.
+func (w *TrinoWorker) NodeListedAt(nodeID, state string) time.Time {
+	for _, c := range w.NodeHistory() {
+		if c.NodeID == nodeID && c.State == state {
+			return c.At
+		}
+	}
+	return time.Time{}
+}
+
+// WatchWorker makes the coordinator follow a fake worker as a real one
+// does: it lists the worker's node id only delay after each start of the
+// worker's process (476: the worker announces itself, then the coordinator
+// polls its /v1/info/state every 5 s; a launch observed 10–15 s), then with
+// the worker's state in lowercase (a starting worker says ACTIVE, so it may
+// be listed active before it has finished starting), and drops it when the
+// process ends. It follows until the coordinator or the worker is closed.
+func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
+	id := worker.opts.NodeID
+	go func() {
+		for {
+			worker.mu.Lock()
+			p := worker.proc
+			gone, closed := p.dead, worker.closed
+			state, since := worker.visibleStateLocked(p), time.Since(p.startedAt)
+			workerChanged := worker.changed
+			worker.mu.Unlock()
+
+			want, wait := "", time.Duration(-1)
+			switch {
+			case gone:
+			case since < delay:
+				wait = delay - since
+			default:
+				want = strings.ToLower(state)
+			}
+			w.mu.Lock()
+			if w.closed {
+				w.mu.Unlock()
+				return
+			}
+			w.setNodeLocked(id, want)
+			coordChanged := w.changed
+			w.mu.Unlock()
+			if closed {
+				return
+			}
+			var timer *time.Timer
+			var due <-chan time.Time // nil: wait for changes only
+			if wait >= 0 {
+				timer = time.NewTimer(wait)
+				due = timer.C
+			}
+			select {
+			case <-workerChanged:
+			case <-coordChanged:
+			case <-due:
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+		}
+	}()
+}
+
+// trinoQuery is a query submitted to the fake coordinator.
+type trinoQuery struct {
+	id, slug string
+	sql      string
+	created  time.Time
+	failure  *trinoQueryError // parse or support error: FAILED at the first GET
+	ran      bool             // rows are read at the first executing page
+	rows     [][]any
+	canceled bool
+}
+
+// trinoQueryError is the statement protocol's error object.
+type trinoQueryError struct {
+	Message       string             `json:"message"`
+	ErrorCode     int                `json:"errorCode"`
+	ErrorName     string             `json:"errorName"`
+	ErrorType     string             `json:"errorType"`
+	ErrorLocation *trinoErrorAt      `json:"errorLocation,omitempty"`
+	FailureInfo   trinoFailureDetail `json:"failureInfo"`
+}
+
+type trinoErrorAt struct {
+	LineNumber   int `json:"lineNumber"`
+	ColumnNumber int `json:"columnNumber"`
+}
+
+type trinoFailureDetail struct {
+	Type          string        `json:"type"`
+	Message       string        `json:"message"`
+	Suppressed    []string      `json:"suppressed"`
+	Stack         []string      `json:"stack"`
+	ErrorLocation *trinoErrorAt `json:"errorLocation,omitempty"`
+}
+
+// trinoStatementStats is QueryResults.stats in the order 476 writes it.
+type trinoStatementStats struct {
+	State                     string `json:"state"`
+	Queued                    bool   `json:"queued"`
+	Scheduled                 bool   `json:"scheduled"`
+	Nodes                     int    `json:"nodes"`
+	TotalSplits               int    `json:"totalSplits"`
+	QueuedSplits              int    `json:"queuedSplits"`
+	RunningSplits             int    `json:"runningSplits"`
+	CompletedSplits           int    `json:"completedSplits"`
+	PlanningTimeMillis        int64  `json:"planningTimeMillis"`
+	AnalysisTimeMillis        int64  `json:"analysisTimeMillis"`
+	CPUTimeMillis             int64  `json:"cpuTimeMillis"`
+	WallTimeMillis            int64  `json:"wallTimeMillis"`
+	QueuedTimeMillis          int64  `json:"queuedTimeMillis"`
+	ElapsedTimeMillis         int64  `json:"elapsedTimeMillis"`
+	FinishingTimeMillis       int64  `json:"finishingTimeMillis"`
+	PhysicalInputTimeMillis   int64  `json:"physicalInputTimeMillis"`
+	ProcessedRows             int64  `json:"processedRows"`
+	ProcessedBytes            int64  `json:"processedBytes"`
+	PhysicalInputBytes        int64  `json:"physicalInputBytes"`
+	PhysicalWrittenBytes      int64  `json:"physicalWrittenBytes"`
+	InternalNetworkInputBytes int64  `json:"internalNetworkInputBytes"`
+	PeakMemoryBytes           int64  `json:"peakMemoryBytes"`
+	SpilledBytes              int64  `json:"spilledBytes"`
+}
+
+type trinoColumn struct {
+	Name          string `json:"name"`
+	Type          string `json:"type"`
+	TypeSignature struct {
+		RawType   string `json:"rawType"`
+		Arguments []struct {
+			Kind  string `json:"kind"`
+			Value int64  `json:"value"`
+		} `json:"arguments"`
+	} `json:"typeSignature"`
+}
+
+// trinoQueryResults is one answer of the statement protocol (QueryResults),
+// fields in the order 476 writes them.
+type trinoQueryResults struct {
+	ID               string              `json:"id"`
+	InfoURI          string              `json:"infoUri"`
+	PartialCancelURI string              `json:"partialCancelUri,omitempty"`
+	NextURI          string              `json:"nextUri,omitempty"`
+	Columns          []trinoColumn       `json:"columns,omitempty"`
+	Data             [][]any             `json:"data,omitempty"`
+	Stats            trinoStatementStats `json:"stats"`
+	Error            *trinoQueryError    `json:"error,omitempty"`
+	Warnings         []any               `json:"warnings"`
+}
+
+// trinoNodeStateSQL is the one query shape the fake runs, up to the opening
+// quote of the node id literal.
+var trinoNodeStateSQL = regexp.MustCompile(`(?is)^\s*SELECT\s+state\s+FROM\s+system\.runtime\.nodes\s+WHERE\s+node_id\s*=\s*'`)
+
+// Expected tokens after a complete WHERE comparison, as 476's parser lists them.
+const trinoExpectingAfterPredicate = "'%', '*', '+', '-', '.', '/', 'AND', 'AT', 'EXCEPT', 'FETCH', 'GROUP', 'HAVING', 'INTERSECT', 'LIMIT', 'OFFSET', 'OR', 'ORDER', 'UNION', 'WINDOW', '[', '||', <EOF>"
+
+// parseNodeStateSQL returns the node id the query asks for, or the error
+// 476 gives for it: a syntax error where its parser would stop, or
+// NOT_SUPPORTED for any other statement (the fake runs nothing else).
+func parseNodeStateSQL(sql string) (string, *trinoQueryError) {
+	loc := trinoNodeStateSQL.FindStringIndex(sql)
+	if loc == nil {
+		return "", trinoFailure(13, "NOT_SUPPORTED", "USER_ERROR", "io.trino.spi.TrinoException",
+			"testpeers: the fake coordinator runs only SELECT state FROM system.runtime.nodes WHERE node_id = '<id>'", nil)
+	}
+	open := loc[1] - 1
+	var id strings.Builder
+	i := loc[1]
+	for {
+		if i >= len(sql) { // unterminated literal: the parser stops at its quote
+			return "", trinoSyntaxError(sql, open, "'''", "'ALL', 'ANY', 'SOME', <expression>")
+		}
+		if sql[i] == '\'' {
+			if i+1 < len(sql) && sql[i+1] == '\'' {
+				id.WriteByte('\'')
+				i += 2
+				continue
+			}
+			i++
+			break
+		}
+		id.WriteByte(sql[i])
+		i++
+	}
+	for i < len(sql) && unicode.IsSpace(rune(sql[i])) {
+		i++
+	}
+	if i < len(sql) { // the next token: a word, or a single character
+		word := func(c byte) bool { return c == '_' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' }
+		end := i + 1
+		for word(sql[i]) && end < len(sql) && word(sql[end]) {
+			end++
+		}
+		return "", trinoSyntaxError(sql, i, "'"+sql[i:end]+"'", trinoExpectingAfterPredicate)
+	}
+	return id.String(), nil
+}
+
+func trinoSyntaxError(sql string, at int, token, expecting string) *trinoQueryError {
+	line, col := 1+strings.Count(sql[:at], "\n"), at-strings.LastIndexByte(sql[:at], '\n')
+	msg := fmt.Sprintf("line %d:%d: mismatched input %s. Expecting: %s", line, col, token, expecting)
+	return trinoFailure(1, "SYNTAX_ERROR", "USER_ERROR", "io.trino.sql.parser.ParsingException", msg, &trinoErrorAt{line, col})
+}
+
+func trinoFailure(code int, name, typ, class, msg string, at *trinoErrorAt) *trinoQueryError {
+	return &trinoQueryError{Message: msg, ErrorCode: code, ErrorName: name, ErrorType: typ, ErrorLocation: at,
+		FailureInfo: trinoFailureDetail{Type: class, Message: msg, Suppressed: []string{}, ErrorLocation: at,
+			Stack: []string{"io.trino.dispatcher.DispatchManager.createQueryInternal(DispatchManager.java:225)"}}}
+}
+
+// statement serves /v1/statement and its nextUri paths:
+//
+//	POST /v1/statement                        → QUEUED,   next queued/…/1
+//	GET  queued/{id}/{slug}/1                 → QUEUED,   next executing/…/0 (FAILED if the SQL is not runnable)
+//	GET  executing/{id}/{slug}/0              → RUNNING with the rows (read now), next …/1
+//	GET  executing/{id}/{slug}/1              → FINISHED, next …/2
+//	GET  executing/{id}/{slug}/2              → FINISHED, no nextUri
+//	DELETE any of them                        → 204; the query then answers FAILED USER_CANCELED
+//
+// A page may be fetched again (a client's retry). Answers are computed from
+// the page alone, like Trino's, whose token scheme they imitate.
+func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []byte) {
+	base := "http://" + r.Host
+	if r.URL.Path == "/v1/statement" {
+		if r.Method != http.MethodPost {
+			trinoMethodNotAllowed(rw, "HEAD,POST,OPTIONS")
+			return
+		}
+		if _, ok := w.authenticate(rw, r); !ok {
+			return
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			trinoText(rw, http.StatusBadRequest, "text/plain", TrinoMsgEmptyStatement)
+			return
+		}
+		w.mu.Lock()
+		q := w.newQueryLocked(string(body))
+		doc := w.queryPageLocked(base, q, "queued", 0)
+		w.mu.Unlock()
+		trinoJSON(rw, doc)
+		return
+	}
+	// /v1/statement/{queued|executing}/{id}/{slug}/{token}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1/statement/"), "/")
+	if len(parts) >= 1 && parts[0] == "executing" && len(parts) > 1 && parts[1] == "partialCancel" {
+		rw.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.mu.Lock()
+	var q *trinoQuery
+	token := -1
+	if len(parts) == 4 && (parts[0] == "queued" || parts[0] == "executing") {
+		if cand := w.queries[parts[1]]; cand != nil && cand.slug == parts[2] {
+			q = cand
+			token, _ = strconv.Atoi(parts[3])
+		}
+	}
+	kind := ""
+	if len(parts) > 0 {
+		kind = parts[0]
+	}
+	valid := q != nil && ((kind == "queued" && token == 1) || (kind == "executing" && token >= 0 && token <= 2))
+	if !valid {
+		w.mu.Unlock()
+		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgQueryNotFound)
+		return
+	}
+	switch r.Method {
+	case http.MethodDelete:
+		q.canceled = true
+		w.mu.Unlock()
+		rw.WriteHeader(http.StatusNoContent)
+	case http.MethodGet:
+		doc := w.queryPageLocked(base, q, kind, token)
+		w.mu.Unlock()
+		trinoJSON(rw, doc)
+	default:
+		w.mu.Unlock()
+		trinoMethodNotAllowed(rw, "DELETE,GET,OPTIONS")
+	}
+}
+
+func (w *TrinoWorker) newQueryLocked(sql string) *trinoQuery {
+	w.querySeq++
+	now := w.now()
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, w.addr)
+	instance := strconv.FormatUint(h.Sum64()%60466176, 36) // 36^5: five characters at most
+	instance = strings.Repeat("0", 5-len(instance)) + instance
+	var slug [20]byte
+	_, _ = rand.Read(slug[:])
+	q := &trinoQuery{
+		id:      fmt.Sprintf("%s_%05d_%s", now.UTC().Format("20060102_150405"), w.querySeq, instance),
+		slug:    fmt.Sprintf("y%x", slug),
+		sql:     sql,
+		created: now,
+	}
+	if _, err := parseNodeStateSQL(sql); err != nil {
+		q.failure = err
+	}
+	if len(w.queries) >= 1000 { // a daemon polling for hours: forget old queries
+		for id, old := range w.queries {
+			if now.Sub(old.created) > time.Minute {
+				delete(w.queries, id)
+			}
+		}
+	}
+	w.queries[q.id] = q
+	return q
+}
+
+// queryPageLocked renders the answer for the page kind/token (POST: queued/0).
+func (w *TrinoWorker) queryPageLocked(base string, q *trinoQuery, kind string, token int) trinoQueryResults {
+	doc := trinoQueryResults{ID: q.id, InfoURI: base + "/ui/query.html?" + q.id, Warnings: []any{}}
+	elapsed := w.now().Sub(q.created).Milliseconds()
+	doc.Stats = trinoStatementStats{State: "QUEUED", Queued: true, ElapsedTimeMillis: elapsed}
+	page := func(k string, n int) string {
+		return fmt.Sprintf("%s/v1/statement/%s/%s/%s/%d", base, k, q.id, q.slug, n)
+	}
+	fail := func(e *trinoQueryError) trinoQueryResults {
+		doc.Stats = trinoStatementStats{State: "FAILED", ElapsedTimeMillis: elapsed}
+		doc.Error = e
+		return doc
+	}
+	switch {
+	case q.canceled:
+		return fail(trinoFailure(3, "USER_CANCELED", "USER_ERROR", "io.trino.spi.TrinoException", "Query was canceled", nil))
+	case kind == "queued" && token == 0:
+		doc.NextURI = page("queued", 1)
+		return doc
+	case q.failure != nil:
+		return fail(q.failure)
+	case kind == "queued":
+		doc.NextURI = page("executing", 0)
+		return doc
+	}
+	if !q.ran {
+		q.ran = true
+		id, _ := parseNodeStateSQL(q.sql)
+		state := w.nodes[id]
+		if id == w.opts.NodeID && !w.proc.dead {
+			state = strings.ToLower(w.visibleStateLocked(w.proc))
+		}
+		if state != "" {
+			q.rows = [][]any{{state}}
+		}
+	}
+	col := trinoColumn{Name: "state", Type: "varchar"}
+	col.TypeSignature.RawType = "varchar"
+	col.TypeSignature.Arguments = append(col.TypeSignature.Arguments, struct {
+		Kind  string `json:"kind"`
+		Value int64  `json:"value"`
+	}{"LONG", 2147483647})
+	doc.Columns = []trinoColumn{col}
+	scanned := int64(1 + len(w.nodes))
+	doc.Stats = trinoStatementStats{State: "FINISHED", Scheduled: true, Nodes: 1, TotalSplits: 1, CompletedSplits: 1,
+		ElapsedTimeMillis: elapsed, ProcessedRows: scanned, ProcessedBytes: 40 * scanned, PhysicalInputBytes: 40 * scanned}
+	switch token {
+	case 0:
+		doc.Stats.State = "RUNNING"
+		doc.PartialCancelURI = fmt.Sprintf("%s/v1/statement/executing/partialCancel/%s/0/%s/1", base, q.id, q.slug)
+		doc.NextURI = page("executing", 1)
+		doc.Data = q.rows
+	case 1:
+		doc.NextURI = page("executing", 2)
+	}
+	return doc
 }

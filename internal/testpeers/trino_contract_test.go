@@ -1,11 +1,15 @@
 package testpeers
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,8 +26,11 @@ import (
 //
 // are set (scripts/trino/cluster.sh start build/e2e/cluster; the URLs are in
 // its cluster.env). The real nodes need user "scaledownd" allowed to write
-// system information and "alice" not. Each group starts from a fresh node;
-// its one-way transitions (SHUTTING_DOWN) come last.
+// system information and "alice" not; the coordinator's node id must be
+// "coordinator". Each group starts from a fresh node; its one-way
+// transitions (SHUTTING_DOWN) come last. The coordinator's group runs first,
+// while the workers are up: without an active worker a real coordinator
+// holds every query (query-manager.required-workers).
 type trinoContractCase struct {
 	name  string
 	group string // "worker", "worker2" or "coordinator"
@@ -51,6 +58,18 @@ type trinoContractCase struct {
 	// request must lie in [minGrace, maxGrace] grace periods (+ slack).
 	waitState          string
 	minGrace, maxGrace float64
+
+	// statement step (sql set): run sql through the client statement
+	// protocol as user trinoMgr (POST /v1/statement, then nextUri until an
+	// answer has none; cancel: DELETE the first nextUri before following),
+	// checking the shape of every answer, then the outcome; wantBody
+	// holds substrings of error.message.
+	sql       string
+	cancel    bool
+	wantRows  string // the rows as JSON, e.g. [["active"]] or []
+	wantFinal string // the last answer's stats.state
+	wantErr   string // error.errorName
+	wantErrAt [2]int // error.errorLocation line and column
 }
 
 func trinoStr(s string) *string { return &s }
@@ -67,11 +86,20 @@ func trinoPut(name, group, user, body string, status int, wantBody []string, sta
 
 func trinoMark(c trinoContractCase) trinoContractCase { c.mark = true; return c }
 
+// trinoNodeQuery is the statement scaledownd sends before it continues a
+// launch, for a node id already written as a SQL literal.
+func trinoNodeQuery(literal string) string {
+	return "SELECT state FROM system.runtime.nodes WHERE node_id = " + literal
+}
+
 var trinoContractCases = func() []trinoContractCase {
 	enumErr := []string{"io.airlift.jaxrs.JsonParsingException: com.fasterxml.jackson.databind.exc.InvalidFormatException: Cannot deserialize value of type `io.trino.metadata.NodeState` from String \"FOO\": not one of the values accepted for Enum class: [DRAINING, INACTIVE, ACTIVE, SHUTTING_DOWN, DRAINED]"}
 	invalid := func(s string) []string { return []string{"Error 400 Bad Request: Invalid state transition to " + s} }
 	const W, W2, C = "worker", "worker2", "coordinator"
 	return []trinoContractCase{
+		// --- worker: no statement endpoint
+		{name: "no-statement-endpoint", group: W, method: "POST", path: "/v1/statement", user: trinoMgr, body: trinoNodeQuery(`'worker-1'`),
+			wantStatus: 404, wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgNotFound)},
 		// --- worker: public GETs
 		{name: "info", group: W, method: "GET", path: "/v1/info", wantStatus: 200, wantCT: trinoJSONCT,
 			wantBody: []string{`{"nodeVersion":{"version":"476"},"environment":`, `"coordinator":false,"starting":false,"uptime":"`},
@@ -158,7 +186,30 @@ var trinoContractCases = func() []trinoContractCase {
 			wantStatus: 403, wantBodyEq: trinoStr(TrinoMsgForbidden), wantState: TrinoShuttingDown},
 		{name: "exit-after-two-graces", group: W2, waitState: TrinoExited, minGrace: 1.9, maxGrace: 2.5},
 
-		// --- coordinator
+		// --- coordinator: the statement protocol, for the one query shape
+		// scaledownd sends (while the workers are up; this group runs first)
+		{name: "statement-own-node", group: C, sql: trinoNodeQuery(`'coordinator'`), wantRows: `[["active"]]`, wantFinal: "FINISHED"},
+		{name: "statement-unknown-node", group: C, sql: trinoNodeQuery(`'no''such-node'`), wantRows: `[]`, wantFinal: "FINISHED"},
+		{name: "statement-unescaped-quote", group: C, sql: trinoNodeQuery(`'o'brien'`), wantFinal: "FAILED", wantErr: "SYNTAX_ERROR",
+			wantBody:  []string{"line 1:59: mismatched input 'brien'. Expecting: '%', '*', '+', '-', '.', '/', 'AND', 'AT', 'EXCEPT', 'FETCH', 'GROUP', 'HAVING', 'INTERSECT', 'LIMIT', 'OFFSET', 'OR', 'ORDER', 'UNION', 'WINDOW', '[', '||', <EOF>"},
+			wantErrAt: [2]int{1, 59}},
+		{name: "statement-unterminated-literal", group: C, sql: trinoNodeQuery(`'abc`), wantFinal: "FAILED", wantErr: "SYNTAX_ERROR",
+			wantBody: []string{"line 1:56: mismatched input '''. Expecting: 'ALL', 'ANY', 'SOME', <expression>"}, wantErrAt: [2]int{1, 56}},
+		{name: "statement-second-line", group: C, sql: "SELECT state\nFROM system.runtime.nodes WHERE node_id = 'a'b'", wantFinal: "FAILED", wantErr: "SYNTAX_ERROR",
+			wantBody: []string{"line 2:46: mismatched input 'b'."}, wantErrAt: [2]int{2, 46}},
+		{name: "statement-cancelled", group: C, sql: trinoNodeQuery(`'coordinator'`), cancel: true, wantFinal: "FAILED", wantErr: "USER_CANCELED",
+			wantBody: []string{"Query was canceled"}},
+		{name: "statement-no-identity", group: C, method: "POST", path: "/v1/statement", body: trinoNodeQuery(`'coordinator'`),
+			wantStatus: 401, wantCT: "text/plain;charset=utf-8", wantBodyEq: trinoStr(TrinoMsgNoIdentity)},
+		{name: "statement-password-over-http", group: C, method: "POST", path: "/v1/statement", basic: "scaledownd:secret", body: trinoNodeQuery(`'coordinator'`),
+			wantStatus: 401, wantBodyEq: trinoStr(TrinoMsgPassword)},
+		{name: "statement-empty", group: C, method: "POST", path: "/v1/statement", user: trinoMgr,
+			wantStatus: 400, wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgEmptyStatement)},
+		{name: "statement-get", group: C, method: "GET", path: "/v1/statement", user: trinoMgr,
+			wantStatus: 405, wantBodyEq: trinoStr(""), wantHeaders: map[string]string{"Allow": "HEAD,POST,OPTIONS"}},
+		{name: "statement-unknown-query", group: C, method: "GET", path: "/v1/statement/executing/20200101_000000_00000_abcde/y0123/1", user: trinoMgr,
+			wantStatus: 404, wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgQueryNotFound)},
+		// --- coordinator: node state
 		{name: "info", group: C, method: "GET", path: "/v1/info", wantStatus: 200, wantBody: []string{`"coordinator":true,"starting":false`}, notBody: []string{`"state"`}},
 		{name: "coordinator-200", group: C, method: "GET", path: "/v1/info/coordinator", wantStatus: 200, wantCT: "-", wantBodyEq: trinoStr("")},
 		{name: "state", group: C, method: "GET", path: "/v1/info/state", wantStatus: 200, wantBodyEq: trinoStr(`"ACTIVE"`)},
@@ -181,7 +232,7 @@ type trinoContractTarget struct {
 }
 
 func TestTrinoContract(t *testing.T) {
-	groups := []string{"worker", "worker2", "coordinator"}
+	groups := []string{"coordinator", "worker", "worker2"}
 	realEnv := map[string]string{"worker": "TRINO_CONTRACT_WORKER_URL", "worker2": "TRINO_CONTRACT_WORKER2_URL", "coordinator": "TRINO_CONTRACT_COORDINATOR_URL"}
 	realGrace := 5 * time.Second
 	if g := os.Getenv("TRINO_CONTRACT_GRACE"); g != "" {
@@ -226,6 +277,10 @@ func trinoRunContract(t *testing.T, tgt trinoContractTarget, group string) {
 		n++
 		c := c
 		ok := t.Run(fmt.Sprintf("%02d-%s", n, c.name), func(t *testing.T) {
+			if c.sql != "" {
+				trinoRunStatement(t, client, tgt, c)
+				return
+			}
 			if c.method == "" {
 				timeout := time.Duration(c.maxGrace*float64(tgt.grace)) + tgt.slack
 				state, err := trinoPollState(client, tgt, c.waitState, last, timeout)
@@ -340,4 +395,199 @@ func trinoClip(s string) string {
 		return s[:300] + "…"
 	}
 	return s
+}
+
+// trinoStatementDoc is one answer of the statement protocol, as far as the
+// contract checks it.
+type trinoStatementDoc struct {
+	ID               string            `json:"id"`
+	InfoURI          string            `json:"infoUri"`
+	PartialCancelURI string            `json:"partialCancelUri"`
+	NextURI          string            `json:"nextUri"`
+	Data             []json.RawMessage `json:"data"`
+	Columns          []struct {
+		Name          string `json:"name"`
+		Type          string `json:"type"`
+		TypeSignature struct {
+			RawType string `json:"rawType"`
+		} `json:"typeSignature"`
+	} `json:"columns"`
+	Stats struct {
+		State string `json:"state"`
+	} `json:"stats"`
+	Error *struct {
+		Message       string `json:"message"`
+		ErrorCode     *int   `json:"errorCode"`
+		ErrorName     string `json:"errorName"`
+		ErrorType     string `json:"errorType"`
+		ErrorLocation *struct {
+			LineNumber   int `json:"lineNumber"`
+			ColumnNumber int `json:"columnNumber"`
+		} `json:"errorLocation"`
+		FailureInfo *struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"failureInfo"`
+	} `json:"error"`
+}
+
+var (
+	trinoQueryIDRE     = regexp.MustCompile(`^\d{8}_\d{6}_\d{5}_[0-9a-z]{5}$`)
+	trinoQueryStates   = []string{"QUEUED", "WAITING_FOR_RESOURCES", "DISPATCHING", "PLANNING", "STARTING", "RUNNING", "FINISHING", "FINISHED", "FAILED"}
+	trinoStatementKeys = []string{"id", "infoUri", "partialCancelUri", "nextUri", "columns", "data", "stats", "error", "warnings", "updateType", "updateCount"}
+	trinoStatsKeys     = []string{"state", "queued", "scheduled", "nodes", "totalSplits", "queuedSplits", "runningSplits", "completedSplits",
+		"planningTimeMillis", "analysisTimeMillis", "cpuTimeMillis", "wallTimeMillis", "queuedTimeMillis", "elapsedTimeMillis",
+		"finishingTimeMillis", "physicalInputTimeMillis", "processedRows", "processedBytes", "physicalInputBytes",
+		"physicalWrittenBytes", "internalNetworkInputBytes", "peakMemoryBytes", "spilledBytes"}
+)
+
+// trinoStatementCall sends one request of the protocol and decodes the
+// answer, checking the parts every answer shares.
+func trinoStatementCall(t *testing.T, client *http.Client, tgt trinoContractTarget, method, url, body string) trinoStatementDoc {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Trino-User", trinoMgr)
+	if body != "" {
+		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != trinoJSONCT {
+		t.Fatalf("%s %s: %d %s %q", method, url, resp.StatusCode, resp.Header.Get("Content-Type"), trinoClip(string(raw)))
+	}
+	var keys map[string]json.RawMessage
+	var doc trinoStatementDoc
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		t.Fatalf("%s %s: %v: %q", method, url, err, trinoClip(string(raw)))
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("%s %s: %v: %q", method, url, err, trinoClip(string(raw)))
+	}
+	for k := range keys {
+		if !slices.Contains(trinoStatementKeys, k) {
+			t.Errorf("answer has key %q, not one of QueryResults'", k)
+		}
+	}
+	for _, k := range []string{"id", "infoUri", "stats", "warnings"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("answer lacks %q: %s", k, trinoClip(string(raw)))
+		}
+	}
+	var stats map[string]json.RawMessage
+	_ = json.Unmarshal(keys["stats"], &stats)
+	for _, k := range trinoStatsKeys {
+		if _, ok := stats[k]; !ok {
+			t.Errorf("stats lack %q: %s", k, trinoClip(string(keys["stats"])))
+		}
+	}
+	if !trinoQueryIDRE.MatchString(doc.ID) {
+		t.Errorf("query id %q is not like 20261126_035918_00002_5nqn7", doc.ID)
+	}
+	if want := tgt.url + "/ui/query.html?" + doc.ID; doc.InfoURI != want {
+		t.Errorf("infoUri %q, want %q", doc.InfoURI, want)
+	}
+	if !slices.Contains(trinoQueryStates, doc.Stats.State) {
+		t.Errorf("stats.state %q", doc.Stats.State)
+	}
+	if n := doc.NextURI; n != "" && !strings.HasPrefix(n, tgt.url+"/v1/statement/queued/"+doc.ID+"/") &&
+		!strings.HasPrefix(n, tgt.url+"/v1/statement/executing/"+doc.ID+"/") {
+		t.Errorf("nextUri %q is not a queued or executing page of %s", n, doc.ID)
+	}
+	if p := doc.PartialCancelURI; p != "" && !strings.HasPrefix(p, tgt.url+"/v1/statement/executing/partialCancel/"+doc.ID+"/") {
+		t.Errorf("partialCancelUri %q", p)
+	}
+	if len(doc.Data) > 0 && len(doc.Columns) == 0 {
+		t.Errorf("data without columns: %s", trinoClip(string(raw)))
+	}
+	for _, c := range doc.Columns {
+		if c.Name == "" || c.Type == "" || c.TypeSignature.RawType == "" {
+			t.Errorf("column %+v lacks name, type or typeSignature.rawType", c)
+		}
+	}
+	if e := doc.Error; e != nil {
+		if doc.NextURI != "" || doc.Stats.State != "FAILED" {
+			t.Errorf("error with state %s and nextUri %q, want FAILED and no nextUri", doc.Stats.State, doc.NextURI)
+		}
+		if e.Message == "" || e.ErrorCode == nil || e.ErrorName == "" || e.ErrorType == "" || e.FailureInfo == nil || e.FailureInfo.Type == "" {
+			t.Errorf("error object lacks message, errorCode, errorName, errorType or failureInfo.type: %s", trinoClip(string(keys["error"])))
+		}
+	}
+	return doc
+}
+
+// trinoRunStatement runs a statement step of the contract.
+func trinoRunStatement(t *testing.T, client *http.Client, tgt trinoContractTarget, c trinoContractCase) {
+	doc := trinoStatementCall(t, client, tgt, http.MethodPost, tgt.url+"/v1/statement", c.sql)
+	id, states := doc.ID, []string{doc.Stats.State}
+	if c.cancel {
+		if doc.NextURI == "" {
+			t.Fatalf("POST answered without nextUri: nothing to cancel")
+		}
+		req, _ := http.NewRequest(http.MethodDelete, doc.NextURI, nil)
+		req.Header.Set("X-Trino-User", trinoMgr)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("DELETE nextUri: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("DELETE nextUri: %d, want 204", resp.StatusCode)
+		}
+	}
+	var rows []json.RawMessage
+	deadline := time.Now().Add(30 * time.Second)
+	for pages := 1; ; pages++ {
+		rows = append(rows, doc.Data...)
+		if doc.ID != id {
+			t.Fatalf("page %d has query id %s, the query is %s", pages, doc.ID, id)
+		}
+		if doc.NextURI == "" {
+			break
+		}
+		if time.Now().After(deadline) || pages > 500 {
+			t.Fatalf("query %s not done after %d pages (states %v)", id, pages, states)
+		}
+		doc = trinoStatementCall(t, client, tgt, http.MethodGet, doc.NextURI, "")
+		if s := doc.Stats.State; s != states[len(states)-1] {
+			states = append(states, s)
+		}
+	}
+	t.Logf("query %s: %v", id, states)
+	if doc.Stats.State != c.wantFinal {
+		t.Errorf("final state %s (%v), want %s", doc.Stats.State, states, c.wantFinal)
+	}
+	if c.wantRows != "" {
+		got, _ := json.Marshal(append([]json.RawMessage{}, rows...))
+		var want, have any
+		_ = json.Unmarshal([]byte(c.wantRows), &want)
+		_ = json.Unmarshal(got, &have)
+		if !reflect.DeepEqual(want, have) {
+			t.Errorf("rows %s, want %s", got, c.wantRows)
+		}
+	}
+	switch e := doc.Error; {
+	case c.wantErr == "" && e != nil:
+		t.Errorf("query failed: %s: %s", e.ErrorName, e.Message)
+	case c.wantErr != "" && e == nil:
+		t.Errorf("query did not fail, want %s", c.wantErr)
+	case c.wantErr != "":
+		if e.ErrorName != c.wantErr {
+			t.Errorf("error %s (%s), want %s", e.ErrorName, e.Message, c.wantErr)
+		}
+		for _, s := range c.wantBody {
+			if !strings.Contains(e.Message, s) {
+				t.Errorf("error message %q lacks %q", e.Message, s)
+			}
+		}
+		if c.wantErrAt != [2]int{} && (e.ErrorLocation == nil || e.ErrorLocation.LineNumber != c.wantErrAt[0] || e.ErrorLocation.ColumnNumber != c.wantErrAt[1]) {
+			t.Errorf("errorLocation %+v, want line %d column %d", e.ErrorLocation, c.wantErrAt[0], c.wantErrAt[1])
+		}
+	}
 }

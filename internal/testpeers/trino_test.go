@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -530,5 +531,120 @@ func TestTrinoDuration(t *testing.T) {
 		if got := TrinoDuration(d); got != want {
 			t.Errorf("TrinoDuration(%v) = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// trinoNodeStateOf runs the node-state query on the fake coordinator and
+// returns its rows as JSON, following nextUri to the end.
+func trinoNodeStateOf(t *testing.T, coord *TrinoWorker, literal string) string {
+	t.Helper()
+	r := trinoCall(t, http.MethodPost, coord.URL()+"/v1/statement", "scaledownd", trinoNodeQuery(literal))
+	var rows []json.RawMessage
+	for {
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("statement: %d %q %v", r.status, r.body, r.err)
+		}
+		var doc struct {
+			NextURI string            `json:"nextUri"`
+			Data    []json.RawMessage `json:"data"`
+			Error   *struct{ Message string }
+		}
+		if err := json.Unmarshal([]byte(r.body), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Error != nil {
+			t.Fatalf("query failed: %s", doc.Error.Message)
+		}
+		rows = append(rows, doc.Data...)
+		if doc.NextURI == "" {
+			break
+		}
+		r = trinoCall(t, http.MethodGet, doc.NextURI, "", "")
+	}
+	b, _ := json.Marshal(append([]json.RawMessage{}, rows...))
+	return string(b)
+}
+
+func TestTrinoCoordinatorListsWatchedWorkersAfterADelay(t *testing.T) {
+	coord := trinoTestNode(t, TrinoOptions{Coordinator: true})
+	w := trinoTestNode(t, TrinoOptions{NodeID: "worker-9"})
+	started := time.Now()
+	coord.WatchWorker(w, 300*time.Millisecond)
+	if got := trinoNodeStateOf(t, coord, `'worker-9'`); got != `[]` {
+		t.Fatalf("listed at once: %s", got)
+	}
+	Eventually(t, 5*time.Second, "worker listed active", func() bool { return !coord.NodeListedAt("worker-9", "active").IsZero() })
+	if at := coord.NodeListedAt("worker-9", "active"); at.Sub(started) < 300*time.Millisecond {
+		t.Fatalf("listed %s after the start, before the 300 ms delay", at.Sub(started))
+	}
+	if got := trinoNodeStateOf(t, coord, `'worker-9'`); got != `[["active"]]` {
+		t.Fatalf("rows %s", got)
+	}
+	// State changes are mirrored; the end of the process drops the row.
+	trinoMustPut(t, w, TrinoDraining)
+	Eventually(t, 5*time.Second, "worker listed draining", func() bool { return !coord.NodeListedAt("worker-9", "draining").IsZero() })
+	w.Crash()
+	Eventually(t, 5*time.Second, "worker dropped", func() bool {
+		h := coord.NodeHistory()
+		return len(h) > 0 && h[len(h)-1].State == ""
+	})
+	// A restarted worker is listed again only after the delay.
+	restarted := time.Now()
+	w.Restart()
+	Eventually(t, 5*time.Second, "restarted worker listed", func() bool {
+		h := coord.NodeHistory()
+		return h[len(h)-1].State == "active"
+	})
+	h := coord.NodeHistory()
+	if since := h[len(h)-1].At.Sub(restarted); since < 300*time.Millisecond {
+		t.Fatalf("restarted worker listed after %s, before the delay", since)
+	}
+	var seen []string
+	for _, c := range h {
+		seen = append(seen, c.NodeID+"="+c.State)
+	}
+	if got := strings.Join(seen, " "); got != "worker-9=active worker-9=draining worker-9= worker-9=active" {
+		t.Fatalf("history %s", got)
+	}
+}
+
+func TestTrinoCoordinatorQueryPages(t *testing.T) {
+	coord := trinoTestNode(t, TrinoOptions{Coordinator: true})
+	coord.SetNode("it's", "drained")
+	if got := trinoNodeStateOf(t, coord, `'it''s'`); got != `[["drained"]]` {
+		t.Fatalf("quoted id: %s", got)
+	}
+	if got := trinoNodeStateOf(t, coord, `'coordinator'`); got != `[["active"]]` {
+		t.Fatalf("own row: %s", got)
+	}
+	// A page fetched twice (a client's retry) answers the same (but for
+	// the elapsed time).
+	type page struct {
+		NextURI string
+		Data    []json.RawMessage
+		Stats   struct{ State string }
+	}
+	r := trinoCall(t, http.MethodPost, coord.URL()+"/v1/statement", "scaledownd", trinoNodeQuery(`'it''s'`))
+	var doc page
+	_ = json.Unmarshal([]byte(r.body), &doc)
+	for doc.NextURI != "" {
+		var first, again page
+		r1 := trinoCall(t, http.MethodGet, doc.NextURI, "", "")
+		r2 := trinoCall(t, http.MethodGet, doc.NextURI, "", "")
+		_ = json.Unmarshal([]byte(r1.body), &first)
+		_ = json.Unmarshal([]byte(r2.body), &again)
+		if r1.status != 200 || r2.status != 200 || !reflect.DeepEqual(first, again) {
+			t.Fatalf("refetched page differs:\n%s\n%s", r1.body, r2.body)
+		}
+		doc = first
+	}
+	// Only the coordinator runs statements.
+	w := trinoTestNode(t, TrinoOptions{})
+	if r := trinoCall(t, http.MethodPost, w.URL()+"/v1/statement", "scaledownd", trinoNodeQuery(`'worker-1'`)); r.status != 404 {
+		t.Fatalf("worker answered a statement: %d", r.status)
+	}
+	coord.SetNode("it's", "")
+	if got := trinoNodeStateOf(t, coord, `'it''s'`); got != `[]` {
+		t.Fatalf("removed node still listed: %s", got)
 	}
 }
