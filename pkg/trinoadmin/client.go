@@ -1,9 +1,11 @@
 // Package trinoadmin talks to a Trino worker's node-state API: it reads the
 // worker's version and state, asks it to drain or shut down, and watches it
-// until its tasks are done. It knows nothing about AWS.
+// until its tasks are done; for a launch it can also ask the coordinator
+// whether it schedules on the worker yet. It knows nothing about AWS.
 //
 // Files in reading order: client.go (HTTP calls and their errors), drain.go
-// (the drain strategies and the wait for DRAINED or process exit).
+// (the drain strategies and the wait for DRAINED or process exit),
+// coordinator.go (the coordinator's view of the worker, for launches).
 package trinoadmin
 
 import (
@@ -182,6 +184,25 @@ func (c *Client) State(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("decode GET /v1/info/state %q: %w", truncate(string(body), 64), err)
 	}
 	return s, nil
+}
+
+// NodeID reads the node's id (node.id) from GET /v1/status, the public
+// endpoint that carries it on 476 (/v1/info does not).
+func (c *Client) NodeID(ctx context.Context) (string, error) {
+	body, err := c.do(ctx, http.MethodGet, "/v1/status", nil, 1<<20)
+	if err != nil {
+		return "", err
+	}
+	var raw struct {
+		NodeID string `json:"nodeId"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return "", fmt.Errorf("decode GET /v1/status: %w", err)
+	}
+	if raw.NodeID == "" {
+		return "", errors.New("GET /v1/status: no nodeId in the answer")
+	}
+	return raw.NodeID, nil
 }
 
 // SetState asks the worker to move to state (PUT /v1/info/state). Trino

@@ -85,6 +85,18 @@ type DrainOptions struct {
 	Recorder            Recorder
 	// DryRun logs the state changes that would be requested and skips them.
 	DryRun bool
+	// Coordinator, when set, makes Activate wait until the coordinator also
+	// lists the worker as active, not only until the worker says ACTIVE.
+	Coordinator NodeLister
+}
+
+// NodeLister tells how the coordinator sees a node; *Coordinator is one.
+type NodeLister interface {
+	// NodeState is the node's state in system.runtime.nodes (NodeActive
+	// when the coordinator schedules on it), or "" when it is not listed.
+	NodeState(ctx context.Context, nodeID string) (string, error)
+	// URL is the coordinator's base URL, for logs.
+	URL() string
 }
 
 // Drainer drains one worker.
@@ -444,10 +456,17 @@ func PlannedPath(s Strategy, info Info) string {
 
 // Activate waits until the worker is ACTIVE: for a launch hook, the worker
 // starting up; for an instance back from a warm pool, a DRAINING or DRAINED
-// worker that is reactivated. It returns ctx's error when ctx ends first.
+// worker that is reactivated. With a Coordinator it also waits until the
+// coordinator lists the worker (by the node id of its /v1/status) as
+// active; the worker's state is read again on every poll, so both hold at
+// the same time. It returns ctx's error when ctx ends first.
 func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
 	if log == nil {
 		log = d.log
+	}
+	var coord *coordWatch
+	if d.opts.Coordinator != nil {
+		coord = &coordWatch{co: d.opts.Coordinator, logged: map[string]bool{}}
 	}
 	last := ""
 	for {
@@ -466,14 +485,24 @@ func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
 			cur = "unreachable"
 		}
 		if cur != last {
-			log.Info("waiting for the trino worker to be ACTIVE", zap.String("trino_state", cur), zap.NamedError("reason", err))
+			if cur == StateActive && coord != nil {
+				log.Info("trino worker is ACTIVE; waiting until the coordinator lists it as active",
+					zap.String("coordinator_url", coord.co.URL()))
+			} else {
+				log.Info("waiting for the trino worker to be ACTIVE", zap.String("trino_state", cur), zap.NamedError("reason", err))
+			}
 			last = cur
 		}
 		switch state {
 		case StateActive:
-			log.Info("trino worker is ACTIVE")
-			d.opts.Recorder.TrinoState(StateActive)
-			return nil
+			if coord == nil || coord.active(ctx, d, log) {
+				log.Info("trino worker is ACTIVE")
+				d.opts.Recorder.TrinoState(StateActive)
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		case StateDraining, StateDrained:
 			if d.opts.DryRun {
 				log.Info("dry run: would reactivate the worker")
@@ -485,9 +514,66 @@ func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
 			} else {
 				log.Info("reactivated the drained worker")
 			}
+		default:
+			if coord != nil {
+				coord.nodeID = "" // starting or unreachable: read the id again once it is back
+			}
 		}
 		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
 			return err
 		}
 	}
+}
+
+// coordWatch follows the coordinator's view of the worker during Activate.
+type coordWatch struct {
+	co     NodeLister
+	nodeID string          // the worker's node id, read once it is ACTIVE
+	view   string          // the coordinator's view last logged
+	logged map[string]bool // errors already logged: each distinct one once
+}
+
+// active reports whether the coordinator lists the worker as active. It
+// logs the coordinator's view when it changes and each distinct error once.
+func (w *coordWatch) active(ctx context.Context, d *Drainer, log *zap.Logger) bool {
+	if w.nodeID == "" {
+		id, err := d.c.NodeID(ctx)
+		d.count(err)
+		if err != nil {
+			w.failed(ctx, log, fmt.Errorf("read the worker's node id: %w", err))
+			return false
+		}
+		w.nodeID = id
+	}
+	state, err := w.co.NodeState(ctx, w.nodeID)
+	if err != nil {
+		w.failed(ctx, log, fmt.Errorf("ask the coordinator about node %q: %w", w.nodeID, err))
+		return false
+	}
+	view := state
+	if view == "" {
+		view = "not listed"
+	}
+	if view != w.view {
+		log.Info("coordinator's view of this worker", zap.String("node_id", w.nodeID),
+			zap.String("coordinator_state", view), zap.String("coordinator_url", w.co.URL()))
+		w.view = view
+	}
+	return state == NodeActive
+}
+
+func (w *coordWatch) failed(ctx context.Context, log *zap.Logger, err error) {
+	if ctx.Err() != nil {
+		return // the launch deadline or a shutdown, not the coordinator
+	}
+	msg := err.Error()
+	if w.logged[msg] {
+		return
+	}
+	if len(w.logged) >= 32 { // errors that differ every time: forget, log on
+		clear(w.logged)
+	}
+	w.logged[msg] = true
+	log.Warn("cannot learn whether the coordinator lists this worker as active; retrying until the launch deadline "+
+		"(each distinct error is logged once)", zap.Error(err), zap.String("coordinator_url", w.co.URL()))
 }
