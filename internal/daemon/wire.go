@@ -18,8 +18,11 @@ import (
 
 // This file turns the configuration into the daemon's parts.
 
+// newDrainer drains and activates the worker behind tc; with
+// trino.coordinator-url, activation also waits for the coordinator (same
+// credentials and TLS settings as the worker).
 func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *metrics.Metrics) *trinoadmin.Drainer {
-	return trinoadmin.NewDrainer(tc, trinoadmin.DrainOptions{
+	opts := trinoadmin.DrainOptions{
 		Strategy:           trinoadmin.Strategy(cfg.Trino.Strategy),
 		PollInterval:       cfg.Trino.PollInterval,
 		QuietPeriod:        cfg.Trino.QuietPeriod,
@@ -28,7 +31,11 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 		Logger:             log.With(zap.String("component", "trino")),
 		Recorder:           m,
 		DryRun:             cfg.DryRun,
-	})
+	}
+	if cfg.Trino.CoordinatorURL != "" {
+		opts.Coordinator = tc.Coordinator(cfg.Trino.CoordinatorURL)
+	}
+	return trinoadmin.NewDrainer(tc, opts)
 }
 
 func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, store *statefile.Store,
