@@ -83,7 +83,11 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 	}
 
 	if d.Trino != nil {
-		out = append(out, trinoChecks(ctx, cfg, d.Trino)...)
+		trino := trinoChecks(ctx, cfg, d.Trino)
+		out = append(out, trino...)
+		if cfg.Trino.CoordinatorURL != "" && trino[0].OK {
+			add(coordinatorCheck(ctx, cfg, d.Trino))
+		}
 	}
 	return out
 }
@@ -206,6 +210,31 @@ func permissionCheck(ctx context.Context, c *trinoadmin.Client, user string) Che
 	default:
 		return Check{Name: "trino-permission", Detail: err.Error()}
 	}
+}
+
+// coordinatorCheck asks the coordinator (trino.coordinator-url) how it sees
+// this worker, as a launch does before it continues: it must answer, and
+// list the worker's node id; a launch waits until it says active.
+func coordinatorCheck(ctx context.Context, cfg config.Config, c *trinoadmin.Client) Check {
+	ctx, cancel := context.WithTimeout(ctx, 4*cfg.Trino.RequestTimeout)
+	defer cancel()
+	co := c.Coordinator(cfg.Trino.CoordinatorURL)
+	id, err := c.NodeID(ctx)
+	if err != nil {
+		return Check{Name: "trino-coordinator", Detail: fmt.Sprintf("cannot read this worker's node id: %v", err)}
+	}
+	state, err := co.NodeState(ctx, id)
+	switch {
+	case err != nil:
+		return Check{Name: "trino-coordinator", Detail: fmt.Sprintf("coordinator %s: %v", cfg.Trino.CoordinatorURL, err)}
+	case state == "":
+		return Check{Name: "trino-coordinator", Detail: fmt.Sprintf("coordinator %s does not list node %s in system.runtime.nodes: "+
+			"a launch would wait for it and be abandoned at lifecycle.launch-timeout (is the worker's discovery.uri this coordinator?)", co.URL(), id)}
+	case state != trinoadmin.NodeActive:
+		return Check{Name: "trino-coordinator", OK: true, Warn: true,
+			Detail: fmt.Sprintf("coordinator %s lists node %s as %s; a launch waits until it is active", co.URL(), id, state)}
+	}
+	return Check{Name: "trino-coordinator", OK: true, Detail: fmt.Sprintf("coordinator %s lists node %s as active", co.URL(), id)}
 }
 
 func orUnknown(s string) string {

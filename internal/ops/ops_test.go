@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -192,5 +193,58 @@ func TestCheckWarnsAboutADeadLetterQueueOnASharedQueue(t *testing.T) {
 		if tt.warn && !strings.Contains(got.Detail, "below 5 × the group's MaxSize 10 = 50") {
 			t.Fatalf("warning does not explain the rule: %s", got.Detail)
 		}
+	}
+}
+
+func TestCheckAsksTheCoordinatorAboutThisWorker(t *testing.T) {
+	env, err := testenv.New(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	coord := testpeers.NewTrino(testpeers.TrinoOptions{Coordinator: true})
+	defer coord.Close()
+	refused := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}()
+
+	tests := []struct {
+		name     string
+		url      string
+		listed   string // worker-1's row in system.runtime.nodes
+		ok, warn bool
+		detail   string
+	}{
+		{"active", coord.URL(), "active", true, false, "lists node worker-1 as active"},
+		{"draining", coord.URL(), "draining", true, true, "lists node worker-1 as draining; a launch waits until it is active"},
+		{"not listed", coord.URL(), "", false, false, "does not list node worker-1"},
+		{"unreachable", refused, "", false, false, refused + ": POST /v1/statement"},
+		{"not configured", "", "active", true, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			coord.SetNode("worker-1", tt.listed)
+			cfg := env.Config(env.Instance)
+			cfg.Trino.CoordinatorURL = tt.url
+			got, ok := byName(ops.RunChecks(context.Background(), cfg, deps(t, env)))["trino-coordinator"]
+			switch {
+			case tt.url == "":
+				if ok {
+					t.Fatalf("coordinator checked without trino.coordinator-url: %+v", got)
+				}
+			case !ok:
+				t.Fatal("no trino-coordinator check")
+			case got.OK != tt.ok || got.Warn != tt.warn || !strings.Contains(got.Detail, tt.detail):
+				t.Fatalf("check = %+v, want ok %v, warning %v, detail with %q", got, tt.ok, tt.warn, tt.detail)
+			}
+		})
+	}
+	if env.Trino.State() != "ACTIVE" {
+		t.Fatalf("worker %s after the checks", env.Trino.State())
 	}
 }

@@ -193,7 +193,7 @@ func (co *Coordinator) Query(ctx context.Context, sql string) (QueryResult, erro
 		if doc, err = co.fetch(ctx, http.MethodGet, next.String(), "GET nextUri", nil); err != nil {
 			co.cancel(ctx, next.String())
 			if ctx.Err() != nil {
-				return res, fmt.Errorf("query not finished within %s (last state %s): %w", co.queryTimeout, state, err)
+				return res, fmt.Errorf("query not finished in time (last state %s): %w", state, err)
 			}
 			return res, err
 		}
@@ -202,7 +202,7 @@ func (co *Coordinator) Query(ctx context.Context, sql string) (QueryResult, erro
 		if len(doc.Data) == 0 && doc.NextURI != "" && time.Since(asked) < 10*time.Millisecond {
 			if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
 				co.cancel(ctx, doc.NextURI)
-				return res, fmt.Errorf("query not finished within %s (last state %s): %w", co.queryTimeout, doc.Stats.State, err)
+				return res, fmt.Errorf("query not finished in time (last state %s): %w", doc.Stats.State, err)
 			}
 		}
 	}
