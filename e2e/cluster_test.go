@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -460,4 +461,174 @@ func stateLines(lines []trinoLogLine) string {
 func exitCode(c clusterEnv, node string) string {
 	b, _ := os.ReadFile(filepath.Join(c.Dir, node, "var", "exit-code"))
 	return strings.TrimSpace(string(b))
+}
+
+// readyPoller records when a worker first answered ACTIVE and no longer
+// "starting" (GET /v1/info/state and /v1/info every 100 ms): a worker says
+// ACTIVE for several seconds before it has finished starting.
+type readyPoller struct {
+	url     string
+	mu      sync.Mutex
+	readyAt time.Time
+	seen    []stateChange // ACTIVE/STARTING/GONE/error changes, for messages
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func watchReady(t *testing.T, url string) *readyPoller {
+	p := &readyPoller{url: url, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			st := workerState(url)
+			if st == "ACTIVE" {
+				var info struct {
+					Starting *bool `json:"starting"`
+				}
+				resp, err := stateClient.Get(url + "/v1/info")
+				if err == nil {
+					_ = json.NewDecoder(resp.Body).Decode(&info)
+					resp.Body.Close()
+				}
+				if info.Starting == nil || *info.Starting {
+					st = "STARTING"
+				}
+			}
+			now := time.Now()
+			p.mu.Lock()
+			if len(p.seen) == 0 || p.seen[len(p.seen)-1].State != st {
+				p.seen = append(p.seen, stateChange{st, now})
+			}
+			if st == "ACTIVE" && p.readyAt.IsZero() {
+				p.readyAt = now
+			}
+			p.mu.Unlock()
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.stop:
+		default:
+			close(p.stop)
+		}
+		<-p.done
+	})
+	return p
+}
+
+// ready returns when the worker was first seen ACTIVE and started.
+func (p *readyPoller) ready() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.readyAt
+}
+
+func (p *readyPoller) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var parts []string
+	for _, c := range p.seen {
+		parts = append(parts, fmt.Sprintf("%s@%s", clip(c.State, 40), c.At.Format("15:04:05.000")))
+	}
+	return strings.Join(parts, " → ")
+}
+
+// nodeObservation is one look at the coordinator's system.runtime.nodes
+// for a node: the query was sent at Asked and answered at Answered.
+type nodeObservation struct {
+	Asked, Answered time.Time
+	State           string // "" when not listed
+	Err             string
+}
+
+// nodeWatcher asks the coordinator about one node every 300 ms (the query
+// a launch asks, sent by the test's own statement client).
+type nodeWatcher struct {
+	mu   sync.Mutex
+	obs  []nodeObservation
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watchNode(t *testing.T, c clusterEnv, node string) *nodeWatcher {
+	w := &nodeWatcher{stop: make(chan struct{}), done: make(chan struct{})}
+	sql := "SELECT state FROM system.runtime.nodes WHERE node_id = '" + strings.ReplaceAll(node, "'", "''") + "'"
+	go func() {
+		defer close(w.done)
+		for {
+			o := nodeObservation{Asked: time.Now()}
+			rows, err := rowsOf(c.CoordURL, sql, 20*time.Second)
+			o.Answered = time.Now()
+			switch {
+			case err != nil:
+				o.Err = err.Error()
+			case len(rows) > 0:
+				o.State = rows[0][0]
+			}
+			w.mu.Lock()
+			w.obs = append(w.obs, o)
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-w.stop:
+		default:
+			close(w.stop)
+		}
+		<-w.done
+	})
+	return w
+}
+
+func (w *nodeWatcher) observations() []nodeObservation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]nodeObservation(nil), w.obs...)
+}
+
+// firstActive returns the first observation that saw the node active and
+// the last one before it that answered without seeing it active.
+func (w *nodeWatcher) firstActive() (first, lastNot nodeObservation, ok bool) {
+	for _, o := range w.observations() {
+		if o.Err != "" {
+			continue
+		}
+		if o.State == "active" {
+			return o, lastNot, true
+		}
+		lastNot = o
+	}
+	return nodeObservation{}, lastNot, false
+}
+
+func (w *nodeWatcher) String() string {
+	var parts []string
+	last := "?"
+	for _, o := range w.observations() {
+		v := o.State
+		switch {
+		case o.Err != "":
+			v = "error: " + clip(o.Err, 60)
+		case v == "":
+			v = "not listed"
+		}
+		if v != last {
+			parts = append(parts, fmt.Sprintf("%s@%s", v, o.Asked.Format("15:04:05.000")))
+			last = v
+		}
+	}
+	return strings.Join(parts, " → ")
 }

@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testenv"
+	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
 // The scenarios run in this order (go test runs a file's tests in source
 // order): F and D leave worker 1 ACTIVE, A, C and B each end with it gone
-// and the next one restarts it.
+// and the next one restarts it; L, last, starts it under a launch hook.
 
 const (
 	// hbTimeout is the hook's HeartbeatTimeout: heartbeats every 5 s, so
@@ -645,4 +646,138 @@ func TestB_ShutdownStrategyKeepsInFlightQuery(t *testing.T) {
 	s.detail("heartbeats", len(act.Heartbeats))
 	s.detail("coordinator dropped worker-1 after exit (≤, 1 s polls)", secs(droppedAt.Sub(goneAt)))
 	s.detail("worker-1 states", s.states.String())
+}
+
+// launchHook is the launching lifecycle hook of scenario L.
+const launchHook = "trino-ready"
+
+// L: a launch lifecycle action (instance in Pending:Wait, notification on
+// the queue) while worker 1 starts from nothing, with trino.coordinator-url
+// on the real coordinator: the daemon heartbeats while the JVM starts and
+// completes the action with CONTINUE only after the worker reports ACTIVE
+// (started) and after the coordinator's system.runtime.nodes lists it as
+// active, which a 476 coordinator does seconds after the worker is up.
+// It runs last: B leaves worker 1 gone.
+func TestL_LaunchWaitsForTheRealCoordinator(t *testing.T) {
+	c := readCluster(t)
+	w1 := c.Workers[1]
+	if isClusterProcess(w1.PID, c.Dir) { // run on its own (E2E_RUN): start from nothing too
+		t.Logf("worker 1 (pid %d) is running; stopping it so that the launch starts it", w1.PID)
+		stopClusterProcess(t, c, w1.PID, 60*time.Second)
+	}
+	waitReaped(t, w1.PID, 30*time.Second)
+	// The coordinator forgets a worker within ~5 s of its exit; a stale
+	// listing must not pass for the new process.
+	if err := waitNodeView(c, w1.ID, 60*time.Second, func(_ string, listed bool) bool { return !listed }); err != nil {
+		t.Fatal(err)
+	}
+
+	env := world(t, hbTimeout)
+	env.ASG.AddHook(testpeers.AutoScalingHook{Group: testenv.Group, Name: launchHook, Transition: testpeers.AutoScalingTransitionLaunching,
+		HeartbeatTimeout: hbTimeout, DefaultResult: "ABANDON"})
+	token := env.ASG.StartAction(testenv.Group, launchHook, aemmInstance)
+	if inst, _ := env.ASG.Instance(aemmInstance); inst.LifecycleState != "Pending:Wait" {
+		t.Fatalf("instance %s, want Pending:Wait", inst.LifecycleState)
+	}
+	d := startDaemon(t, "L-launch", env, w1.URL, map[string]string{
+		"SCALEDOWND_AWS_MODE":                 "sqs", // the queue only; identity still from amazon-ec2-metadata-mock
+		"SCALEDOWND_AWS_LAUNCH_HOOK_NAME":     launchHook,
+		"SCALEDOWND_TRINO_COORDINATOR_URL":    c.CoordURL,
+		"SCALEDOWND_LIFECYCLE_LAUNCH_TIMEOUT": "4m",
+		"SCALEDOWND_TRINO_POLL_INTERVAL":      "500ms",
+	})
+	sent := time.Now()
+	msgID := env.SQS.Send(env.QueueURL, env.ASG.Message(token).Direct())
+	d.firstLog(t, "waiting for the trino worker to be ACTIVE", func(r logRec) bool { return r.str("trino_state") == "unreachable" })
+
+	// Worker 1 starts now; the test watches it and the coordinator's view.
+	ready := watchReady(t, w1.URL)
+	view := watchNode(t, c, w1.ID)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker-1 seen by the test: %s", ready)
+			t.Logf("coordinator's view of worker-1: %s", view)
+			t.Logf("scaledownd log tail:\n%s", d.tail(40))
+		}
+	})
+	launched := time.Now()
+	restartWorker(t, c, 1) // returns once the coordinator lists it active
+	act := waitAction(t, env, token, 3*time.Minute)
+	completedContinue(t, act)
+	waitDeleted(t, env, msgID, 30*time.Second)
+
+	readyAt := ready.ready()
+	first, lastNot, listed := view.firstActive()
+	switch {
+	case readyAt.IsZero():
+		t.Fatalf("the test never saw worker-1 ACTIVE and started: %s", ready)
+	case !listed:
+		t.Fatalf("the test never saw the coordinator list worker-1 active: %s", view)
+	case lastNot.Asked.IsZero():
+		t.Fatalf("the coordinator listed worker-1 active at the test's first look: %s", view)
+	}
+	t.Logf("worker-1 launched %s, ACTIVE and started %s; coordinator: not active when asked %s, active when asked %s (answered %s); CONTINUE %s",
+		launched.Format("15:04:05.000"), readyAt.Format("15:04:05.000"), lastNot.Asked.Format("15:04:05.000"),
+		first.Asked.Format("15:04:05.000"), first.Answered.Format("15:04:05.000"), act.CompletedAt.Format("15:04:05.000"))
+
+	// CONTINUE only after the worker was ACTIVE, and after a moment the
+	// coordinator did not list it active yet: it listed it later than that
+	// query's start, the daemon completed later still.
+	if !act.CompletedAt.After(readyAt) {
+		t.Errorf("CONTINUE at %s, before the worker was ACTIVE and started at %s", act.CompletedAt.Format("15:04:05.000"), readyAt.Format("15:04:05.000"))
+	}
+	if !act.CompletedAt.After(lastNot.Asked) {
+		t.Errorf("CONTINUE at %s, before the coordinator was seen not listing worker-1 active (asked %s)", act.CompletedAt.Format("15:04:05.000"), lastNot.Asked.Format("15:04:05.000"))
+	}
+	// The window the check exists for: ACTIVE, but not yet scheduled on.
+	if lastNot.Asked.After(readyAt) {
+		t.Logf("worker-1 was ACTIVE %s before the coordinator was last seen not listing it", secs(lastNot.Asked.Sub(readyAt)))
+	} else {
+		t.Logf("NOTE: the coordinator listed worker-1 no later than it finished starting; no window to prove here")
+		details("L-launch", "NOTE", "coordinator listed the worker before it finished starting")
+	}
+	waiting := d.firstLog(t, "trino worker is ACTIVE; waiting until the coordinator lists it as active", nil)
+	active := d.firstLog(t, "coordinator's view of this worker", func(r logRec) bool { return r.str("coordinator_state") == "active" })
+	if active.str("node_id") != w1.ID {
+		t.Errorf("daemon asked about node %q, want %s", active.str("node_id"), w1.ID)
+	}
+	if !waiting.TS.Before(act.CompletedAt) || active.TS.Before(waiting.TS) {
+		t.Errorf("daemon: worker ACTIVE logged %s, coordinator active logged %s, CONTINUE %s: out of order", waiting.TS, active.TS, act.CompletedAt)
+	}
+	completed := d.firstLog(t, "lifecycle action completed", nil)
+	if completed.str("result") != "CONTINUE" || completed.str("reason") != "active" {
+		t.Errorf("completion log: %s", completed)
+	}
+	if v := d.metric(t, "scaledownd_lifecycle_actions_completed_total", "result", "CONTINUE", "reason", "active"); v != 1 {
+		t.Errorf(`scaledownd_lifecycle_actions_completed_total{result="CONTINUE",reason="active"} = %v, want 1`, v)
+	}
+	if n := env.ASG.CallCount("CompleteLifecycleAction"); n != 1 {
+		t.Errorf("%d CompleteLifecycleAction calls, want 1", n)
+	}
+	if act.CompletedAt.Sub(act.Started) > hbTimeout/2 {
+		checkHeartbeats(t, act, hbTimeout)
+	}
+	for _, r := range d.levelLogs("error") {
+		t.Errorf("unexpected error log: %s", r)
+	}
+	if st := workerState(w1.URL); st != "ACTIVE" {
+		t.Errorf("worker-1 is %s after the launch, want ACTIVE", st)
+	}
+	tl := trinoLog(t, c, "worker-1", launched)
+	for _, l := range tl {
+		if strings.Contains(l.Msg, "State change requested") {
+			t.Errorf("worker-1 logged a state change request during the launch: %s", l.Msg)
+		}
+	}
+
+	details("L-launch", "message sent → worker launch", secs(launched.Sub(sent)))
+	details("L-launch", "worker launch → ACTIVE and started (test, 100 ms polls)", secs(readyAt.Sub(launched)))
+	details("L-launch", "ACTIVE → coordinator lists it active (test, between its looks)",
+		fmt.Sprintf("%s–%s", secs(lastNot.Asked.Sub(readyAt)), secs(first.Answered.Sub(readyAt))))
+	details("L-launch", "coordinator active (test saw it) → CONTINUE", secs(act.CompletedAt.Sub(first.Answered)))
+	details("L-launch", "ACTIVE → CONTINUE", secs(act.CompletedAt.Sub(readyAt)))
+	details("L-launch", "action held until CONTINUE", secs(act.CompletedAt.Sub(act.Started)))
+	details("L-launch", "heartbeats", len(act.Heartbeats))
+	details("L-launch", "worker-1 seen", ready.String())
+	details("L-launch", "coordinator's view", view.String())
 }

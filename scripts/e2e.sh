@@ -9,7 +9,8 @@
 #   3. E: the wire contract table (internal/testpeers, TestTrinoContract) against the fresh
 #      real nodes; it shuts both workers down, so they are restarted afterwards
 #   4. the Go scenarios in e2e/ (build tag e2e): the real scaledownd binary against the
-#      real worker 1, fake SQS/Auto Scaling and amazon-ec2-metadata-mock
+#      real worker 1, fake SQS/Auto Scaling and amazon-ec2-metadata-mock; the last (L)
+#      starts worker 1 under a launch hook and waits for the real coordinator to list it
 #
 # Every process started is stopped by PID on success, failure or interrupt; node logs
 # stay under build/e2e/ (cluster/<node>/var/log/server.log, copied to logs/) and their
@@ -274,7 +275,7 @@ t=$(now)
 E2E_CLUSTER_ENV=$cluster/cluster.env E2E_OUT_DIR=$out E2E_PID_FILE=$pidfile \
 	run_step "$out/go-test.log" 2700 go test -tags e2e -race -count=1 -timeout 40m -v -run "${E2E_RUN:-.}" ./e2e/ ||
 	fail "Go e2e scenarios (see ${out#"$repo"/}/go-test.log)"
-timing "Go e2e scenarios (build + A B C D F)" "$(since "$t") s"
+timing "Go e2e scenarios (build + A B C D F L)" "$(since "$t") s"
 while read -r _ result name dur; do
 	case "$name" in
 	TestF_*) label="F scaledownd check (real worker)" ;;
@@ -282,6 +283,7 @@ while read -r _ result name dur; do
 	TestA_*) label="A auto: DRAINING with query in flight" ;;
 	TestC_*) label="C queries during the drain -> worker 2" ;;
 	TestB_*) label="B shutdown: SHUTTING_DOWN with query" ;;
+	TestL_*) label="L launch: CONTINUE once coordinator lists it" ;;
 	*) label=$name ;;
 	esac
 	timing "$label" "${dur//[()]/} $result"
