@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestQuickRun runs the whole bench in its smoke configuration: every
-// phase, tiny fleets, and checks the report, the JSON and the chart.
+// phase (the polling-policy comparison included), tiny fleets, and checks
+// the report, the JSON and the chart.
 func TestQuickRun(t *testing.T) {
 	dir := t.TempDir()
 	gobench := filepath.Join(dir, "gobench.txt")
@@ -71,7 +72,8 @@ PASS
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"sqs/1": false, "imds/1": false, "both/1": false, "sqs/5": false, "imds/5": false, "both/5": false}
+	want := map[string]bool{"sqs/1": false, "imds/1": false, "imds@500ms/1": false, "both/1": false, "both-always/1": false,
+		"sqs/5": false, "imds/5": false, "both/5": false, "both-always/5": false}
 	for _, c := range res.P1 {
 		key := c.Config + "/" + itoa(c.N)
 		if _, ok := want[key]; ok {
@@ -85,6 +87,12 @@ PASS
 				t.Errorf("P1 %s: source %q", key, tr.Source)
 			}
 		}
+		if c.Mode == "both" && c.Runner == "in-process" {
+			// Each termination followed until its message was deleted.
+			if e := c.Events; e == nil || e.Events != c.P1.N || e.Undeleted != 0 || e.NonOwnerLive != 0 || e.SQSRequests == 0 {
+				t.Errorf("P1 %s: events %+v", key, e)
+			}
+		}
 	}
 	for k, seen := range want {
 		if !seen {
@@ -94,7 +102,7 @@ PASS
 	if res.P2.All.N == 0 {
 		t.Error("no P2 samples")
 	}
-	if len(res.P3) != 4 || res.P3[0].PeakRSSMiB <= 0 {
+	if len(res.P3) != 5 || res.P3[0].PeakRSSMiB <= 0 {
 		t.Errorf("P3 = %+v", res.P3)
 	}
 	for _, p := range res.P4 {
@@ -112,6 +120,23 @@ PASS
 		if p.Mode != "imds" && p.OwnerDeletes+p.NonOwnerEnded != p.K {
 			t.Errorf("P5 %s: %d deletes by owners and %d stale clean-ups for %d messages", p.Config, p.OwnerDeletes, p.NonOwnerEnded, p.K)
 		}
+		if p.Mode != "imds" && (p.Messages != p.K || p.OwnerWait.N != p.OwnerReceived || p.SQSRequests == 0) {
+			t.Errorf("P5 %s: %d messages, %d owner waits for %d owners who received theirs, %d SQS requests", p.Config, p.Messages, p.OwnerWait.N, p.OwnerReceived, p.SQSRequests)
+		}
+	}
+	// The polling policy: both arms idle before their scale-in, and what
+	// every shared-queue fleet left on its queue.
+	for _, cfg := range []string{cfgBoth, cfgAlways} {
+		i, ok := res.idleAt(cfg, 5)
+		if !ok || i.WindowS <= 0 || i.Cycles == 0 || i.SteadyPerMin <= 0 {
+			t.Errorf("idle %s: %+v", cfg, i)
+		}
+	}
+	if b, a := res.armTotals(cfgBoth, []int{5}), res.armTotals(cfgAlways, []int{5}); b.idle >= a.idle {
+		t.Errorf("paced daemons poll %.1f/min idle, all-the-time ones %.1f/min", b.idle, a.idle)
+	}
+	if len(res.Leftover) != 3 {
+		t.Errorf("leftover = %+v", res.Leftover)
 	}
 	if len(res.GoBench) != 2 || res.GoBench[1].Extra["handbacks/op"] == 0 {
 		t.Errorf("go benchmarks = %+v", res.GoBench)
@@ -121,7 +146,7 @@ PASS
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"## Verdict", "Recommended default", "## P1", "## P2", "## P3", "## P4", "## P5", "Smoke run", "BenchmarkClassify/direct-2"} {
+	for _, s := range []string{"## Verdict", "**Default: `aws.mode=both`", "## P1", "## P2", "## P3", "## P4", "## P5", "## Polling policy (issue 8)", "Chosen default", "-phases policy", "Smoke run", "BenchmarkClassify/direct-2"} {
 		if !strings.Contains(string(md), s) {
 			t.Errorf("report lacks %q", s)
 		}

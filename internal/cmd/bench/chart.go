@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 )
 
 // chartSeries are the P1 lines, in legend order, with their colours.
@@ -17,15 +16,14 @@ func chartSeries(r *Results) []struct {
 	Config string
 	Color  color.RGBA
 } {
-	fast := "imds@" + time.Duration(r.FastIMDSS*float64(time.Second)).String()
 	return []struct {
 		Config string
 		Color  color.RGBA
 	}{
-		{"sqs", color.RGBA{205, 45, 40, 255}},
-		{"imds", color.RGBA{35, 110, 200, 255}},
-		{"both", color.RGBA{40, 150, 60, 255}},
-		{fast, color.RGBA{230, 140, 0, 255}},
+		{cfgSQS, color.RGBA{205, 45, 40, 255}},
+		{cfgIMDS, color.RGBA{35, 110, 200, 255}},
+		{cfgBoth, color.RGBA{40, 150, 60, 255}},
+		{cfgAlways, color.RGBA{230, 140, 0, 255}},
 	}
 }
 

@@ -28,6 +28,8 @@ type World struct {
 	Dir      string
 	Latency  time.Duration
 	HBT      time.Duration
+	// terminated holds the instance ids terminations were started for.
+	terminated sync.Map
 }
 
 // Group and hook names of every simulated world.
@@ -109,22 +111,23 @@ func newInstanceID() string {
 	return fmt.Sprintf("i-0b%015x", uint64(nodeSeq.Add(1))<<20|uint64(rand.IntN(1<<20)))
 }
 
-// Fleet is N in-process daemons in one mode sharing a World.
+// Fleet is N in-process daemons in one configuration sharing a World.
 type Fleet struct {
-	W      *World
-	Mode   string
-	Log    *zap.Logger
-	IMDSIv time.Duration
+	W    *World
+	Conf benchConfig
+	Mode string // Conf.Mode
+	Log  *zap.Logger
 
 	mu       sync.Mutex
 	nodes    map[string]*Node
 	finished []*Node        // terminated, to be replaced between terminations
+	terms    []Termination  // every termination started, for what they leave on the queue
 	bg       sync.WaitGroup // terminations finishing in the background
 }
 
 // NewFleet returns an empty fleet.
-func NewFleet(w *World, mode string, log *zap.Logger, imdsInterval time.Duration) *Fleet {
-	return &Fleet{W: w, Mode: mode, Log: log, IMDSIv: imdsInterval, nodes: map[string]*Node{}}
+func NewFleet(w *World, conf benchConfig, log *zap.Logger) *Fleet {
+	return &Fleet{W: w, Conf: conf, Mode: conf.Mode, Log: log, nodes: map[string]*Node{}}
 }
 
 // randomGrace is a worker's shutdown.grace-period: DRAINED comes two grace
@@ -136,13 +139,13 @@ func randomGrace() time.Duration {
 }
 
 // Config is the daemon configuration of one simulated instance: the
-// production defaults (20 s long poll, 5 s IMDS poll, 1 s Trino poll)
-// pointed at the peers.
+// production defaults with the fleet's configuration (mode, IMDS poll,
+// queue pacing) pointed at the peers.
 func (f *Fleet) Config(n *Node) config.Config {
 	c := config.Default()
+	f.Conf.apply(&c)
 	c.AWS.Region = benchRegion
 	c.AWS.InstanceID = n.ID
-	c.AWS.Mode = f.Mode
 	c.AWS.QueueURL = f.W.QueueURL
 	c.AWS.Group = benchGroup
 	c.AWS.Hook = benchHook
@@ -151,7 +154,6 @@ func (f *Fleet) Config(n *Node) config.Config {
 	if n.IMDS != nil {
 		c.AWS.IMDSEndpoint = n.IMDS.URL()
 	}
-	c.AWS.IMDSPollInterval = f.IMDSIv
 	c.Trino.URL = n.Trino.URL()
 	c.Listen = "127.0.0.1:0"
 	c.StateDir = n.StateDir

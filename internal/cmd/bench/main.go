@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/testenv"
 )
 
@@ -124,33 +125,76 @@ func defaultOptions() Options {
 	}
 }
 
-// Plan is how much of everything to run.
-type Plan struct {
-	HBT          time.Duration // the simulated hook's HeartbeatTimeout
-	IMDSInterval time.Duration // aws.imds-poll-interval (the default, 5 s)
-	FastIMDS     time.Duration // the shorter interval also measured
-	Ramps        []rampSpec    // in-process fleets, one configuration each
-	Cell         map[int]cellOpts
-	Bin          binOpts
-	BinModes     []binMode
-	P3Window     time.Duration
-	P3           []p3Config
-	P4           []time.Duration
+// Names of the configurations the report compares. The default is mode
+// both paced by instance metadata (policy (b) of issue 8); both-always is
+// mode both with aws.sqs-idle-interval=0 (policy (a)).
+const (
+	cfgSQS    = "sqs"
+	cfgIMDS   = "imds"
+	cfgBoth   = "both"
+	cfgAlways = "both-always"
+)
+
+// benchConfig is one daemon configuration the bench measures.
+type benchConfig struct {
+	Name    string        // as the report names it
+	Mode    string        // aws.mode
+	IMDS    time.Duration // aws.imds-poll-interval
+	SQSIdle time.Duration // aws.sqs-idle-interval (mode both; 0: poll all the time)
+	// WaitTime is aws.wait-time; 0 keeps the default (20 s). Only the
+	// smoke run shortens it.
+	WaitTime time.Duration
 }
 
-// binMode is one configuration of the 1-node runs.
-type binMode struct {
-	Name, Mode string
-	IMDS       time.Duration
+// apply sets the configuration on a daemon's settings.
+func (c benchConfig) apply(cfg *config.Config) {
+	cfg.AWS.Mode = c.Mode
+	cfg.AWS.IMDSPollInterval = c.IMDS
+	cfg.AWS.SQSIdleInterval = c.SQSIdle
+	if c.WaitTime > 0 {
+		cfg.AWS.WaitTime = c.WaitTime
+	}
+}
+
+// paced reports whether the daemon long-polls the queue only once per
+// idle interval while its metadata shows it in service.
+func (c benchConfig) paced() bool { return c.Mode == "both" && c.SQSIdle > 0 }
+
+// longPoll is the daemon's long-poll wait (aws.wait-time).
+func (c benchConfig) longPoll() time.Duration {
+	if c.WaitTime > 0 {
+		return c.WaitTime
+	}
+	return config.Default().AWS.WaitTime
+}
+
+// Plan is how much of everything to run.
+type Plan struct {
+	HBT time.Duration // the simulated hook's HeartbeatTimeout
+	// The default configuration's metadata poll and queue pacing
+	// (config.Default(); shorter in a smoke run), the long-poll wait, and
+	// the old default metadata poll, measured for what a poll costs.
+	IMDSInterval, SQSIdle, WaitTime, SlowIMDS time.Duration
+	Ramps                                     []rampSpec // in-process fleets, one configuration each
+	Bin                                       binOpts
+	BinModes                                  []benchConfig
+	P3Window                                  time.Duration
+	P3                                        []benchConfig
+	P4                                        []time.Duration
 }
 
 // rampSpec is one in-process fleet grown through Sizes (P1 at each) with
 // mass scale-ins (P5) at the sizes they name.
 type rampSpec struct {
-	Name, Mode string
-	IMDS       time.Duration
-	Sizes      []int
-	P5         []p5Spec
+	benchConfig
+	Sizes []int
+	Cell  map[int]cellOpts // P1 bounds by fleet size
+	P5    []p5Spec
+	// Policy marks an arm of the polling-policy comparison (issue 8): at
+	// each P5 size the fleet first idles for IdleWindow and its queue
+	// traffic is counted.
+	Policy     bool
+	IdleWindow time.Duration
 	// Est is how long the ramp takes on a quiet 2-core machine; with the
 	// time left it scales the budgets of the sequential cells.
 	Est time.Duration
@@ -163,65 +207,72 @@ type p5Spec struct {
 }
 
 func plan(o Options) Plan {
+	d := config.Default()
 	p := Plan{
 		HBT:          300 * time.Second,
-		IMDSInterval: 5 * time.Second,
-		FastIMDS:     time.Second,
+		IMDSInterval: d.AWS.IMDSPollInterval,
+		SQSIdle:      d.AWS.SQSIdleInterval,
+		SlowIMDS:     5 * time.Second,
 		P4:           []time.Duration{300 * time.Second, 7200 * time.Second},
 	}
-	fast := func(mode string) string { return mode + "@" + p.FastIMDS.String() }
 	if o.Quick {
-		p.IMDSInterval, p.FastIMDS = 500*time.Millisecond, 250*time.Millisecond
+		p.IMDSInterval, p.SlowIMDS, p.SQSIdle, p.WaitTime = 250*time.Millisecond, 500*time.Millisecond, 2*time.Second, time.Second
+	}
+	conf := func(name, mode string, imds, idle time.Duration) benchConfig {
+		return benchConfig{Name: name, Mode: mode, IMDS: imds, SQSIdle: idle, WaitTime: p.WaitTime}
+	}
+	sqs := conf(cfgSQS, "sqs", p.IMDSInterval, 0)
+	imds := conf(cfgIMDS, "imds", p.IMDSInterval, 0)
+	slow := conf("imds@"+p.SlowIMDS.String(), "imds", p.SlowIMDS, 0)
+	both := conf(cfgBoth, "both", p.IMDSInterval, p.SQSIdle)
+	always := conf(cfgAlways, "both", p.IMDSInterval, 0)
+	if o.Quick {
 		q := []p5Spec{{N: 5, K: 2, Opts: p5Opts{ReactLimit: 10 * time.Second, DrainLimit: 10 * time.Second}}}
+		cell := map[int]cellOpts{5: {Trials: 3, Budget: 5 * time.Second, TrialTimeout: 10 * time.Second, Stagger: 100 * time.Millisecond, FinishWait: 10 * time.Second}}
 		p.Ramps = []rampSpec{
-			{"imds", "imds", p.IMDSInterval, []int{5}, q, 0},
-			{"sqs", "sqs", p.IMDSInterval, []int{5}, q, 0},
-			{"both", "both", p.IMDSInterval, []int{5}, q, 0},
+			{benchConfig: imds, Sizes: []int{5}, Cell: cell, P5: q},
+			{benchConfig: sqs, Sizes: []int{5}, Cell: cell},
+			{benchConfig: both, Sizes: []int{5}, Cell: cell, P5: q, Policy: true, IdleWindow: time.Second},
+			{benchConfig: always, Sizes: []int{5}, Cell: cell, P5: q, Policy: true, IdleWindow: time.Second},
 		}
-		p.Cell = map[int]cellOpts{5: {Trials: 3, Budget: 5 * time.Second, TrialTimeout: 10 * time.Second, Stagger: 100 * time.Millisecond, FinishWait: 10 * time.Second}}
 		p.Bin = binOpts{Trials: 2, Stagger: 100 * time.Millisecond, MaxParallel: 4, TrialTimeout: 10 * time.Second}
 		p.P3Window = 2 * time.Second
 	} else {
-		seq := func(budget, timeout time.Duration) cellOpts {
-			return cellOpts{Trials: 20, Budget: budget, TrialTimeout: timeout, Stagger: 400 * time.Millisecond, FinishWait: 30 * time.Second}
+		cells := func(trials int, budget, timeout time.Duration, sizes ...int) map[int]cellOpts {
+			m := map[int]cellOpts{}
+			for _, n := range sizes {
+				m[n] = cellOpts{Trials: trials, Budget: budget, TrialTimeout: timeout, Stagger: 400 * time.Millisecond, FinishWait: 30 * time.Second}
+			}
+			return m
 		}
-		// Budgets keep `make bench` under 10 minutes on 2 cores. In sqs and
-		// both modes the fake SQS wakes every waiting poll for each change
-		// and serves them under one lock, so a hand-back costs ~18 ms at
-		// 10–100 nodes but ~40 ms at 500 and ~95 ms at 1,000: those cells
-		// get few trials, and the report adds the random-hand-off model.
-		p.Cell = map[int]cellOpts{
-			10:   seq(30*time.Second, 30*time.Second),
-			100:  seq(25*time.Second, 30*time.Second),
-			500:  seq(25*time.Second, 30*time.Second),
-			1000: seq(20*time.Second, 30*time.Second),
-		}
+		// Budgets keep `make bench` under 10 minutes on 2 cores. In imds
+		// mode terminations overlap (0.4 s apart). In sqs and both modes
+		// they run one at a time. sqs cells are short: the fake SQS wakes
+		// every waiting poll for each change and serves them under one
+		// lock, so a hand-back costs ~20 ms at 10–100 nodes and more at
+		// 500 and 1,000, and the report adds the random-hand-off model.
+		// The two polling policies get 5–10 one-node scale-ins per size.
+		imdsCells := cells(20, 30*time.Second, 30*time.Second, 10, 100, 500, 1000)
+		sqsCells := cells(20, 8*time.Second, 20*time.Second, 100, 500, 1000)
+		sqsCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 20 * time.Second, FinishWait: 30 * time.Second}
+		policyCells := cells(10, 15*time.Second, 30*time.Second, 100, 500, 1000)
+		policyCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 30 * time.Second, FinishWait: 30 * time.Second}
 		mass := p5Opts{ReactLimit: 60 * time.Second, DrainLimit: 30 * time.Second}
-		all := []int{10, 100, 500, 1000}
+		half := []p5Spec{{100, 50, mass}, {500, 250, mass}, {1000, 500, mass}}
+		// The policy arms come before sqs, so that a run that falls
+		// behind shortens the sqs cells (which the model covers) first.
 		p.Ramps = []rampSpec{
-			{"imds", "imds", p.IMDSInterval, all, []p5Spec{{200, 100, mass}, {1000, 500, mass}}, 95 * time.Second},
-			{fast("imds"), "imds", p.FastIMDS, []int{500}, []p5Spec{{1000, 500, mass}}, 35 * time.Second},
-			{"sqs", "sqs", p.IMDSInterval, all, []p5Spec{{200, 100, mass}}, 150 * time.Second},
-			{"both", "both", p.IMDSInterval, all, []p5Spec{{200, 100, mass}}, 110 * time.Second},
+			{benchConfig: imds, Sizes: []int{10, 100, 500, 1000}, Cell: imdsCells, P5: []p5Spec{{1000, 500, mass}}, Est: 55 * time.Second},
+			{benchConfig: both, Sizes: []int{10, 100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 190 * time.Second},
+			{benchConfig: always, Sizes: []int{100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 160 * time.Second},
+			{benchConfig: sqs, Sizes: []int{10, 100, 500, 1000}, Cell: sqsCells, Est: 75 * time.Second},
 		}
 		p.Bin = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}
 		p.P3Window = 60 * time.Second
 	}
-	p.BinModes = []binMode{
-		{"sqs", "sqs", p.IMDSInterval},
-		{"imds", "imds", p.IMDSInterval},
-		{"both", "both", p.IMDSInterval},
-		{fast("imds"), "imds", p.FastIMDS},
-		{fast("both"), "both", p.FastIMDS},
-	}
-	p.P3 = []p3Config{
-		{"sqs", "sqs", p.IMDSInterval},
-		{"imds", "imds", p.IMDSInterval},
-		{"both", "both", p.IMDSInterval},
-		{fast("imds"), "imds", p.FastIMDS},
-	}
-	p.Bin.Latency, p.Bin.HBT, p.Bin.IMDSInterval = o.Latency, p.HBT, p.IMDSInterval
-	p.Bin.Binary = o.Binary
+	p.BinModes = []benchConfig{sqs, imds, slow, both, always}
+	p.P3 = []benchConfig{sqs, imds, slow, both, always}
+	p.Bin.Latency, p.Bin.HBT, p.Bin.Binary = o.Latency, p.HBT, o.Binary
 	return p
 }
 
@@ -287,9 +338,8 @@ func run(ctx context.Context, o Options, stdout *os.File) error {
 			go func() {
 				defer wg.Done()
 				bo := p.Bin
-				bo.IMDSInterval, bo.Name = bm.IMDS, bm.Name
-				cells[i], errs[i] = runP1Binary(ctx, bm.Mode, bo)
-				cells[i].Config = bm.Name
+				bo.Conf = bm
+				cells[i], errs[i] = runP1Binary(ctx, bo)
 			}()
 		}
 		wg.Wait()
@@ -316,7 +366,7 @@ func run(ctx context.Context, o Options, stdout *os.File) error {
 	// quick run side by side: nothing there is timed finely).
 	var ramps []rampSpec
 	for _, r := range p.Ramps {
-		if o.runs(r.Mode) || o.runs(r.Name) {
+		if o.runs(r.Mode) || o.runs(r.Name) || (r.Policy && o.runs("policy")) {
 			ramps = append(ramps, r)
 		}
 	}
@@ -348,7 +398,7 @@ func run(ctx context.Context, o Options, stdout *os.File) error {
 			}
 			if left := time.Until(from.Add(o.Budget)); o.Budget > 0 && est > 0 && left < est {
 				scale = max(0.2, left.Seconds()/est.Seconds())
-				say("behind schedule: %s left for about %s of work; the sqs and both cells get %.0f %% of their time", left.Round(time.Second), est, scale*100)
+				say("behind schedule: %s left for about %s of work; the sqs and both cells get %.0f %% of their time", left.Round(time.Second), est.Round(time.Second), scale*100)
 			}
 			if err := runRamp(ctx, o, p, r, dir, res, say, scale); err != nil {
 				return err
@@ -368,7 +418,8 @@ func run(ctx context.Context, o Options, stdout *os.File) error {
 }
 
 // runRamp grows one fleet through the sizes, measuring P1/P2 at each and
-// P5 where a spec asks for that size.
+// P5 where a spec asks for that size; a policy arm also measures its idle
+// queue traffic before each mass scale-in.
 //
 // scale (≤ 1) shrinks the time budgets of the sequential (sqs and both)
 // cells and of the mass scale-ins when the run is behind schedule.
@@ -383,8 +434,9 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		return err
 	}
 	defer errLines.Close()
-	f := NewFleet(w, r.Mode, log, r.IMDS)
+	f := NewFleet(w, r.benchConfig, log)
 	defer f.Close()
+	rampStart := time.Now()
 	stops := append([]int(nil), r.Sizes...)
 	for _, s := range r.P5 {
 		if !containsInt(stops, s.N) {
@@ -405,27 +457,54 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		runtime.ReadMemStats(&ms)
 		live := float64(ms.HeapInuse+ms.StackInuse) / (1 << 20)
 		res.add(func(rs *Results) { rs.noteStartup(r.Name, n, d, live) })
-		time.Sleep(time.Second) // the new daemons' first polls
+		var mass []p5Spec
+		for _, s := range r.P5 {
+			if s.N == n {
+				mass = append(mass, s)
+			}
+		}
+		// The new daemons' first polls. A paced daemon long-polls once at
+		// start-up, then once per idle interval: the measurements wait
+		// until that start-up poll is over. A policy arm counts its idle
+		// traffic meanwhile.
+		settle := time.Second
+		if r.paced() {
+			settle = r.longPoll() + time.Second
+		}
+		var idle *IdleResult
+		if r.Policy && len(mass) > 0 {
+			settle = max(settle, r.IdleWindow+time.Second)
+			time.Sleep(time.Second)
+			ir := w.measureIdle(ctx, r.Name, n, settle-time.Second)
+			idle = &ir
+		} else {
+			time.Sleep(settle)
+		}
 		if containsInt(r.Sizes, n) {
-			co := p.Cell[n]
+			co := r.Cell[n]
 			if r.Mode != "imds" && scale < 1 {
 				co.Budget = max(5*time.Second, time.Duration(float64(co.Budget)*scale))
 				co.TrialTimeout = max(10*time.Second, time.Duration(float64(co.TrialTimeout)*scale))
 			}
-			if r.Mode != "imds" && n >= 1000 && scale < 0.75 {
+			if r.Mode != "imds" && !r.Policy && n >= 1000 && scale < 0.75 {
 				say("P1 %-12s N=%-4d skipped: behind schedule", r.Name, n)
 				res.add(func(rs *Results) { rs.Skipped = append(rs.Skipped, fmt.Sprintf("P1 %s at %d nodes", r.Name, n)) })
-				continue
+			} else {
+				c := runP1Cell(ctx, f, src, co)
+				c.Config = r.Name
+				say("P1 %-12s N=%-4d (in-process): %s", r.Name, n, c.short())
+				res.add(func(rs *Results) { rs.P1 = append(rs.P1, c) })
 			}
-			c := runP1Cell(ctx, f, src, co)
-			c.Config = r.Name
-			say("P1 %-12s N=%-4d (in-process): %s", r.Name, n, c.short())
-			res.add(func(rs *Results) { rs.P1 = append(rs.P1, c) })
 		}
-		for _, s := range r.P5 {
-			if s.N != n {
-				continue
-			}
+		if idle != nil {
+			// Idle cycles seen in this fleet so far, up to its scale-in.
+			w.idleCycles(idle, rampStart, r.longPoll())
+			ir := *idle
+			say("idle %-11s N=%-4d %.2f SQS requests per daemon per minute in %.0f s (%d open polls on average); steady: %.2f per minute (%d idle cycles, median %.1f s)",
+				r.Name, n, ir.PerDaemonPerMin, ir.WindowS, int(ir.OpenPolls), ir.SteadyPerMin, ir.Cycles, ir.Cycle.P50)
+			res.add(func(rs *Results) { rs.Idle = append(rs.Idle, ir) })
+		}
+		for _, s := range mass {
 			so := s.Opts
 			so.K = s.K
 			if scale < 1 {
@@ -433,15 +512,23 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 			}
 			p5 := runP5(ctx, f, src, so)
 			p5.Config = r.Name
-			say("P5 %-8s N=%d K=%d: all reacted in %.1fs (%d/%d), %d SQS requests, max receive count %d, non-owner deletes of live actions %d",
-				r.Name, s.N, s.K, p5.AllReactedS, p5.Reacted, p5.K, p5.SQSRequests, p5.MaxReceive, p5.NonOwnerLive)
+			say("P5 %-11s N=%d K=%d: all reacted in %.1fs (%d/%d), %d SQS requests, max receive count %d, owners received %d/%d (last %.1fs), non-owner deletes of live actions %d, left %d",
+				r.Name, s.N, s.K, p5.AllReactedS, p5.Reacted, p5.K, p5.SQSRequests, p5.MaxReceive, p5.OwnerReceived, p5.Messages, p5.AllOwnersS, p5.NonOwnerLive, p5.Undeleted)
 			res.add(func(rs *Results) { rs.P5 = append(rs.P5, p5) })
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
-	res.add(func(rs *Results) { rs.DaemonErrorLines[r.Name] = errLines.lines.Load() })
+	if r.Mode != "imds" {
+		lo := f.leftover()
+		lo.Config = r.Name
+		res.add(func(rs *Results) { rs.Leftover = append(rs.Leftover, lo) })
+	}
+	res.add(func(rs *Results) {
+		rs.DaemonErrorLines[r.Name] = errLines.lines.Load()
+		rs.FleetS[r.Name] = time.Since(rampStart).Seconds()
+	})
 	return nil
 }
 

@@ -14,6 +14,12 @@ type P1Trial struct {
 	Source   string  `json:"source,omitempty"`   // which source started the drain: sqs or imds
 	Receives int     `json:"receives,omitempty"` // ApproximateReceiveCount of the message when the owner had it
 	Requests int64   `json:"sqs_requests,omitempty"`
+	// OwnerWaitS is the time from the message being sent to its owner's
+	// first receive of it (mode both; 0 when the owner never received it).
+	OwnerWaitS float64 `json:"owner_wait_s,omitempty"`
+	// OpenPolls is the number of receives open at the fake when the
+	// message was sent: the daemons it could go to first.
+	OpenPolls int64 `json:"open_polls,omitempty"`
 }
 
 // P1Cell is one mode at one fleet size.
@@ -46,6 +52,9 @@ type P1Cell struct {
 	Overlapped bool   `json:"overlapped,omitempty"`
 	Errors     int    `json:"errors,omitempty"`
 	Note       string `json:"note,omitempty"`
+	// Events sums each termination's queue traffic (mode both, where each
+	// termination is followed until its message is deleted).
+	Events *EventStats `json:"events,omitempty"`
 }
 
 // cellOpts bound one cell.
@@ -113,20 +122,6 @@ func (f *Fleet) replacePending(ctx context.Context) {
 	}
 }
 
-// ownerHolds reports whether the termination's message no longer
-// circulates: deleted, or received by its owner (who keeps it hidden).
-func (f *Fleet) ownerHolds(t Termination) bool {
-	if t.MsgID == "" {
-		return true
-	}
-	for _, m := range f.W.SQS.Messages(t.QueueURL) {
-		if m.ID == t.MsgID {
-			return m.Deleted || ownReceived(t.Node) > 0
-		}
-	}
-	return false
-}
-
 // runP1Cell measures reactions in a running fleet. In sqs and both modes
 // terminations run one at a time: the next starts once the previous
 // message no longer circulates. In imds mode they overlap.
@@ -141,7 +136,12 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 		defer mu.Unlock()
 		cell.Trials = append(cell.Trials, tr)
 	}
-	measure := func(t Termination) (P1Trial, bool) {
+	// measure follows one termination until its worker reacts. In mode
+	// both, pr follows it further, until its message is off the queue —
+	// deleted by its owner after the drain, or as stale by another daemon —
+	// so that the next termination's chain is not slowed by this one and
+	// the event's traffic is complete.
+	measure := func(t Termination, pr *probe) (P1Trial, bool) {
 		req0 := f.W.Proxy.Requests()
 		tctx, cancel := context.WithTimeout(ctx, o.TrialTimeout)
 		defer cancel()
@@ -151,19 +151,28 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 			tr.Seconds, tr.Censored = o.TrialTimeout.Seconds(), true
 		} else {
 			tr.Seconds = at.Sub(t.T0).Seconds()
-			tr.Source = src.Of(t.Node.ID)
 		}
-		if f.Mode == "both" {
-			// Wait until the message stops circulating, so the next
-			// termination's chain is not slowed by this one.
-			for !f.ownerHolds(t) && tctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
-			}
+		if pr != nil {
+			deadline, _ := tctx.Deadline()
+			f.W.waitOffQueue(tctx, []Termination{t}, time.Until(deadline))
 		}
 		if t.MsgID != "" {
 			tr.Receives = f.W.SQS.Receives(t.QueueURL, t.MsgID)
 		}
 		tr.Requests = f.W.Proxy.Requests() - req0
+		if pr != nil {
+			ev := pr.finish([]Termination{t})
+			tr.OpenPolls = ev.OpenPolls
+			if len(ev.OwnerWaits) > 0 {
+				tr.OwnerWaitS = ev.OwnerWaits[0]
+			}
+			mu.Lock()
+			if cell.Events == nil {
+				cell.Events = &EventStats{}
+			}
+			cell.Events.add(ev)
+			mu.Unlock()
+		}
 		return tr, err == nil
 	}
 
@@ -180,7 +189,7 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 			go func() {
 				defer wg.Done()
 				t := f.Terminate(nodes[0])
-				tr, ok := measure(t)
+				tr, ok := measure(t, nil)
 				add(tr)
 				f.finish(ctx, t, finishWait(o, ok), fz)
 			}()
@@ -198,8 +207,13 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}
+			var pr *probe
+			if f.Mode == "both" {
+				p := f.W.startProbe()
+				pr = &p
+			}
 			t := f.Terminate(nodes[0])
-			tr, ok := measure(t)
+			tr, ok := measure(t, pr)
 			add(tr)
 			f.finish(ctx, t, finishWait(o, ok), fz)
 			// Nothing circulates now (the owner holds its message): the
@@ -215,6 +229,13 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 		cell.Note += " (some completions still pending at the end of the cell)"
 	}
 	f.replacePending(ctx)
+	// Which source started each drain: the job logs it once it has
+	// planned, after the PUT DRAINING, so it is read at the end.
+	for i, tr := range cell.Trials {
+		if !tr.Censored {
+			cell.Trials[i].Source = src.Of(tr.Node)
+		}
+	}
 	wall := time.Since(start)
 	cell.WallS = wall.Seconds()
 	cell.CPUCores = (cpuTime() - cpu0).Seconds() / wall.Seconds()

@@ -17,12 +17,11 @@ import (
 
 // binOpts configure the 1-node runs of the real binary.
 type binOpts struct {
-	Name         string // the configuration, for file names
+	Conf         benchConfig
 	Binary       string
 	Dir          string
 	Latency      time.Duration
 	HBT          time.Duration
-	IMDSInterval time.Duration
 	Trials       int
 	Stagger      time.Duration // a new 1-node world every Stagger
 	MaxParallel  int
@@ -30,20 +29,24 @@ type binOpts struct {
 }
 
 // binSettings is the configuration of one subprocess daemon: production
-// defaults (20 s long poll, 1 s Trino poll) pointed at the peers.
-func binSettings(w *World, n *Node, mode, queueURL, stateDir string, imdsInterval time.Duration) map[string]string {
+// defaults with c's mode, IMDS poll and queue pacing, pointed at the peers.
+func binSettings(w *World, n *Node, c benchConfig, queueURL, stateDir string) map[string]string {
 	s := map[string]string{
 		"AWS_REGION":               benchRegion,
 		"AWS_INSTANCE_ID":          n.ID,
 		"AWS_QUEUE_URL":            queueURL,
-		"AWS_MODE":                 mode,
+		"AWS_MODE":                 c.Mode,
 		"AWS_ASG_NAME":             benchGroup,
 		"AWS_HOOK_NAME":            benchHook,
 		"AWS_SQS_ENDPOINT":         w.SQS.URL(),
 		"AWS_AUTOSCALING_ENDPOINT": w.ASG.URL(),
-		"AWS_IMDS_POLL_INTERVAL":   imdsInterval.String(),
+		"AWS_IMDS_POLL_INTERVAL":   c.IMDS.String(),
+		"AWS_SQS_IDLE_INTERVAL":    c.SQSIdle.String(),
 		"TRINO_URL":                n.Trino.URL(),
 		"STATE_DIR":                stateDir,
+	}
+	if c.WaitTime > 0 {
+		s["AWS_WAIT_TIME"] = c.WaitTime.String()
 	}
 	if n.IMDS != nil {
 		s["AWS_IMDS_ENDPOINT"] = n.IMDS.URL()
@@ -55,8 +58,9 @@ func binSettings(w *World, n *Node, mode, queueURL, stateDir string, imdsInterva
 // trial is its own 1-node world (its own queue, instance, worker and
 // metadata service), so trials may overlap without sharing anything but
 // the machine.
-func runP1Binary(ctx context.Context, mode string, o binOpts) (P1Cell, error) {
-	cell := P1Cell{Mode: mode, N: 1, Runner: "binary", Overlapped: true}
+func runP1Binary(ctx context.Context, o binOpts) (P1Cell, error) {
+	mode := o.Conf.Mode
+	cell := P1Cell{Config: o.Conf.Name, Mode: mode, N: 1, Runner: "binary", Overlapped: true}
 	w, err := NewWorld(o.Latency, o.HBT, "")
 	if err != nil {
 		return cell, err
@@ -113,8 +117,8 @@ func oneBinaryTrial(ctx context.Context, w *World, mode string, i int, o binOpts
 	}
 	defer n.closePeers()
 	w.ASG.AddInstance(n.ID, benchGroup, "InService")
-	logPath := filepath.Join(o.Dir, fmt.Sprintf("p1-%s-%d.log", o.Name, i))
-	settings := binSettings(w, n, mode, queue, filepath.Join(o.Dir, "state-"+n.ID), o.IMDSInterval)
+	logPath := filepath.Join(o.Dir, fmt.Sprintf("p1-%s-%d.log", o.Conf.Name, i))
+	settings := binSettings(w, n, o.Conf, queue, filepath.Join(o.Dir, "state-"+n.ID))
 	settings["LOG_LEVEL"] = "info" // the one line naming the source that started the drain
 	p, err := startBinary(ctx, o.Binary, logPath, settings)
 	if err != nil {
@@ -122,10 +126,16 @@ func oneBinaryTrial(ctx context.Context, w *World, mode string, i int, o binOpts
 	}
 	defer p.stop()
 	// Let the first long poll open; in imds and both modes also land the
-	// termination at a random point of the metadata poll cycle.
+	// termination at a random point of the metadata poll cycle. A paced
+	// daemon (mode both with an idle interval) long-polls at start-up and
+	// then once per idle interval: wait until the start-up poll is over,
+	// so the termination finds it as it is most of the time (not polling).
 	settle := 150 * time.Millisecond
+	if o.Conf.paced() {
+		settle = o.Conf.longPoll() + time.Second
+	}
 	if mode != "sqs" {
-		settle += time.Duration(rand.Int64N(int64(o.IMDSInterval)))
+		settle += time.Duration(rand.Int64N(int64(o.Conf.IMDS)))
 	}
 	time.Sleep(settle)
 

@@ -28,15 +28,9 @@ type P3Result struct {
 	StartupAWS      map[string]int `json:"startup_aws_requests_by_op"`
 }
 
-// p3Config is one idle daemon to watch.
-type p3Config struct {
-	Name, Mode string
-	IMDS       time.Duration
-}
-
 // runP3 runs each configuration's binary (all at once, each against its
 // own peers), lets it settle, then watches it idle for window.
-func runP3(ctx context.Context, configs []p3Config, o binOpts, window time.Duration) ([]P3Result, error) {
+func runP3(ctx context.Context, configs []benchConfig, o binOpts, window time.Duration) ([]P3Result, error) {
 	out := make([]P3Result, len(configs))
 	errs := make([]error, len(configs))
 	var wg sync.WaitGroup
@@ -56,7 +50,7 @@ func runP3(ctx context.Context, configs []p3Config, o binOpts, window time.Durat
 	return out, nil
 }
 
-func oneP3(ctx context.Context, c p3Config, o binOpts, window time.Duration) (P3Result, error) {
+func oneP3(ctx context.Context, c benchConfig, o binOpts, window time.Duration) (P3Result, error) {
 	r := P3Result{Config: c.Name, Mode: c.Mode, WindowS: window.Seconds(), AWSByOp: map[string]int{}, StartupAWS: map[string]int{}}
 	if c.Mode != "sqs" {
 		r.IMDSInterval = c.IMDS.String()
@@ -74,7 +68,7 @@ func oneP3(ctx context.Context, c p3Config, o binOpts, window time.Duration) (P3
 	}
 	defer n.closePeers()
 	w.ASG.AddInstance(n.ID, benchGroup, "InService")
-	settings := binSettings(w, n, c.Mode, w.QueueURL, filepath.Join(o.Dir, "state-p3-"+n.ID), c.IMDS)
+	settings := binSettings(w, n, c, w.QueueURL, filepath.Join(o.Dir, "state-p3-"+n.ID))
 	p, err := startBinary(ctx, o.Binary, filepath.Join(o.Dir, "p3-"+c.Name+".log"), settings)
 	if err != nil {
 		return r, err

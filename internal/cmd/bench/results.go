@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scaledownd/scaledownd/internal/config"
 )
 
 // Machine describes where the figures were taken.
@@ -32,8 +34,14 @@ type Results struct {
 	Quick     bool    `json:"quick"`
 	LatencyMs float64 `json:"latency_ms"`
 	HBTs      float64 `json:"hook_heartbeat_timeout_s"`
-	IMDSPollS float64 `json:"imds_poll_interval_s"`
-	FastIMDSS float64 `json:"fast_imds_poll_interval_s"`
+	// The daemon settings measured: the default metadata poll and queue
+	// pacing, the long-poll wait and Trino poll, and the old default
+	// metadata poll (imds@5s).
+	IMDSPollS  float64 `json:"imds_poll_interval_s"`
+	SQSIdleS   float64 `json:"sqs_idle_interval_s"`
+	WaitTimeS  float64 `json:"sqs_wait_time_s"`
+	TrinoPollS float64 `json:"trino_poll_interval_s"`
+	SlowIMDSS  float64 `json:"slow_imds_poll_interval_s"`
 
 	P1      []P1Cell   `json:"p1"`
 	P2      P2Summary  `json:"p2"`
@@ -41,6 +49,10 @@ type Results struct {
 	P4      []P4Result `json:"p4"`
 	P5      []P5Result `json:"p5"`
 	GoBench []GoBench  `json:"go_benchmarks"`
+	// Idle is the policy arms' queue traffic before each mass scale-in;
+	// Leftover what each shared-queue fleet left on its queue.
+	Idle     []IdleResult     `json:"idle"`
+	Leftover []LeftoverResult `json:"leftover"`
 
 	// FleetStartS is how long starting each fleet size took, by mode.
 	FleetStartS map[string]map[int]float64 `json:"fleet_start_s"`
@@ -49,6 +61,8 @@ type Results struct {
 	// and the shared fakes together).
 	FleetMemMiB      map[string]map[int]float64 `json:"fleet_live_mem_mib"`
 	DaemonErrorLines map[string]int64           `json:"daemon_error_log_lines"`
+	// FleetS is how long each in-process fleet ran, seconds.
+	FleetS map[string]float64 `json:"fleet_wall_s"`
 	// Skipped lists what the time budget left out.
 	Skipped []string `json:"skipped,omitempty"`
 	ToolS   float64  `json:"tool_runtime_s"`
@@ -87,13 +101,17 @@ func newResults(o Options, p Plan) *Results {
 		LatencyMs:        float64(o.Latency) / float64(time.Millisecond),
 		HBTs:             p.HBT.Seconds(),
 		IMDSPollS:        p.IMDSInterval.Seconds(),
-		FastIMDSS:        p.FastIMDS.Seconds(),
+		SQSIdleS:         p.SQSIdle.Seconds(),
+		WaitTimeS:        benchConfig{WaitTime: p.WaitTime}.longPoll().Seconds(),
+		TrinoPollS:       config.Default().Trino.PollInterval.Seconds(),
+		SlowIMDSS:        p.SlowIMDS.Seconds(),
 		FleetStartS:      map[string]map[int]float64{},
 		FleetMemMiB:      map[string]map[int]float64{},
 		LoadStart:        loadAvg(),
 		mach0:            machineBusy(),
 		own0:             ownCPU(),
 		DaemonErrorLines: map[string]int64{},
+		FleetS:           map[string]float64{},
 	}
 }
 

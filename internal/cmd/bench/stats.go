@@ -99,3 +99,35 @@ func geometricQuantile(n int, q float64) float64 {
 	}
 	return math.Ceil(math.Log(1-q) / math.Log(1-1/float64(n)))
 }
+
+// addCounts adds src's counts into *dst.
+func addCounts[V int | int64](dst *map[string]V, src map[string]V) {
+	if *dst == nil {
+		*dst = map[string]V{}
+	}
+	for k, v := range src {
+		(*dst)[k] += v
+	}
+}
+
+// countsSince is after − before for the keys that grew.
+func countsSince[V int | int64](before, after map[string]V) map[string]V {
+	out := map[string]V{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// find returns the first x that matches.
+func find[T any](xs []T, match func(T) bool) (T, bool) {
+	for _, x := range xs {
+		if match(x) {
+			return x, true
+		}
+	}
+	var zero T
+	return zero, false
+}

@@ -23,6 +23,7 @@ type Termination struct {
 // notification is put on the queue and/or the instance's metadata shows
 // target-lifecycle-state Terminated. T0 is taken right before both.
 func (w *World) Terminate(n *Node, mode, queueURL string) Termination {
+	w.terminated.Store(n.ID, true)
 	token := w.ASG.StartAction(benchGroup, benchHook, n.ID)
 	body := w.ASG.Message(token).Direct()
 	t := Termination{Node: n, Token: token, QueueURL: queueURL}
@@ -37,7 +38,13 @@ func (w *World) Terminate(n *Node, mode, queueURL string) Termination {
 }
 
 // Terminate starts a termination of one of the fleet's nodes.
-func (f *Fleet) Terminate(n *Node) Termination { return f.W.Terminate(n, f.Mode, f.W.QueueURL) }
+func (f *Fleet) Terminate(n *Node) Termination {
+	t := f.W.Terminate(n, f.Mode, f.W.QueueURL)
+	f.mu.Lock()
+	f.terms = append(f.terms, t)
+	f.mu.Unlock()
+	return t
+}
 
 // stateAt returns when the worker first entered state, if it has.
 func stateAt(w *testpeers.TrinoWorker, state string) (time.Time, bool) {
