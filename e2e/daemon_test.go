@@ -38,7 +38,10 @@ func world(t *testing.T, heartbeatTimeout time.Duration) *testenv.Env {
 
 // daemonEnv is the process environment of the real binary: configuration
 // by SCALEDOWND_* variables only, hermetic AWS credentials, identity and
-// region from amazon-ec2-metadata-mock.
+// region from amazon-ec2-metadata-mock. The scenarios are about the queue:
+// aws.mode is sqs, because amazon-ec2-metadata-mock serves a Spot
+// interruption notice and a target lifecycle state from the start, which
+// the default mode (both) would act on at once.
 func daemonEnv(env *testenv.Env, trinoURL, listen, stateDir string, settings map[string]string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
@@ -55,6 +58,7 @@ func daemonEnv(env *testenv.Env, trinoURL, listen, stateDir string, settings map
 
 		"SCALEDOWND_CONFIG_FILE":              os.DevNull,
 		"SCALEDOWND_AWS_IMDS_ENDPOINT":        aemmURL,
+		"SCALEDOWND_AWS_MODE":                 "sqs",
 		"SCALEDOWND_AWS_QUEUE_URL":            env.QueueURL,
 		"SCALEDOWND_AWS_SQS_ENDPOINT":         env.SQS.URL(),
 		"SCALEDOWND_AWS_AUTOSCALING_ENDPOINT": env.ASG.URL(),

@@ -680,7 +680,6 @@ func TestL_LaunchWaitsForTheRealCoordinator(t *testing.T) {
 		t.Fatalf("instance %s, want Pending:Wait", inst.LifecycleState)
 	}
 	d := startDaemon(t, "L-launch", env, w1.URL, map[string]string{
-		"SCALEDOWND_AWS_MODE":                 "sqs", // the queue only; identity still from amazon-ec2-metadata-mock
 		"SCALEDOWND_AWS_LAUNCH_HOOK_NAME":     launchHook,
 		"SCALEDOWND_TRINO_COORDINATOR_URL":    c.CoordURL,
 		"SCALEDOWND_LIFECYCLE_LAUNCH_TIMEOUT": "4m",
