@@ -1,0 +1,151 @@
+package lifecycle_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/scaledownd/scaledownd/internal/testpeers"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+)
+
+// fakeIMDSProcessEnv makes TestFakeIMDSProcess serve a fake IMDS.
+const fakeIMDSProcessEnv = "SCALEDOWND_FAKE_IMDS_PROCESS"
+
+// TestFakeIMDSProcess is not a test: run by benchmarks as a child process
+// (with fakeIMDSProcessEnv set), it serves a fake IMDS on loopback, prints
+// its URL and serves until its stdin closes. The server's CPU then does
+// not count in the benchmark's.
+func TestFakeIMDSProcess(t *testing.T) {
+	lifeCycle := os.Getenv(fakeIMDSProcessEnv)
+	if lifeCycle == "" {
+		t.Skip("helper process for the IMDS benchmarks")
+	}
+	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: "i-0123456789abcdef0"})
+	defer fake.Close()
+	fake.SetTargetLifecycleState("InService")
+	fmt.Println(fake.URL())
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+}
+
+// fakeIMDSProcess starts TestFakeIMDSProcess and returns the fake's URL.
+func fakeIMDSProcess(b *testing.B) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFakeIMDSProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fakeIMDSProcessEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "http://") {
+		b.Fatalf("fake IMDS process: %q, %v", line, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// imdsClients are the clients the poll loop can use: the SDK's
+// (feature/ec2/imds, as newIMDS builds it).
+func imdsClients(url string) []struct {
+	name string
+	api  lifecycle.IMDSAPI
+} {
+	return []struct {
+		name string
+		api  lifecycle.IMDSAPI
+	}{
+		{"sdk", imds.New(imds.Options{Endpoint: url, EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})},
+	}
+}
+
+// BenchmarkIMDSPollCPU is one poll of the IMDS source (target lifecycle
+// state and, with Spot notices on and instance-life-cycle not served by
+// the fake, spot/instance-action: 2 requests) against a fake IMDS in a
+// child process, so that B/op, allocs/op and cpu-µs/op (this process's
+// user+system time per poll, runtime and GC included) are the client's
+// alone. The session token is fetched before the timer starts.
+func BenchmarkIMDSPollCPU(b *testing.B) {
+	url := fakeIMDSProcess(b)
+	for _, c := range imdsClients(url) {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			clock := &pollClock{polls: make(chan struct{})}
+			src := lifecycle.NewIMDSSource(c.api, lifecycle.IMDSOptions{
+				InstanceID: "i-0123456789abcdef0", Interval: time.Second, Spot: true, Clock: clock,
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = src.Run(ctx, make(chan lifecycle.Delivery), nil); close(done) }()
+			<-clock.polls // the first poll, with the token
+			cpu0 := cpuTime(b)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				<-clock.polls
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			cancel()
+			go func() {
+				for range clock.polls {
+				}
+			}()
+			<-done
+			close(clock.polls)
+		})
+	}
+}
+
+// BenchmarkIMDSRead is one metadata read (a 404, as
+// spot/instance-action on an instance without a notice, and a 200, as
+// target-lifecycle-state) by each client, the fake in a child process.
+func BenchmarkIMDSRead(b *testing.B) {
+	url := fakeIMDSProcess(b)
+	for _, c := range imdsClients(url) {
+		for _, path := range []string{"autoscaling/target-lifecycle-state", "spot/instance-action"} {
+			b.Run(c.name+"/"+path, func(b *testing.B) {
+				b.ReportAllocs()
+				ctx := context.Background()
+				read := func() {
+					out, err := c.api.GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
+					if err == nil {
+						_ = out.Content.Close()
+					}
+				}
+				read() // the token
+				cpu0 := cpuTime(b)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					read()
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			})
+		}
+	}
+}
