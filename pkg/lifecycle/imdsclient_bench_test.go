@@ -71,7 +71,7 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // imdsClients are the clients the poll loop can use: the SDK's
-// (feature/ec2/imds, as newIMDS builds it).
+// (feature/ec2/imds, as newIMDS builds it) and the package's own.
 func imdsClients(url string) []struct {
 	name string
 	api  lifecycle.IMDSAPI
@@ -81,6 +81,7 @@ func imdsClients(url string) []struct {
 		api  lifecycle.IMDSAPI
 	}{
 		{"sdk", imds.New(imds.Options{Endpoint: url, EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})},
+		{"client", lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: url})},
 	}
 }
 
@@ -136,6 +137,10 @@ func BenchmarkIMDSRead(b *testing.B) {
 					if err == nil {
 						_ = out.Content.Close()
 					}
+				}
+				if r, ok := c.api.(*lifecycle.IMDSClient); ok {
+					buf := make([]byte, 0, 4096)
+					read = func() { _, _ = r.Read(ctx, path, buf, 4096) }
 				}
 				read() // the token
 				cpu0 := cpuTime(b)

@@ -1,0 +1,561 @@
+package lifecycle_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/scaledownd/scaledownd/internal/testpeers"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+)
+
+// fakeIMDS is the package's fake IMDS with the target lifecycle state set.
+func fakeIMDS(t *testing.T) *testpeers.IMDS {
+	t.Helper()
+	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: self})
+	t.Cleanup(fake.Close)
+	fake.SetTargetLifecycleState("InService")
+	return fake
+}
+
+// imdsClient returns a client of url, closed with the test.
+func imdsClient(t *testing.T, opts lifecycle.IMDSClientOptions) *lifecycle.IMDSClient {
+	t.Helper()
+	c := lifecycle.NewIMDSClient(opts)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// read reads path through c into a fresh buffer.
+func read(t *testing.T, c *lifecycle.IMDSClient, path string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := c.Read(ctx, path, nil, 4096)
+	return string(b), err
+}
+
+// status returns the HTTP status an error carries, 0 if none.
+func status(err error) int {
+	var s interface{ HTTPStatusCode() int }
+	if errors.As(err, &s) {
+		return s.HTTPStatusCode()
+	}
+	return 0
+}
+
+func TestIMDSClientReadsWithOneTokenOnOneConnection(t *testing.T) {
+	fake := fakeIMDS(t)
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	for range 5 {
+		got, err := read(t, c, "autoscaling/target-lifecycle-state")
+		if err != nil || got != "InService" {
+			t.Fatalf("read = %q, %v; want InService", got, err)
+		}
+	}
+	if got, err := read(t, c, "/instance-id"); err != nil || got != self {
+		t.Fatalf("read /instance-id = %q, %v", got, err)
+	}
+	calls := fake.Calls()
+	if n := fake.CallCount("GetToken"); n != 1 {
+		t.Fatalf("%d token requests for 6 reads, want 1", n)
+	}
+	for _, call := range calls {
+		switch call.Op {
+		case "GetToken":
+			if call.Params["Method"] != http.MethodPut || call.Params["TTLSeconds"] != "21600" {
+				t.Fatalf("token request %v, want PUT with a 6 h TTL", call.Params)
+			}
+		case "GetMetadata":
+			if call.Params["Token"] == "" {
+				t.Fatalf("metadata request without a token (IMDSv1): %v", call.Params)
+			}
+		}
+	}
+}
+
+func TestIMDSClientNotPresentIs404(t *testing.T) {
+	fake := fakeIMDS(t)
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	_, err := read(t, c, "spot/instance-action")
+	var se *lifecycle.IMDSStatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusNotFound {
+		t.Fatalf("err = %v, want a 404 IMDSStatusError", err)
+	}
+	// The 404's body was read: the connection still serves.
+	if got, err := read(t, c, "autoscaling/target-lifecycle-state"); err != nil || got != "InService" {
+		t.Fatalf("read after a 404 = %q, %v", got, err)
+	}
+	// As IMDSAPI, the same 404 the SDK would report.
+	_, err = c.GetMetadata(context.Background(), &imds.GetMetadataInput{Path: "spot/instance-action"})
+	if status(err) != http.StatusNotFound {
+		t.Fatalf("GetMetadata err = %v, want status 404", err)
+	}
+}
+
+func TestIMDSClientRenewsAnExpiredTokenOnceOn401(t *testing.T) {
+	fake := fakeIMDS(t)
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	if _, err := read(t, c, "autoscaling/target-lifecycle-state"); err != nil {
+		t.Fatal(err)
+	}
+	fake.RevokeTokens()
+	if got, err := read(t, c, "autoscaling/target-lifecycle-state"); err != nil || got != "InService" {
+		t.Fatalf("read after the token lapsed = %q, %v", got, err)
+	}
+	if n := fake.CallCount("GetToken"); n != 2 {
+		t.Fatalf("%d token requests, want 2", n)
+	}
+
+	// A service that rejects every token: one renewal, then the 401.
+	fake.InjectFault("GetMetadata", testpeers.Fault{Status: http.StatusUnauthorized})
+	tokens, gets := fake.CallCount("GetToken"), fake.CallCount("GetMetadata")
+	_, err := read(t, c, "autoscaling/target-lifecycle-state")
+	if status(err) != http.StatusUnauthorized {
+		t.Fatalf("err = %v, want 401", err)
+	}
+	if n, m := fake.CallCount("GetToken")-tokens, fake.CallCount("GetMetadata")-gets; n != 1 || m != 2 {
+		t.Fatalf("%d token requests and %d reads for a persistent 401, want 1 and 2", n, m)
+	}
+}
+
+func TestIMDSClientRenewsTheTokenBeforeItsTTL(t *testing.T) {
+	fake := fakeIMDS(t)
+	var mu sync.Mutex
+	now := time.Now()
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL(), TokenTTL: 10 * time.Minute, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}})
+	advance := func(d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(d)
+	}
+	for _, step := range []struct {
+		after  time.Duration
+		tokens int
+	}{{0, 1}, {8 * time.Minute, 1}, {1*time.Minute + 30*time.Second, 2}} {
+		advance(step.after)
+		if _, err := read(t, c, "instance-id"); err != nil {
+			t.Fatal(err)
+		}
+		if n := fake.CallCount("GetToken"); n != step.tokens {
+			t.Fatalf("after %s: %d token requests, want %d", step.after, n, step.tokens)
+		}
+	}
+	if ttl := fake.Calls()[0].Params["TTLSeconds"]; ttl != "600" {
+		t.Fatalf("requested TTL %s, want 600", ttl)
+	}
+}
+
+func TestIMDSClientNeverFallsBackToIMDSv1(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusServiceUnavailable} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			fake := fakeIMDS(t)
+			fake.InjectFault("GetToken", testpeers.Fault{Status: code})
+			c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+			_, err := read(t, c, "instance-id")
+			if err == nil || !strings.Contains(err.Error(), "session token") || status(err) != code {
+				t.Fatalf("err = %v, want the token request's %d", err, code)
+			}
+			if n := fake.CallCount("GetMetadata"); n != 0 {
+				t.Fatalf("%d metadata requests without a token", n)
+			}
+		})
+	}
+}
+
+func TestIMDSClientRetriesServerErrors(t *testing.T) {
+	fake := fakeIMDS(t)
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	fake.InjectFault("GetMetadata", testpeers.Fault{Status: http.StatusServiceUnavailable, Times: 2})
+	if got, err := read(t, c, "instance-id"); err != nil || got != self {
+		t.Fatalf("read = %q, %v after two 503s", got, err)
+	}
+	fake.SetDown(true)
+	if _, err := read(t, c, "instance-id"); status(err) != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v, want 503 once the attempts are spent", err)
+	}
+	if n := fake.CallCount("GetMetadata"); n != 6 {
+		t.Fatalf("%d metadata requests, want 3 + 3", n)
+	}
+}
+
+func TestIMDSClientTimesOutEachRequest(t *testing.T) {
+	fake := fakeIMDS(t)
+	fake.InjectFault("GetMetadata", testpeers.Fault{Hang: true})
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL(), Timeout: 100 * time.Millisecond, Attempts: 2})
+	_, err := read(t, c, "instance-id")
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+	if n := fake.CallCount("GetMetadata"); n != 2 {
+		t.Fatalf("%d attempts, want 2", n)
+	}
+	fake.ClearFaults()
+	if got, err := read(t, c, "instance-id"); err != nil || got != self {
+		t.Fatalf("read after the timeouts = %q, %v", got, err)
+	}
+}
+
+func TestIMDSClientStopsWhenTheContextEnds(t *testing.T) {
+	fake := fakeIMDS(t)
+	fake.InjectFault("GetMetadata", testpeers.Fault{Hang: true})
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL(), Timeout: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(ctx, "instance-id", nil, 4096)
+		done <- err
+	}()
+	testpeers.Eventually(t, 5*time.Second, "the request reached the fake", func() bool { return fake.CallCount("GetMetadata") == 1 })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read did not return when its context ended")
+	}
+}
+
+func TestIMDSClientBoundsTheBody(t *testing.T) {
+	fake := fakeIMDS(t)
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	ctx := context.Background()
+	if _, err := c.Read(ctx, "instance-id", nil, 4); err == nil || !strings.Contains(err.Error(), "larger than 4 bytes") {
+		t.Fatalf("err = %v, want the body limit", err)
+	}
+	b, err := c.Read(ctx, "instance-id", []byte("id="), len(self))
+	if err != nil || string(b) != "id="+self {
+		t.Fatalf("read = %q, %v; want the body appended to dst", b, err)
+	}
+}
+
+// rawIMDS serves IMDSv2 on loopback with handler answering metadata GETs;
+// every request is recorded as "METHOD path token?".
+type rawIMDS struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []string
+}
+
+func newRawIMDS(t *testing.T, handler func(w http.ResponseWriter, r *http.Request)) *rawIMDS {
+	t.Helper()
+	s := &rawIMDS{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests = append(s.requests, fmt.Sprintf("%s %s %t", r.Method, r.URL.Path, r.Header.Get("X-Aws-Ec2-Metadata-Token") != ""))
+		s.mu.Unlock()
+		if r.URL.Path == "/latest/api/token" {
+			_, _ = io.WriteString(w, "token")
+			return
+		}
+		if r.Header.Get("X-Aws-Ec2-Metadata-Token") != "token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		handler(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *rawIMDS) seen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.requests...)
+}
+
+func TestIMDSClientDoesNotFollowRedirects(t *testing.T) {
+	srv := newRawIMDS(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusMovedPermanently)
+	})
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: srv.URL})
+	if _, err := read(t, c, "instance-id"); status(err) != http.StatusMovedPermanently {
+		t.Fatalf("err = %v, want the 301 itself", err)
+	}
+	want := []string{"PUT /latest/api/token false", "GET /latest/meta-data/instance-id true"}
+	if got := srv.seen(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("requests %q, want %q", got, want)
+	}
+}
+
+func TestIMDSClientReplacesAConnectionTheServiceClosed(t *testing.T) {
+	// A server that answers one request per connection and then closes it
+	// without saying so (no "Connection: close").
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	var mu sync.Mutex
+	conns := 0
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				body := "InService"
+				if req.Method == http.MethodPut {
+					body = "token"
+				}
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			}()
+		}
+	}()
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: "http://" + ln.Addr().String(), Attempts: 1})
+	for range 3 {
+		if got, err := read(t, c, "autoscaling/target-lifecycle-state"); err != nil || got != "InService" {
+			t.Fatalf("read = %q, %v", got, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 4 {
+		t.Fatalf("%d connections, want 4 (token and three reads)", conns)
+	}
+}
+
+func TestIMDSClientRejectsABadEndpoint(t *testing.T) {
+	for _, ep := range []string{"169.254.169.254", "ftp://169.254.169.254", "http://"} {
+		c := lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: ep})
+		if _, err := read(t, c, "instance-id"); err == nil || !strings.Contains(err.Error(), "endpoint") {
+			t.Errorf("endpoint %q: err = %v", ep, err)
+		}
+	}
+	c := lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: "http://127.0.0.1:1"})
+	if _, err := read(t, c, "instance-id\r\nX-Evil: 1"); err == nil || !strings.Contains(err.Error(), "not a metadata path") {
+		t.Errorf("a path with a line break: err = %v", err)
+	}
+}
+
+// observed collects what an IMDS source told its Observe option.
+type observed struct {
+	mu   sync.Mutex
+	seen []observation
+}
+
+type observation struct {
+	leaving bool
+	err     error
+}
+
+func (o *observed) observe(leaving bool, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen = append(o.seen, observation{leaving, err})
+}
+
+func (o *observed) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.seen)
+}
+
+func (o *observed) last() observation {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.seen[len(o.seen)-1]
+}
+
+// runIMDSSource runs an IMDS source with a 10 ms interval until the test ends
+// and returns its deliveries.
+func runIMDSSource(t *testing.T, api lifecycle.IMDSAPI, opts lifecycle.IMDSOptions) <-chan lifecycle.Delivery {
+	t.Helper()
+	opts.InstanceID, opts.Interval = self, 10*time.Millisecond
+	src := lifecycle.NewIMDSSource(api, opts)
+	out := make(chan lifecycle.Delivery, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, out, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("source: %v", err)
+		}
+	})
+	return out
+}
+
+// awaitPolls waits until o has seen n more target lifecycle state reads.
+func awaitPolls(t *testing.T, o *observed, n int) {
+	t.Helper()
+	want := o.count() + n
+	testpeers.Eventually(t, 10*time.Second, fmt.Sprintf("%d polls", n), func() bool { return o.count() >= want })
+}
+
+func TestIMDSSourceObservesEveryRead(t *testing.T) {
+	for _, api := range []string{"client", "sdk"} {
+		t.Run(api, func(t *testing.T) {
+			fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: self})
+			t.Cleanup(fake.Close)
+			var o observed
+			out := runIMDSSource(t, imdsAPI(t, api, fake.URL()), lifecycle.IMDSOptions{Observe: o.observe})
+			awaitPolls(t, &o, 2)
+			if got := o.last(); got.leaving || got.err != nil {
+				t.Fatalf("no state yet (404): observed %+v, want in service and no error", got)
+			}
+			fake.SetTargetLifecycleState("Terminated")
+			testpeers.Eventually(t, 10*time.Second, "observed leaving", func() bool { return o.last().leaving })
+			fake.SetDown(true)
+			testpeers.Eventually(t, 10*time.Second, "observed the failure", func() bool { return o.last().err != nil })
+			if !o.last().leaving {
+				t.Fatal("a failed read should report the last state read (leaving)")
+			}
+			fake.SetDown(false)
+			fake.SetTargetLifecycleState("")
+			testpeers.Eventually(t, 10*time.Second, "observed the 404", func() bool {
+				last := o.last()
+				return !last.leaving && last.err == nil
+			})
+			select {
+			case d := <-out:
+				t.Fatalf("delivery %+v without a hook resolver", d.Event)
+			default:
+			}
+		})
+	}
+}
+
+// imdsAPI returns the named client of url.
+func imdsAPI(t *testing.T, name, url string) lifecycle.IMDSAPI {
+	for _, c := range imdsClients(url) {
+		if c.name == name {
+			if cl, ok := c.api.(*lifecycle.IMDSClient); ok {
+				t.Cleanup(cl.Close)
+			}
+			return c.api
+		}
+	}
+	t.Fatalf("no client %q", name)
+	return nil
+}
+
+func TestIMDSSourceReportsATerminationOnce(t *testing.T) {
+	fake := fakeIMDS(t)
+	var o observed
+	out := runIMDSSource(t, imdsAPI(t, "client", fake.URL()), lifecycle.IMDSOptions{
+		Observe: o.observe,
+		Resolve: func(context.Context) (string, []string, error) { return group, []string{hook}, nil },
+	})
+	fake.SetTargetLifecycleState("Warmed:Stopped")
+	select {
+	case d := <-out:
+		e := d.Event
+		if e.Transition != lifecycle.TransitionTerminating || e.InstanceID != self || e.Group != group || e.Hook != hook ||
+			e.Destination != "WarmPool" || e.Source != "imds" {
+			t.Fatalf("event %+v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery for Warmed:Stopped")
+	}
+	awaitPolls(t, &o, 5)
+	select {
+	case d := <-out:
+		t.Fatalf("second delivery %+v for the same state", d.Event)
+	default:
+	}
+}
+
+// aemmBinary returns amazon-ec2-metadata-mock: the one `make tools` built
+// (SCALEDOWND_AEMM), or one built now from the module proxy.
+func aemmBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0")
+	cmd.Env = append(os.Environ(), "GOBIN="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build amazon-ec2-metadata-mock: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "ec2-metadata-mock")
+}
+
+// startAEMM runs amazon-ec2-metadata-mock, IMDSv2 only, on loopback, with
+// its notices an hour out unless args say otherwise; env adds AEMM_*
+// settings.
+func startAEMM(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_ = ln.Close()
+	cmd := exec.Command(aemmBinary(t), append([]string{"-n", "127.0.0.1", "-p", port, "--imdsv2",
+		"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir()), env...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://127.0.0.1:" + port
+	testpeers.Eventually(t, 20*time.Second, "amazon-ec2-metadata-mock answers", func() bool {
+		resp, err := http.Get(url + "/latest/meta-data/instance-id")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized
+	})
+	return url
+}
+
+// TestIMDSClientAgainstAEMM reads through amazon-ec2-metadata-mock what the
+// SDK's client reads, byte for byte, 404s included.
+func TestIMDSClientAgainstAEMM(t *testing.T) {
+	url := startAEMM(t, nil, "--asg-termination-delay-sec", "0")
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: url})
+	sdk := imdsAPI(t, "sdk", url)
+	for _, path := range []string{"instance-id", "instance-life-cycle", "autoscaling/target-lifecycle-state",
+		"placement/region", "spot/instance-action", "no/such/item", ""} {
+		want, wantErr := sdkRead(sdk, path)
+		got, err := read(t, c, path)
+		if got != want || status(err) != status(wantErr) || (err == nil) != (wantErr == nil) {
+			t.Errorf("%q: got %q, %v; the SDK read %q, %v", path, got, err, want, wantErr)
+		}
+	}
+}
+
+func sdkRead(api lifecycle.IMDSAPI, path string) (string, error) {
+	out, err := api.GetMetadata(context.Background(), &imds.GetMetadataInput{Path: path})
+	if err != nil {
+		return "", err
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(out.Content)
+	return string(b), err
+}
