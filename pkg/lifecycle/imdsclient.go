@@ -322,7 +322,7 @@ func (c *IMDSClient) dial(ctx context.Context) error {
 		}
 		conn = tc
 	}
-	c.conn, c.rw = conn, conn
+	c.conn, c.rw = conn, quiet(conn)
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(c.rw, 1024)
 	} else {
