@@ -192,14 +192,15 @@ func freshWorker(t *testing.T, n int) clusterEnv {
 }
 
 // restartWorker runs `cluster.sh restart-worker DIR n`, which waits until the
-// coordinator lists the worker active (bounded by START_TIMEOUT).
-func restartWorker(t *testing.T, c clusterEnv, n int) {
+// coordinator lists the worker active (bounded by START_TIMEOUT); env adds
+// variables, e.g. WORKER_PORT=P for a new address.
+func restartWorker(t *testing.T, c clusterEnv, n int, env ...string) {
 	t.Helper()
 	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts", "trino", "cluster.sh"), "restart-worker", c.Dir, strconv.Itoa(n))
-	cmd.Env = append(os.Environ(), "START_TIMEOUT=240")
+	cmd.Env = append(append(os.Environ(), "START_TIMEOUT=240"), env...)
 	cmd.WaitDelay = 10 * time.Second
 	t.Logf("restarting worker %d (cluster.sh restart-worker, at most 240 s) ...", n)
 	out, err := cmd.CombinedOutput()

@@ -652,25 +652,33 @@ func TestB_ShutdownStrategyKeepsInFlightQuery(t *testing.T) {
 const launchHook = "trino-ready"
 
 // L: a launch lifecycle action (instance in Pending:Wait, notification on
-// the queue) while worker 1 starts from nothing, with trino.coordinator-url
-// on the real coordinator: the daemon heartbeats while the JVM starts and
-// completes the action with CONTINUE only after the worker reports ACTIVE
-// (started) and after the coordinator's system.runtime.nodes lists it as
-// active, which a 476 coordinator does seconds after the worker is up.
-// It runs last: B leaves worker 1 gone.
+// the queue) while worker 1 starts from nothing on a new address, as on a
+// new instance, with trino.coordinator-url on the real coordinator: the
+// daemon heartbeats while the JVM starts and completes the action with
+// CONTINUE only after the worker reports ACTIVE (started) and after the
+// coordinator's system.runtime.nodes lists it as active, which a 476
+// coordinator does some seconds after the worker is up. (Back on an address
+// its discovery still knows, the worker is listed as soon as it answers,
+// even while starting: the worker's own state is needed too.) It runs last:
+// B leaves worker 1 gone, and L moves it to another port.
 func TestL_LaunchWaitsForTheRealCoordinator(t *testing.T) {
 	c := readCluster(t)
-	w1 := c.Workers[1]
-	if isClusterProcess(w1.PID, c.Dir) { // run on its own (E2E_RUN): start from nothing too
-		t.Logf("worker 1 (pid %d) is running; stopping it so that the launch starts it", w1.PID)
-		stopClusterProcess(t, c, w1.PID, 60*time.Second)
+	old := c.Workers[1]
+	if isClusterProcess(old.PID, c.Dir) { // run on its own (E2E_RUN): start from nothing too
+		t.Logf("worker 1 (pid %d) is running; stopping it so that the launch starts it", old.PID)
+		stopClusterProcess(t, c, old.PID, 60*time.Second)
 	}
-	waitReaped(t, w1.PID, 30*time.Second)
-	// The coordinator forgets a worker within ~5 s of its exit; a stale
-	// listing must not pass for the new process.
-	if err := waitNodeView(c, w1.ID, 60*time.Second, func(_ string, listed bool) bool { return !listed }); err != nil {
+	waitReaped(t, old.PID, 30*time.Second)
+	// The coordinator drops a gone worker within ~5 s; a stale row must not
+	// pass for the new process.
+	if err := waitNodeView(c, old.ID, 60*time.Second, func(_ string, listed bool) bool { return !listed }); err != nil {
 		t.Fatal(err)
 	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := trinoNode{ID: old.ID, URL: "http://127.0.0.1:" + port}
 
 	env := world(t, hbTimeout)
 	env.ASG.AddHook(testpeers.AutoScalingHook{Group: testenv.Group, Name: launchHook, Transition: testpeers.AutoScalingTransitionLaunching,
@@ -700,7 +708,10 @@ func TestL_LaunchWaitsForTheRealCoordinator(t *testing.T) {
 		}
 	})
 	launched := time.Now()
-	restartWorker(t, c, 1) // returns once the coordinator lists it active
+	restartWorker(t, c, 1, "WORKER_PORT="+port) // returns once the coordinator lists it active
+	if c = readCluster(t); c.Workers[1].URL != w1.URL {
+		t.Fatalf("worker 1 restarted on %s, want %s", c.Workers[1].URL, w1.URL)
+	}
 	act := waitAction(t, env, token, 3*time.Minute)
 	completedContinue(t, act)
 	waitDeleted(t, env, msgID, 30*time.Second)
@@ -729,20 +740,30 @@ func TestL_LaunchWaitsForTheRealCoordinator(t *testing.T) {
 		t.Errorf("CONTINUE at %s, before the coordinator was seen not listing worker-1 active (asked %s)", act.CompletedAt.Format("15:04:05.000"), lastNot.Asked.Format("15:04:05.000"))
 	}
 	// The window the check exists for: ACTIVE, but not yet scheduled on.
-	if lastNot.Asked.After(readyAt) {
-		t.Logf("worker-1 was ACTIVE %s before the coordinator was last seen not listing it", secs(lastNot.Asked.Sub(readyAt)))
-	} else {
-		t.Logf("NOTE: the coordinator listed worker-1 no later than it finished starting; no window to prove here")
-		details("L-launch", "NOTE", "coordinator listed the worker before it finished starting")
-	}
+	// The daemon saw the worker ACTIVE while the coordinator did not list it,
+	// and waited; the test saw that window too.
 	waiting := d.firstLog(t, "trino worker is ACTIVE; waiting until the coordinator lists it as active", nil)
-	active := d.firstLog(t, "coordinator's view of this worker", func(r logRec) bool { return r.str("coordinator_state") == "active" })
-	if active.str("node_id") != w1.ID {
-		t.Errorf("daemon asked about node %q, want %s", active.str("node_id"), w1.ID)
+	var views []string
+	var activeView logRec
+	for _, r := range d.logs("coordinator's view of this worker", nil) {
+		views = append(views, r.str("coordinator_state"))
+		if r.str("coordinator_state") == "active" && activeView.TS.IsZero() {
+			activeView = r
+		}
+		if r.str("node_id") != w1.ID {
+			t.Errorf("daemon asked about node %q, want %s", r.str("node_id"), w1.ID)
+		}
 	}
-	if !waiting.TS.Before(act.CompletedAt) || active.TS.Before(waiting.TS) {
-		t.Errorf("daemon: worker ACTIVE logged %s, coordinator active logged %s, CONTINUE %s: out of order", waiting.TS, active.TS, act.CompletedAt)
+	if len(views) < 2 || views[0] == "active" || activeView.TS.IsZero() {
+		t.Errorf("daemon's views of worker-1 on the coordinator: %v, want it unlisted (or not active) first, then active", views)
 	}
+	if !waiting.TS.Before(act.CompletedAt) || activeView.TS.Before(waiting.TS) || !act.CompletedAt.After(activeView.TS) {
+		t.Errorf("daemon: worker ACTIVE logged %s, coordinator active logged %s, CONTINUE %s: out of order", waiting.TS, activeView.TS, act.CompletedAt)
+	}
+	if !lastNot.Asked.After(readyAt) {
+		t.Errorf("the coordinator listed worker-1 active no later than it had finished starting (%s): no window seen by the test", readyAt.Format("15:04:05.000"))
+	}
+	details("L-launch", "daemon's views of the coordinator", strings.Join(views, " → "))
 	completed := d.firstLog(t, "lifecycle action completed", nil)
 	if completed.str("result") != "CONTINUE" || completed.str("reason") != "active" {
 		t.Errorf("completion log: %s", completed)

@@ -6,7 +6,9 @@
 #   scripts/trino/cluster.sh start  <dir>            start and wait until all workers are ACTIVE
 #   scripts/trino/cluster.sh stop   <dir>            SIGTERM every process started here, SIGKILL after STOP_TIMEOUT
 #   scripts/trino/cluster.sh status <dir>            PIDs, node states, coordinator's system.runtime.nodes
-#   scripts/trino/cluster.sh restart-worker <dir> N [N...]  (re)start workers (same port/config) after they exited
+#   scripts/trino/cluster.sh restart-worker <dir> N [N...]  (re)start workers (same port/config) after they exited;
+#                                                    WORKER_PORT=P (one worker): on port P instead, a new address
+#                                                    the coordinator has never seen, like a new instance
 #   scripts/trino/cluster.sh query  <dir> SQL        run SQL on the coordinator (user $QUERY_USER), print rows
 #
 # Env: WORKERS (2), GRACE (shutdown.grace-period, 5s), HEAP (1G), START_TIMEOUT (seconds, 300),
@@ -33,7 +35,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b-a }'; }
 
 usage() {
-	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -443,6 +445,15 @@ cmd_restart_worker() { # DIR N... : launch the workers together, then wait for a
 		done
 		! lingering "${!pid_var}" "$dir" || die "old pid ${!pid_var} of worker $n did not go away within 30 s"
 	done
+	if [[ -n "${WORKER_PORT:-}" ]]; then
+		# a new address: the coordinator's discovery has never seen it, as with a
+		# freshly launched instance (a worker back on a known address is listed as
+		# soon as it answers, even while it is still starting)
+		[[ $# -eq 1 && "$WORKER_PORT" =~ ^[1-9][0-9]*$ ]] || die "WORKER_PORT needs one worker number and a port, got '$*' and '$WORKER_PORT'"
+		sed -i "s/^http-server.http.port=.*/http-server.http.port=$WORKER_PORT/" "$dir/etc/worker-$1/config.properties"
+		printf -v "WORKER${1}_PORT" '%s' "$WORKER_PORT"
+		printf -v "WORKER${1}_URL" '%s' "http://127.0.0.1:$WORKER_PORT"
+	fi
 	ensure_nofile
 	t0=$(now)
 	for n in "$@"; do
