@@ -59,14 +59,25 @@ func freePort(t *testing.T) string {
 
 // startAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on loopback.
 // Its notices fire at once unless delayed: the default delays push them an
-// hour out; extra flags override.
+// hour out; extra flags override. It is an on-demand instance.
 func startAEMM(t *testing.T, extra ...string) string {
+	t.Helper()
+	return startAEMMWith(t, nil, extra...)
+}
+
+// aemmSpot makes amazon-ec2-metadata-mock a Spot instance
+// (meta-data/instance-life-cycle): only Spot instances get Spot notices,
+// and the daemon reads them only there.
+var aemmSpot = []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}
+
+// startAEMMWith is startAEMM with AEMM_* settings in env.
+func startAEMMWith(t *testing.T, env []string, extra ...string) string {
 	t.Helper()
 	port := freePort(t)
 	args := []string{"-n", "127.0.0.1", "-p", port, "--imdsv2",
 		"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}
 	cmd := exec.Command(aemmBinary(t), append(args, extra...)...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no stray aemm-config.json
+	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir()), env...) // HOME: no stray aemm-config.json
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -275,11 +286,11 @@ func TestIMDSTerminationFromRealIMDSMock(t *testing.T) {
 	}
 }
 
-// TestSpotAndRebalanceFromRealIMDSMock: the mock's rebalance
-// recommendation and then its interruption notice (whose time it recomputes
-// on every request) drain once, with no lifecycle call.
+// TestSpotAndRebalanceFromRealIMDSMock: on a Spot instance, the mock's
+// rebalance recommendation and then its interruption notice (whose time it
+// recomputes on every request) drain once, with no lifecycle call.
 func TestSpotAndRebalanceFromRealIMDSMock(t *testing.T) {
-	imdsURL := startAEMM(t, "--mock-delay-sec", "3", "--rebalance-delay-sec", "2")
+	imdsURL := startAEMMWith(t, aemmSpot, "--mock-delay-sec", "3", "--rebalance-delay-sec", "2")
 	env := world(t, testenv.Options{InstanceID: aemmInstance})
 	cfg := env.Config("")
 	cfg.AWS.Region = ""

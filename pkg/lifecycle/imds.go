@@ -43,7 +43,10 @@ type IMDSOptions struct {
 	Resolve HookResolver
 	// Spot turns on Spot interruption notices; Rebalance turns on
 	// rebalance recommendations (off by default: a drained worker that is
-	// then not reclaimed is lost capacity).
+	// then not reclaimed is lost capacity). Both exist only for Spot
+	// instances: on an instance whose instance-life-cycle is not "spot"
+	// neither is polled (if the service does not serve the item, both
+	// are).
 	Spot, Rebalance bool
 	// Observe, if set, is told after every read of the target lifecycle
 	// state whether the instance is leaving service and whether the read
@@ -93,18 +96,36 @@ var errNotPresent = errors.New("not present")
 
 // Metadata paths the source reads.
 const (
-	pathTargetState = "autoscaling/target-lifecycle-state"
-	pathSpotAction  = "spot/instance-action"
-	pathRebalance   = "events/recommendations/rebalance"
+	pathTargetState   = "autoscaling/target-lifecycle-state"
+	pathSpotAction    = "spot/instance-action"
+	pathRebalance     = "events/recommendations/rebalance"
+	pathInstanceCycle = "instance-life-cycle"
 	// imdsMaxItem bounds one item the source reads; the documents it
 	// polls are tens of bytes.
 	imdsMaxItem = 4 << 10
 )
 
+// purchase is what instance-life-cycle said about Spot.
+type purchase int
+
+const (
+	purchaseUnknown  purchase = iota // not read yet, or the read failed: ask again
+	purchaseSpot                     // "spot": Spot notices can arrive
+	purchaseNotSpot                  // "on-demand", "scheduled", ...: they cannot
+	purchaseUnstated                 // 404: assume they can
+)
+
 // Run polls until ctx ends, sending what it sees to out.
+//
+// Each poll reads autoscaling/target-lifecycle-state and, on a Spot
+// instance with Spot notices or rebalance recommendations turned on,
+// spot/instance-action and events/recommendations/rebalance. Whether the
+// instance is a Spot instance is read once (meta-data/instance-life-cycle);
+// only if the service does not say is it treated as one.
 func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func()) error {
 	var lastState string
 	var spotSeen, rebalanceSeen bool
+	cycle := purchaseUnknown
 	buf := make([]byte, 0, imdsMaxItem) // every read reuses it
 	send := func(ds ...Delivery) bool {
 		for _, d := range ds {
@@ -155,7 +176,15 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 			}
 		}
 
-		if s.opts.Spot && !spotSeen {
+		wantSpot := s.opts.Spot && !spotSeen
+		wantRebalance := s.opts.Rebalance && !rebalanceSeen
+		if (wantSpot || wantRebalance) && cycle == purchaseUnknown {
+			cycle = s.purchase(ctx, buf)
+		}
+		if cycle == purchaseNotSpot {
+			wantSpot, wantRebalance = false, false
+		}
+		if wantSpot {
 			if d, ok := s.spot(ctx, buf); ok {
 				spotSeen = true // the mock recomputes the time on every request: de-duplicate by presence
 				if !send(d) {
@@ -163,7 +192,7 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 				}
 			}
 		}
-		if s.opts.Rebalance && !rebalanceSeen {
+		if wantRebalance {
 			if _, err := s.read(ctx, pathRebalance, buf); err == nil {
 				rebalanceSeen = true
 				now := s.opts.Clock.Now()
@@ -178,6 +207,29 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 			return nil
 		}
 	}
+}
+
+// purchase reads instance-life-cycle: only Spot instances get Spot
+// interruption notices and rebalance recommendations, so an on-demand
+// instance need not poll for them. A failed read is asked again on the next
+// poll; meanwhile, and if the service does not know the item, the notices
+// are polled.
+func (s *IMDSSource) purchase(ctx context.Context, buf []byte) purchase {
+	body, err := s.read(ctx, pathInstanceCycle, buf)
+	switch {
+	case errors.Is(err, errNotPresent):
+		s.log.Info("instance-life-cycle not in instance metadata: polling Spot notices")
+		return purchaseUnstated
+	case err != nil:
+		if ctx.Err() == nil {
+			s.log.Debug("cannot read instance-life-cycle; polling Spot notices and asking again", zap.Error(err))
+		}
+		return purchaseUnknown
+	case string(body) == "spot":
+		return purchaseSpot
+	}
+	s.log.Info("not a Spot instance: Spot notices are not polled", zap.ByteString("instance_life_cycle", body))
+	return purchaseNotSpot
 }
 
 // leaving reports whether a target lifecycle state means the instance is

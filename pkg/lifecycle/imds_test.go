@@ -485,6 +485,111 @@ func TestIMDSSourceReportsATerminationOnce(t *testing.T) {
 	}
 }
 
+// lifeCycleIMDS serves IMDSv2 with instance-life-cycle as given ("" for a
+// 404), the target lifecycle state InService and a Spot interruption
+// notice, and records every request.
+func lifeCycleIMDS(t *testing.T, lifeCycle string) *rawIMDS {
+	t.Helper()
+	return newRawIMDS(t, func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/latest/meta-data/") {
+		case "instance-life-cycle":
+			if lifeCycle == "" {
+				http.NotFound(w, r)
+				return
+			}
+			_, _ = io.WriteString(w, lifeCycle)
+		case "autoscaling/target-lifecycle-state":
+			_, _ = io.WriteString(w, "InService")
+		case "spot/instance-action":
+			_, _ = io.WriteString(w, `{"action":"terminate","time":"2026-11-26T04:00:00Z"}`)
+		case "events/recommendations/rebalance":
+			_, _ = io.WriteString(w, `{"noticeTime":"2026-11-26T03:58:00Z"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func TestIMDSSourcePollsSpotNoticesOnlyOnSpotInstances(t *testing.T) {
+	for _, tc := range []struct {
+		lifeCycle string
+		notices   bool
+	}{
+		{"on-demand", false},
+		{"scheduled", false},
+		{"spot", true},
+		{"", true}, // not served: cannot rule them out
+	} {
+		t.Run(tc.lifeCycle, func(t *testing.T) {
+			srv := lifeCycleIMDS(t, tc.lifeCycle)
+			var o observed
+			out := runIMDSSource(t, imdsAPI(t, "client", srv.URL), lifecycle.IMDSOptions{Spot: true, Rebalance: true, Observe: o.observe})
+			awaitPolls(t, &o, 5)
+			var got []string
+			for len(out) > 0 {
+				got = append(got, (<-out).Event.Transition)
+			}
+			want := []string{lifecycle.TransitionSpot, lifecycle.TransitionRebalance}
+			if !tc.notices {
+				want = nil
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("deliveries %v, want %v", got, want)
+			}
+			lifeCycleReads, noticeReads := 0, 0
+			for _, r := range srv.seen() {
+				switch {
+				case strings.Contains(r, "instance-life-cycle"):
+					lifeCycleReads++
+				case strings.Contains(r, "spot/") || strings.Contains(r, "events/"):
+					noticeReads++
+				}
+			}
+			if lifeCycleReads != 1 {
+				t.Fatalf("instance-life-cycle read %d times, want once", lifeCycleReads)
+			}
+			if !tc.notices && noticeReads != 0 {
+				t.Fatalf("%d notice reads on a %s instance", noticeReads, tc.lifeCycle)
+			}
+		})
+	}
+}
+
+func TestIMDSSourceAsksForTheLifeCycleAgainAfterAFailure(t *testing.T) {
+	var mu sync.Mutex
+	fails := 2
+	srv := newRawIMDS(t, func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/latest/meta-data/") {
+		case "instance-life-cycle":
+			mu.Lock()
+			defer mu.Unlock()
+			if fails > 0 {
+				fails--
+				w.WriteHeader(http.StatusBadRequest) // not retried by the client
+				return
+			}
+			_, _ = io.WriteString(w, "on-demand")
+		case "autoscaling/target-lifecycle-state":
+			_, _ = io.WriteString(w, "InService")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	var o observed
+	runIMDSSource(t, imdsAPI(t, "client", srv.URL), lifecycle.IMDSOptions{Spot: true, Observe: o.observe})
+	awaitPolls(t, &o, 6)
+	counts := map[string]int{}
+	for _, r := range srv.seen() {
+		counts[r]++
+	}
+	if n := counts["GET /latest/meta-data/instance-life-cycle true"]; n != 3 {
+		t.Fatalf("instance-life-cycle read %d times, want 3 (two failures, then on-demand)", n)
+	}
+	if n := counts["GET /latest/meta-data/spot/instance-action true"]; n != 2 {
+		t.Fatalf("spot/instance-action read %d times, want 2 (while the life cycle was unknown)", n)
+	}
+}
+
 // aemmBinary returns amazon-ec2-metadata-mock: the one `make tools` built
 // (SCALEDOWND_AEMM), or one built now from the module proxy.
 func aemmBinary(t *testing.T) string {
@@ -558,4 +663,32 @@ func sdkRead(api lifecycle.IMDSAPI, path string) (string, error) {
 	defer out.Content.Close()
 	b, err := io.ReadAll(out.Content)
 	return string(b), err
+}
+
+// TestIMDSSourceSpotNoticesFromAEMM: the mock is an on-demand instance
+// unless told otherwise; its notices, served either way, are read only
+// when it says spot.
+func TestIMDSSourceSpotNoticesFromAEMM(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		notices bool
+	}{
+		{"on-demand", nil, false},
+		{"spot", []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := startAEMM(t, tc.env, "--mock-delay-sec", "0", "--rebalance-delay-sec", "0")
+			var o observed
+			out := runIMDSSource(t, imdsAPI(t, "client", url), lifecycle.IMDSOptions{Spot: true, Rebalance: true, Observe: o.observe})
+			awaitPolls(t, &o, 5)
+			want := 0
+			if tc.notices {
+				want = 2 // the interruption notice and the rebalance recommendation
+			}
+			if got := len(out); got != want {
+				t.Fatalf("%d deliveries, want %d", got, want)
+			}
+		})
+	}
 }

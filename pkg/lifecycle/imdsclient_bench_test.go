@@ -4,9 +4,15 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,7 +30,9 @@ const fakeIMDSProcessEnv = "SCALEDOWND_FAKE_IMDS_PROCESS"
 // TestFakeIMDSProcess is not a test: run by benchmarks as a child process
 // (with fakeIMDSProcessEnv set), it serves a fake IMDS on loopback, prints
 // its URL and serves until its stdin closes. The server's CPU then does
-// not count in the benchmark's.
+// not count in the benchmark's. The fake does not serve
+// instance-life-cycle; with fakeIMDSProcessEnv set to a value other than
+// "-", a proxy in front of it does, with that value.
 func TestFakeIMDSProcess(t *testing.T) {
 	lifeCycle := os.Getenv(fakeIMDSProcessEnv)
 	if lifeCycle == "" {
@@ -33,15 +41,35 @@ func TestFakeIMDSProcess(t *testing.T) {
 	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: "i-0123456789abcdef0"})
 	defer fake.Close()
 	fake.SetTargetLifecycleState("InService")
-	fmt.Println(fake.URL())
+	url := fake.URL()
+	if lifeCycle != "-" {
+		target, err := neturl.Parse(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Rewrite, unlike Director, adds no X-Forwarded-For, with which
+		// IMDS refuses a token.
+		proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/latest/meta-data/instance-life-cycle" && r.Header.Get("X-Aws-Ec2-Metadata-Token") != "" {
+				_, _ = io.WriteString(w, lifeCycle)
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		url = srv.URL
+	}
+	fmt.Println(url)
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-// fakeIMDSProcess starts TestFakeIMDSProcess and returns the fake's URL.
-func fakeIMDSProcess(b *testing.B) string {
+// fakeIMDSProcess starts TestFakeIMDSProcess and returns the fake's URL;
+// lifeCycle is what it serves as instance-life-cycle ("-": nothing, 404).
+func fakeIMDSProcess(b *testing.B, lifeCycle string) string {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFakeIMDSProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fakeIMDSProcessEnv+"=1")
+	cmd.Env = append(os.Environ(), fakeIMDSProcessEnv+"="+lifeCycle)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -85,20 +113,33 @@ func imdsClients(url string) []struct {
 	}
 }
 
-// BenchmarkIMDSPollCPU is one poll of the IMDS source (target lifecycle
-// state and, with Spot notices on and instance-life-cycle not served by
-// the fake, spot/instance-action: 2 requests) against a fake IMDS in a
-// child process, so that B/op, allocs/op and cpu-µs/op (this process's
-// user+system time per poll, runtime and GC included) are the client's
-// alone. The session token is fetched before the timer starts.
+// BenchmarkIMDSPollCPU is one poll of the IMDS source, Spot notices on,
+// against a fake IMDS in a child process, so that B/op, allocs/op and
+// cpu-µs/op (this process's user+system time per poll, runtime and GC
+// included) are the client's alone. The session token is fetched before
+// the timer starts. A poll reads target-lifecycle-state and, where the
+// instance may be a Spot instance, spot/instance-action: 2 requests where
+// instance-life-cycle is not served (sdk, client) or says spot, 1 on an
+// on-demand instance (client-on-demand).
 func BenchmarkIMDSPollCPU(b *testing.B) {
-	url := fakeIMDSProcess(b)
-	for _, c := range imdsClients(url) {
+	url := fakeIMDSProcess(b, "-")
+	clients := imdsClients(url)
+	clients = append(clients, struct {
+		name string
+		api  lifecycle.IMDSAPI
+	}{"client-on-demand", lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: fakeIMDSProcess(b, "on-demand")})})
+	for _, c := range clients {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			clock := &pollClock{polls: make(chan struct{})}
+			var failed atomic.Int64
 			src := lifecycle.NewIMDSSource(c.api, lifecycle.IMDSOptions{
 				InstanceID: "i-0123456789abcdef0", Interval: time.Second, Spot: true, Clock: clock,
+				Observe: func(_ bool, err error) {
+					if err != nil {
+						failed.Add(1)
+					}
+				},
 			})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
@@ -111,6 +152,9 @@ func BenchmarkIMDSPollCPU(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			if n := failed.Load(); n > 0 {
+				b.Errorf("%d polls failed", n)
+			}
 			cancel()
 			go func() {
 				for range clock.polls {
@@ -126,7 +170,7 @@ func BenchmarkIMDSPollCPU(b *testing.B) {
 // spot/instance-action on an instance without a notice, and a 200, as
 // target-lifecycle-state) by each client, the fake in a child process.
 func BenchmarkIMDSRead(b *testing.B) {
-	url := fakeIMDSProcess(b)
+	url := fakeIMDSProcess(b, "-")
 	for _, c := range imdsClients(url) {
 		for _, path := range []string{"autoscaling/target-lifecycle-state", "spot/instance-action"} {
 			b.Run(c.name+"/"+path, func(b *testing.B) {
