@@ -174,7 +174,7 @@ func (co *Coordinator) Query(ctx context.Context, sql string) (QueryResult, erro
 			var row []any
 			if err := dec.Decode(&row); err != nil {
 				co.cancel(ctx, doc.NextURI)
-				return res, fmt.Errorf("query %s: decode row %s: %w", res.ID, truncate(string(raw), 80), err)
+				return res, fmt.Errorf("decode a row of the answer %s: %w", truncate(string(raw), 80), err)
 			}
 			res.Rows = append(res.Rows, row)
 		}
@@ -186,7 +186,7 @@ func (co *Coordinator) Query(ctx context.Context, sql string) (QueryResult, erro
 		}
 		next, err := co.base.Parse(doc.NextURI)
 		if err != nil {
-			return res, fmt.Errorf("query %s: nextUri %q: %w", res.ID, truncate(doc.NextURI, 120), err)
+			return res, fmt.Errorf("unusable nextUri in the answer: %w", err)
 		}
 		state := doc.Stats.State
 		asked := time.Now()
@@ -230,7 +230,7 @@ func (co *Coordinator) fetch(ctx context.Context, method, target, op string, bod
 		}
 		pause := max(retryAfter, min(time.Duration(attempt)*co.backoff, 2*time.Second))
 		if serr := sleepCtx(ctx, pause); serr != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w (last answer: %v)", op, serr, err)
 		}
 	}
 }

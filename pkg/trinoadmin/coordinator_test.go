@@ -244,6 +244,23 @@ func TestCoordinatorCancelsAQueryItGivesUpOn(t *testing.T) {
 	if len(reqs) > 60 {
 		t.Errorf("%d requests in 300 ms: polling without a pause", len(reqs))
 	}
+
+	// Busy until the deadline: the deadline is the error, and the query is
+	// cancelled too.
+	busy := newScripted(t)
+	busy.on(http.MethodPost, page("QUEUED", "0", ""))
+	for i := 0; i < 100; i++ {
+		busy.on(http.MethodGet, status(http.StatusServiceUnavailable, ""))
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	_, err = client(t, "http://127.0.0.1:1").Coordinator(busy.srv.URL).NodeState(ctx2, "worker-1")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "HTTP 503") {
+		t.Errorf("busy until the deadline: %v, want the deadline, naming the last answer", err)
+	}
+	if reqs := busy.requests(); !strings.HasPrefix(reqs[len(reqs)-1], "DELETE ") {
+		t.Errorf("last request %q, want the query cancelled", reqs[len(reqs)-1])
+	}
 }
 
 func TestCoordinatorErrorsReadTheSameOnEveryPoll(t *testing.T) {
