@@ -70,47 +70,155 @@ type envelope struct {
 	Message json.RawMessage `json:"Message"`
 }
 
+// notification is a body decoded in one pass as both envelope and direct
+// payload: their fields, flat (fields of embedded structs cost the decoder
+// an allocation each). encoding/json matches keys to fields regardless of
+// case, so with separate fields for the payload's "Time" and the
+// envelope's "time" a "time" key would no longer set the payload's Time as
+// it does when the payload is decoded alone; one field stands for both,
+// and every key sets the same field as it would in an envelope or a
+// payload. TestClassifyInOnePassAsInTwo and FuzzClassify hold the two
+// decodes to the same verdicts.
+type notification struct {
+	Event                string          `json:"Event"`
+	LifecycleTransition  string          `json:"LifecycleTransition"`
+	EC2InstanceID        string          `json:"EC2InstanceId"`
+	AutoScalingGroupName string          `json:"AutoScalingGroupName"`
+	LifecycleHookName    string          `json:"LifecycleHookName"`
+	LifecycleActionToken string          `json:"LifecycleActionToken"`
+	Origin               string          `json:"Origin"`
+	Destination          string          `json:"Destination"`
+	Time                 string          `json:"time"` // payload.Time and envelope.Time
+	Source               string          `json:"source"`
+	DetailType           string          `json:"detail-type"`
+	Detail               json.RawMessage `json:"detail"`
+	Type                 string          `json:"Type"`
+	Message              json.RawMessage `json:"Message"`
+}
+
+// envelope returns n's envelope fields.
+func (n *notification) envelope() envelope {
+	return envelope{Source: n.Source, DetailType: n.DetailType, Time: n.Time, Detail: n.Detail, Type: n.Type, Message: n.Message}
+}
+
+// payload returns n's direct payload fields.
+func (n *notification) payload() payload {
+	return payload{
+		Event: n.Event, LifecycleTransition: n.LifecycleTransition, EC2InstanceID: n.EC2InstanceID,
+		AutoScalingGroupName: n.AutoScalingGroupName, LifecycleHookName: n.LifecycleHookName,
+		LifecycleActionToken: n.LifecycleActionToken, Time: n.Time, Origin: n.Origin, Destination: n.Destination,
+	}
+}
+
 // Classify parses an SQS message body. It recognises the direct Auto Scaling
 // JSON, the SNS envelope and the EventBridge event, and reports a test
 // notification as KindTest. For KindLifecycle the Event is filled in except
 // for Source and ReceivedAt, which belong to the caller. For KindMalformed the
 // error says what is wrong. Classify never panics, whatever the input.
+//
+// The body is decoded once, as envelope and direct payload together; only
+// an EventBridge detail or an SNS Message is decoded again, being a
+// document of its own.
 func Classify(body []byte) (Event, Kind, error) {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return Event{}, KindMalformed, errors.New("empty body")
+	body, err := jsonObject(body)
+	if err != nil {
+		return Event{}, KindMalformed, err
 	}
-	if body[0] != '{' {
-		return Event{}, KindMalformed, errors.New("body is not a JSON object")
+	var n notification
+	if err := json.Unmarshal(body, &n); err != nil {
+		if _, ok := err.(*json.SyntaxError); ok { // json.Unmarshal does not wrap it
+			return Event{}, KindMalformed, fmt.Errorf("decode body: %w", err)
+		}
+		// A value of the wrong type. Whether it matters depends on the
+		// shape, and the error names only the first one: decode envelope
+		// and payload separately, for their verdict.
+		return classifyTwice(body)
+	}
+	env := n.envelope()
+	if shape := shapeOf(env); shape != ShapeDirect {
+		return classifyWrapped(shape, env)
+	}
+	return verdict(ShapeDirect, n.payload(), "")
+}
+
+// classifyTwice is Classify decoding the body twice: as an envelope, and
+// then the payload of the shape it shows. Classify uses it when the body
+// has a value of the wrong type; it is the reference the one-pass decode
+// is tested against.
+func classifyTwice(body []byte) (Event, Kind, error) {
+	body, err := jsonObject(body)
+	if err != nil {
+		return Event{}, KindMalformed, err
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Event{}, KindMalformed, fmt.Errorf("decode body: %w", err)
 	}
+	if shape := shapeOf(env); shape != ShapeDirect {
+		return classifyWrapped(shape, env)
+	}
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", ShapeDirect, err)
+	}
+	return verdict(ShapeDirect, p, "")
+}
 
-	shape, raw, envTime := ShapeDirect, body, ""
+// jsonObject trims body and checks that it can be a JSON object.
+func jsonObject(body []byte) ([]byte, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, errors.New("empty body")
+	}
+	if body[0] != '{' {
+		return nil, errors.New("body is not a JSON object")
+	}
+	return body, nil
+}
+
+// shapeOf tells the shape from the envelope's keys; ShapeDirect means the
+// body is no envelope but the payload itself.
+func shapeOf(env envelope) string {
 	switch {
 	case env.DetailType != "" || env.Source == "aws.autoscaling":
-		shape, raw, envTime = ShapeEventBridge, env.Detail, env.Time
-		if len(raw) == 0 || raw[0] != '{' {
+		return ShapeEventBridge
+	case env.Type == "Notification" && len(env.Message) > 0:
+		return ShapeSNS
+	}
+	return ShapeDirect
+}
+
+// classifyWrapped decodes the payload an EventBridge or SNS envelope
+// carries.
+func classifyWrapped(shape string, env envelope) (Event, Kind, error) {
+	if shape == ShapeEventBridge {
+		if len(env.Detail) == 0 || env.Detail[0] != '{' {
 			return Event{}, KindMalformed, errors.New("eventbridge event without a detail object")
 		}
-	case env.Type == "Notification" && len(env.Message) > 0:
-		var msg string
-		if err := json.Unmarshal(env.Message, &msg); err != nil {
-			return Event{}, KindMalformed, errors.New("sns envelope whose Message is not a string")
+		var p payload
+		if err := json.Unmarshal(env.Detail, &p); err != nil {
+			return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", shape, err)
 		}
-		msg = strings.TrimSpace(msg)
-		if !strings.HasPrefix(msg, "{") {
-			return Event{}, KindMalformed, errors.New("sns Message is not a JSON object")
-		}
-		shape, raw = ShapeSNS, []byte(msg)
+		return verdict(shape, p, env.Time)
 	}
-
+	var msg string
+	if err := json.Unmarshal(env.Message, &msg); err != nil {
+		return Event{}, KindMalformed, errors.New("sns envelope whose Message is not a string")
+	}
+	msg = strings.TrimSpace(msg)
+	if !strings.HasPrefix(msg, "{") {
+		return Event{}, KindMalformed, errors.New("sns Message is not a JSON object")
+	}
 	var p payload
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", shape, err)
+	if err := json.Unmarshal([]byte(msg), &p); err != nil {
+		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", ShapeSNS, err)
 	}
+	return verdict(ShapeSNS, p, "")
+}
+
+// verdict judges a decoded payload; envTime is the envelope's time, used
+// if the payload has none.
+func verdict(shape string, p payload, envTime string) (Event, Kind, error) {
 	if p.Event == testNotification || p.LifecycleTransition == testNotification {
 		return Event{Shape: shape, Group: p.AutoScalingGroupName}, KindTest, nil
 	}

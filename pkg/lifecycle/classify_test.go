@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,11 +157,53 @@ func TestExcerptMasksTokens(t *testing.T) {
 	}
 }
 
+// oddBodies are bodies where decoding in one pass could differ from
+// decoding envelope and payload separately: keys in other cases than the
+// fields' (encoding/json folds case), keys twice, values of the wrong type
+// where the shape does and does not read them.
+var oddBodies = []string{
+	`{"time":"2026-11-26T02:39:14Z","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}`,
+	`{"Time":"2026-11-26T02:39:14Z","TIME":"2026-11-26T02:40:00Z","lifecycletransition":"autoscaling:EC2_INSTANCE_TERMINATING","ec2instanceid":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}`,
+	`{"source":"aws.autoscaling","Time":"2026-11-26T00:12:37Z","detail":{"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}}`,
+	`{"Source":"aws.autoscaling","DETAIL":{"LifecycleTransition":"autoscaling:TEST_NOTIFICATION"}}`,
+	`{"source":"aws.autoscaling","detail":{"LifecycleActionToken":"t1"},"detail":{"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING"}}`,
+	`{"EC2InstanceId":5,"source":"aws.autoscaling","detail-type":"x","detail":{"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}}`,
+	`{"EC2InstanceId":5,"Type":3}`,
+	`{"Origin":[],"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}`,
+	`{"detail":"x","LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}`,
+	`{"Type":"Notification","Message":null}`,
+	`{"Type":"Other","Message":{"a":1},"LifecycleTransition":"autoscaling:EC2_INSTANCE_LAUNCHING","EC2InstanceId":"i-1","AutoScalingGroupName":"g","LifecycleHookName":"h","LifecycleActionToken":"t"}`,
+	`{"type":"Notification","message":"{\"Event\":\"autoscaling:TEST_NOTIFICATION\"}"}`,
+	`{"time":5,"LifecycleTransition":"autoscaling:EC2_INSTANCE_TERMINATING"}`,
+}
+
+// sameVerdict fails t unless Classify and classifyTwice agree on body.
+func sameVerdict(t *testing.T, body []byte) {
+	t.Helper()
+	e1, k1, err1 := Classify(body)
+	e2, k2, err2 := classifyTwice(body)
+	if k1 != k2 || fmt.Sprint(err1) != fmt.Sprint(err2) || !e1.Time.Equal(e2.Time) {
+		t.Fatalf("one pass: %v %+v %v\ntwo passes: %v %+v %v\nbody %q", k1, e1, err1, k2, e2, err2, body)
+	}
+	e1.Time, e2.Time = time.Time{}, time.Time{}
+	if e1 != e2 {
+		t.Fatalf("one pass: %+v\ntwo passes: %+v\nbody %q", e1, e2, body)
+	}
+}
+
+func TestClassifyInOnePassAsInTwo(t *testing.T) {
+	bodies := append([]string{directBody, eventBridgeBody, testDirect, snsWrap(t, directBody), snsWrap(t, testDirect)}, oddBodies...)
+	for _, body := range bodies {
+		sameVerdict(t, []byte(body))
+	}
+}
+
 func FuzzClassify(f *testing.F) {
-	for _, s := range []string{directBody, eventBridgeBody, testDirect, `{"Type":"Notification","Message":"{}"}`, `{}`, `[]`, ``} {
+	for _, s := range append([]string{directBody, eventBridgeBody, testDirect, `{"Type":"Notification","Message":"{}"}`, `{}`, `[]`, ``}, oddBodies...) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		sameVerdict(t, body)
 		e, kind, err := Classify(body)
 		switch kind {
 		case KindLifecycle:
