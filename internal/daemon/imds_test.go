@@ -240,7 +240,11 @@ func TestBothModesDeduplicateAndLendTheToken(t *testing.T) {
 }
 
 func TestSpotNoticeDrainsWithoutALifecycleAction(t *testing.T) {
-	env, fake := imdsWorld(t, testenv.Options{})
+	env := world(t, testenv.Options{})
+	// Only a Spot instance gets interruption notices.
+	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: env.Instance, Region: testenv.Region, InstanceLifeCycle: "spot"})
+	t.Cleanup(fake.Close)
+	fake.SetTargetLifecycleState("InService")
 	env.Trino.AddTask(300 * time.Millisecond)
 	cfg := env.Config(env.Instance)
 	cfg.AWS.Mode = "both"

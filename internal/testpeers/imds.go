@@ -41,6 +41,10 @@ type IMDSOptions struct {
 	ImageID string
 	// PrivateIP defaults to "10.0.0.10".
 	PrivateIP string
+	// InstanceLifeCycle is meta-data/instance-life-cycle: "on-demand"
+	// (the default) or "spot". Only Spot instances get interruption
+	// notices and rebalance recommendations.
+	InstanceLifeCycle string
 	// UserData is served at /latest/user-data; 404 when empty.
 	UserData string
 	// Now is the fake's clock for token expiry. Default time.Now.
@@ -79,6 +83,7 @@ func NewIMDS(opts IMDSOptions) *IMDS {
 	def(&opts.InstanceType, "m5.large")
 	def(&opts.ImageID, "ami-0abcdef1234567890")
 	def(&opts.PrivateIP, "10.0.0.10")
+	def(&opts.InstanceLifeCycle, "on-demand")
 	m := &IMDS{opts: opts, tokens: make(map[string]time.Time)}
 	m.peerServer = newPeerServer("imds", opts.Now, http.HandlerFunc(m.serveHTTP))
 	m.started = m.now().UTC().Truncate(time.Second)
@@ -289,7 +294,7 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 	rel = strings.TrimPrefix(rel, "/")
 	switch rel {
 	case "":
-		dirs := []string{"ami-id", "autoscaling/", "events/", "instance-id", "instance-type", "local-ipv4", "placement/"}
+		dirs := []string{"ami-id", "autoscaling/", "events/", "instance-id", "instance-life-cycle", "instance-type", "local-ipv4", "placement/"}
 		if m.spotAction != "" {
 			dirs = append(dirs, "spot/")
 		}
@@ -298,6 +303,8 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 		return o.ImageID, text, true
 	case "instance-id":
 		return o.InstanceID, text, true
+	case "instance-life-cycle":
+		return o.InstanceLifeCycle, text, true
 	case "instance-type":
 		return o.InstanceType, text, true
 	case "local-ipv4":
