@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,13 +28,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// aemmVersion is the pinned amazon-ec2-metadata-mock release (as in the Makefile).
-const aemmVersion = "v1.13.0"
-
 // aemmInstance is the instance id amazon-ec2-metadata-mock serves by default.
-const aemmInstance = "i-1234567890abcdef0"
+const aemmInstance = testpeers.AEMMInstance
 
 var (
 	repoRoot string // the repository (parent of e2e/)
@@ -107,90 +105,23 @@ func registerPID(pid int, path string) {
 
 var pidMu sync.Mutex
 
-// aemmBinary returns amazon-ec2-metadata-mock: the one `make tools` built
-// (SCALEDOWND_AEMM), or one built now from the module proxy.
-func aemmBinary() (string, error) {
-	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	dir := filepath.Join(outDir, "tools")
-	p := filepath.Join(dir, "ec2-metadata-mock")
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@"+aemmVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build amazon-ec2-metadata-mock %s: %v\n%s", aemmVersion, err, out)
-	}
-	return p, nil
-}
-
 // startAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on a free
-// loopback port and waits until it answers.
+// loopback port, its log in the output directory, listed for the script's
+// cleanup.
 func startAEMM() (stop func(), err error) {
-	bin, err := aemmBinary()
-	if err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	home, err := os.MkdirTemp("", "e2e-aemm-home") // no stray aemm-config.json
-	if err != nil {
-		return nil, err
-	}
 	logf, err := os.Create(filepath.Join(outDir, "aemm.log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-n", "127.0.0.1", "-p", port, "--imdsv2")
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	a, err := testpeers.StartAEMM(testpeers.AEMMOptions{Dir: filepath.Join(outDir, "tools"), Log: logf})
+	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start amazon-ec2-metadata-mock: %w", err)
+		return nil, fmt.Errorf("%w (see %s)", err, logf.Name())
 	}
-	registerPID(cmd.Process.Pid, bin)
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop = func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		os.RemoveAll(home)
-	}
-	aemmURL = "http://127.0.0.1:" + port
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(aemmURL + "/latest/meta-data/instance-id")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized { // IMDSv2: no token, no answer
-				fmt.Printf("e2e: amazon-ec2-metadata-mock %s on %s (pid %d)\n", aemmVersion, aemmURL, cmd.Process.Pid)
-				return stop, nil
-			}
-		}
-		select {
-		case <-exited:
-			stop()
-			return nil, fmt.Errorf("amazon-ec2-metadata-mock exited at start (see %s)", logf.Name())
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("amazon-ec2-metadata-mock did not answer on %s within 30s (last error: %v)", aemmURL, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	registerPID(a.Pid, a.Binary)
+	aemmURL = a.URL
+	fmt.Printf("e2e: amazon-ec2-metadata-mock %s on %s (pid %d)\n", testpeers.AEMMVersion, aemmURL, a.Pid)
+	return func() { a.Close(); logf.Close() }, nil
 }
 
 func freePort() (string, error) {

@@ -1,14 +1,10 @@
 package daemon_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,28 +18,23 @@ import (
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// aemmVersion is the pinned amazon-ec2-metadata-mock release.
-const aemmVersion = "v1.13.0"
-
 // aemmInstance is the instance id amazon-ec2-metadata-mock serves by default.
-const aemmInstance = "i-1234567890abcdef0"
+const aemmInstance = testpeers.AEMMInstance
 
-// aemmBinary returns the path of amazon-ec2-metadata-mock: the one `make
-// tools` built (SCALEDOWND_AEMM), or one built now from the module proxy.
-func aemmBinary(t *testing.T) string {
+// aemmSpot makes amazon-ec2-metadata-mock a Spot instance.
+var aemmSpot = testpeers.AEMMSpot
+
+// startAEMM runs amazon-ec2-metadata-mock (an on-demand instance) for the
+// test, its notices an hour out unless extra flags say otherwise.
+func startAEMM(t *testing.T, extra ...string) string {
 	t.Helper()
-	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@"+aemmVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build amazon-ec2-metadata-mock %s: %v\n%s", aemmVersion, err, out)
-	}
-	return filepath.Join(dir, "ec2-metadata-mock")
+	return testpeers.RunAEMM(t, nil, extra...)
+}
+
+// startAEMMWith is startAEMM with AEMM_* settings in env.
+func startAEMMWith(t *testing.T, env []string, extra ...string) string {
+	t.Helper()
+	return testpeers.RunAEMM(t, env, extra...)
 }
 
 func freePort(t *testing.T) string {
@@ -55,48 +46,6 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
-}
-
-// startAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on loopback.
-// Its notices fire at once unless delayed: the default delays push them an
-// hour out; extra flags override. It is an on-demand instance.
-func startAEMM(t *testing.T, extra ...string) string {
-	t.Helper()
-	return startAEMMWith(t, nil, extra...)
-}
-
-// aemmSpot makes amazon-ec2-metadata-mock a Spot instance
-// (meta-data/instance-life-cycle): only Spot instances get Spot notices,
-// and the daemon reads them only there.
-var aemmSpot = []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}
-
-// startAEMMWith is startAEMM with AEMM_* settings in env.
-func startAEMMWith(t *testing.T, env []string, extra ...string) string {
-	t.Helper()
-	port := freePort(t)
-	args := []string{"-n", "127.0.0.1", "-p", port, "--imdsv2",
-		"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}
-	cmd := exec.Command(aemmBinary(t), append(args, extra...)...)
-	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir()), env...) // HOME: no stray aemm-config.json
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	go func() { _, _ = io.Copy(io.Discard, bufio.NewReader(stdout)) }()
-	url := "http://127.0.0.1:" + port
-	testpeers.Eventually(t, 20*time.Second, "amazon-ec2-metadata-mock answers", func() bool {
-		resp, err := http.Get(url + "/latest/meta-data/instance-id")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusUnauthorized // IMDSv2: no token, no answer
-	})
-	return url
 }
 
 // TestIdentityFromRealIMDSMock resolves instance id and region through

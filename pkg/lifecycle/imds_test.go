@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -590,53 +588,12 @@ func TestIMDSSourceAsksForTheLifeCycleAgainAfterAFailure(t *testing.T) {
 	}
 }
 
-// aemmBinary returns amazon-ec2-metadata-mock: the one `make tools` built
-// (SCALEDOWND_AEMM), or one built now from the module proxy.
-func aemmBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0")
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build amazon-ec2-metadata-mock: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "ec2-metadata-mock")
-}
-
 // startAEMM runs amazon-ec2-metadata-mock, IMDSv2 only, on loopback, with
 // its notices an hour out unless args say otherwise; env adds AEMM_*
 // settings.
 func startAEMM(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	_ = ln.Close()
-	cmd := exec.Command(aemmBinary(t), append([]string{"-n", "127.0.0.1", "-p", port, "--imdsv2",
-		"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}, args...)...)
-	cmd.Env = append(append(os.Environ(), "HOME="+t.TempDir()), env...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := "http://127.0.0.1:" + port
-	testpeers.Eventually(t, 20*time.Second, "amazon-ec2-metadata-mock answers", func() bool {
-		resp, err := http.Get(url + "/latest/meta-data/instance-id")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusUnauthorized
-	})
-	return url
+	return testpeers.RunAEMM(t, env, args...)
 }
 
 // TestIMDSClientAgainstAEMM reads through amazon-ec2-metadata-mock what the

@@ -1,0 +1,175 @@
+package testpeers
+
+// amazon-ec2-metadata-mock (AEMM) is AWS's own IMDS simulator: a real peer
+// for the daemon's metadata paths, where the fake IMDS above is a
+// controllable one. The unit tests, the daemon tests and `make e2e` start it
+// through this file.
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// AEMMVersion is the pinned amazon-ec2-metadata-mock release (also
+// AEMM_VERSION in the Makefile).
+const AEMMVersion = "v1.13.0"
+
+// AEMMInstance is the instance id amazon-ec2-metadata-mock serves by default.
+const AEMMInstance = "i-1234567890abcdef0"
+
+// AEMMSpot makes amazon-ec2-metadata-mock a Spot instance
+// (meta-data/instance-life-cycle); it reports on-demand by default, and
+// only Spot instances get Spot notices.
+var AEMMSpot = []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}
+
+// AEMMBinary returns the path of amazon-ec2-metadata-mock: $SCALEDOWND_AEMM
+// (what `make tools` built), else dir/ec2-metadata-mock, built there from
+// the module proxy if it is not there yet.
+func AEMMBinary(dir string) (string, error) {
+	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p := filepath.Join(dir, "ec2-metadata-mock")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// Built aside and renamed into place: test packages running in
+	// parallel may build it at the same time.
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@"+AEMMVersion)
+	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build amazon-ec2-metadata-mock %s: %v\n%s", AEMMVersion, err, out)
+	}
+	if err := os.Rename(filepath.Join(tmp, "ec2-metadata-mock"), p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// AEMMOptions start amazon-ec2-metadata-mock.
+type AEMMOptions struct {
+	// Binary is the mock to run; empty: AEMMBinary(Dir).
+	Binary string
+	// Dir holds the binary if it has to be built, and the mock's HOME (so
+	// no stray aemm-config.json is read). Required.
+	Dir string
+	// Env adds AEMM_* settings, e.g. AEMMSpot.
+	Env []string
+	// Args are flags after the address, port and --imdsv2, e.g.
+	// "--asg-termination-delay-sec", "0".
+	Args []string
+	// Log receives the mock's output (default: discarded).
+	Log io.Writer
+}
+
+// AEMM is a running amazon-ec2-metadata-mock.
+type AEMM struct {
+	URL    string
+	Pid    int
+	Binary string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on a free
+// loopback port and waits until it answers.
+func StartAEMM(opts AEMMOptions) (*AEMM, error) {
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = AEMMBinary(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("find a free port: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	home := filepath.Join(opts.Dir, "aemm-home-"+port)
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, append([]string{"-n", "127.0.0.1", "-p", port, "--imdsv2"}, opts.Args...)...)
+	cmd.Env = append(append(os.Environ(), "HOME="+home), opts.Env...)
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start amazon-ec2-metadata-mock: %w", err)
+	}
+	a := &AEMM{URL: "http://127.0.0.1:" + port, Pid: cmd.Process.Pid, Binary: bin, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(a.exited) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(a.URL + "/latest/meta-data/instance-id")
+		if err == nil {
+			resp.Body.Close()
+			// 401: it answers, and requires a token (IMDSv2 only).
+			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusOK {
+				return a, nil
+			}
+		}
+		select {
+		case <-a.exited:
+			return nil, fmt.Errorf("amazon-ec2-metadata-mock exited before it answered")
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.Close()
+			return nil, fmt.Errorf("amazon-ec2-metadata-mock did not answer within 20 s")
+		}
+	}
+}
+
+// Close stops the mock: an interrupt, then a kill after 5 s.
+func (a *AEMM) Close() {
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-a.exited:
+	case <-time.After(5 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+	}
+}
+
+// RunAEMM starts amazon-ec2-metadata-mock for one test and stops it when
+// the test ends. Its notices come an hour out unless args say otherwise
+// (by default the mock fires them at once); env adds AEMM_* settings. A
+// binary built from the module proxy is kept in the system's temporary
+// directory for the next test.
+func RunAEMM(tb testing.TB, env []string, args ...string) string {
+	tb.Helper()
+	bin, err := AEMMBinary(filepath.Join(os.TempDir(), "scaledownd-aemm-"+AEMMVersion))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := StartAEMM(AEMMOptions{
+		Binary: bin, Dir: tb.TempDir(), Env: env,
+		Args: append([]string{"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}, args...),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(a.Close)
+	return a.URL
+}
