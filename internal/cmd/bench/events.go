@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
@@ -35,11 +40,20 @@ type EventStats struct {
 	Over5         int     `json:"receive_count_over_5"`
 	Over10        int     `json:"receive_count_over_10"`
 	Undeleted     int     `json:"messages_not_deleted"`
-	Deletes       int     `json:"deletes"`
-	OwnerDeletes  int     `json:"deletes_by_owner"`
-	NonOwnerLive  int     `json:"non_owner_deletes_of_live_actions"`
-	NonOwnerEnded int     `json:"non_owner_deletes_of_ended_actions"`
-	Unattributed  int     `json:"deletes_unattributed"`
+	// UndeletedEnded are the undeleted messages whose action had ended:
+	// nobody will act on them, only a stale clean-up removes them.
+	UndeletedEnded int `json:"messages_not_deleted_action_ended"`
+	// OwnerDeletes and StaleCleaned count messages by who deleted them:
+	// their owner, or another daemon (once the action had ended: the stale
+	// clean-up). Deletes and the NonOwner counts are delete requests:
+	// several daemons that saw a message may each send one, and only the
+	// one holding the current receipt handle takes effect.
+	OwnerDeletes  int `json:"deletes_by_owner"`
+	StaleCleaned  int `json:"messages_cleaned_up_as_stale"`
+	Deletes       int `json:"deletes"`
+	NonOwnerLive  int `json:"non_owner_deletes_of_live_actions"`
+	NonOwnerEnded int `json:"non_owner_deletes_of_ended_actions"`
+	Unattributed  int `json:"deletes_unattributed"`
 	// OwnerWaits are, for each message its owner received, the time from
 	// the message being sent to its first receive by the owner.
 	OwnerWaits    []float64 `json:"owner_waits_s,omitempty"`
@@ -115,12 +129,15 @@ func (p probe) finish(terms []Termination) EventStats {
 		}
 	}
 	s.Messages = len(owner)
+	deletedAt := map[string]time.Time{}
 	for _, m := range w.SQS.Messages(w.QueueURL) {
 		if _, ok := owner[m.ID]; !ok {
 			continue
 		}
 		s.Counts = append(s.Counts, m.ReceiveCount)
-		if !m.Deleted {
+		if m.Deleted {
+			deletedAt[m.ID] = m.DeletedAt
+		} else {
 			s.Undeleted++
 		}
 	}
@@ -149,6 +166,12 @@ func (p probe) finish(terms []Termination) EventStats {
 			ended[a.Token] = a.ExpiredAt
 		}
 	}
+	for id, t := range owner {
+		if _, deleted := deletedAt[id]; !deleted && !ended[t.Token].IsZero() {
+			s.UndeletedEnded++
+		}
+	}
+	effective := map[string]deleteRec{} // message id → the delete that took effect
 	for _, d := range w.Proxy.Deletes()[p.del0:] {
 		t, ok := owner[d.MessageID]
 		if !ok {
@@ -158,15 +181,85 @@ func (p probe) finish(terms []Termination) EventStats {
 		s.Deletes++
 		switch {
 		case d.Daemon == t.Node.ID:
-			s.OwnerDeletes++
 		case !ended[t.Token].IsZero() && !d.At.Before(ended[t.Token]):
 			s.NonOwnerEnded++
 		default:
 			s.NonOwnerLive++
 		}
+		// The last delete sent before the fake deleted the message is the
+		// one that did it (the others carried outdated receipt handles).
+		if at, ok := deletedAt[d.MessageID]; ok && !d.At.After(at) {
+			if e, seen := effective[d.MessageID]; !seen || d.At.After(e.At) {
+				effective[d.MessageID] = d
+			}
+		}
+	}
+	for id, d := range effective {
+		if d.Daemon == owner[id].Node.ID {
+			s.OwnerDeletes++
+		} else {
+			s.StaleCleaned++
+		}
 	}
 	s.summarise()
 	return s
+}
+
+// removeLeftovers deletes the messages of terms still on the queue, with
+// their latest receipt handles, straight at the fake (not counted as any
+// daemon's traffic), so that the next measurement starts from an empty
+// queue. A daemon that receives a message meanwhile replaces its handle
+// and the delete does nothing, so it tries again, for at most a few
+// seconds. It reports how many messages were left to remove.
+func (w *World) removeLeftovers(ctx context.Context, terms []Termination) int {
+	ids := map[string]bool{}
+	for _, t := range terms {
+		if t.MsgID != "" {
+			ids[t.MsgID] = true
+		}
+	}
+	first := -1
+	end := time.Now().Add(5 * time.Second)
+	for ctx.Err() == nil {
+		var handles []string
+		for _, m := range w.SQS.Messages(w.QueueURL) {
+			if ids[m.ID] && !m.Deleted && m.ReceiptHandle != "" {
+				handles = append(handles, m.ReceiptHandle)
+			}
+		}
+		if first < 0 {
+			first = len(handles)
+		}
+		if len(handles) == 0 || time.Now().After(end) {
+			break
+		}
+		parallel(handles, 32, func(h string) { _ = w.deleteDirect(ctx, h) })
+	}
+	return first
+}
+
+// deleteDirect sends one DeleteMessage to the fake SQS itself.
+func (w *World) deleteDirect(ctx context.Context, handle string) error {
+	body, err := json.Marshal(map[string]string{"QueueUrl": w.QueueURL, "ReceiptHandle": handle})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.SQS.URL()+"/", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("delete a leftover message: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+	req.Header.Set("X-Amz-Target", "AmazonSQS.DeleteMessage")
+	resp, err := w.Proxy.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("delete a leftover message: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("delete a leftover message: %s", resp.Status)
+	}
+	return nil
 }
 
 // add sums another event into s.
@@ -191,8 +284,10 @@ func (s *EventStats) add(o EventStats) {
 	s.OwnerWaits = append(s.OwnerWaits, o.OwnerWaits...)
 	s.OwnerReceived += o.OwnerReceived
 	s.Undeleted += o.Undeleted
+	s.UndeletedEnded += o.UndeletedEnded
 	s.Deletes += o.Deletes
 	s.OwnerDeletes += o.OwnerDeletes
+	s.StaleCleaned += o.StaleCleaned
 	s.NonOwnerLive += o.NonOwnerLive
 	s.NonOwnerEnded += o.NonOwnerEnded
 	s.Unattributed += o.Unattributed

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"time"
-
-	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
 // IdleResult is a fleet's queue traffic while nothing terminates: what a
@@ -82,50 +80,4 @@ func (w *World) idleCycles(r *IdleResult, from time.Time, longPoll time.Duration
 	if r.Cycle.Mean > 0 {
 		r.SteadyPerMin = 60 / r.Cycle.Mean
 	}
-}
-
-// LeftoverResult is what a fleet's terminations left on the queue when
-// the fleet stopped.
-type LeftoverResult struct {
-	Config   string `json:"config"`
-	Messages int    `json:"messages"` // lifecycle messages the fleet's terminations sent
-	Left     int    `json:"left_on_queue"`
-	// LeftEnded were messages whose action had ended (stale: the next
-	// daemon that receives one deletes it); LeftPending, whose action was
-	// still pending.
-	LeftEnded   int `json:"left_action_ended"`
-	LeftPending int `json:"left_action_pending"`
-	MaxReceive  int `json:"left_max_receive_count"`
-}
-
-// leftover counts the fleet's lifecycle messages still on the queue.
-func (f *Fleet) leftover() LeftoverResult {
-	f.mu.Lock()
-	terms := append([]Termination(nil), f.terms...)
-	f.mu.Unlock()
-	token := map[string]string{} // message id → action token
-	for _, t := range terms {
-		if t.MsgID != "" {
-			token[t.MsgID] = t.Token
-		}
-	}
-	state := map[string]string{}
-	for _, a := range f.W.ASG.Actions() {
-		state[a.Token] = a.State
-	}
-	r := LeftoverResult{Messages: len(token)}
-	for _, m := range f.W.SQS.Messages(f.W.QueueURL) {
-		tok, ok := token[m.ID]
-		if !ok || m.Deleted {
-			continue
-		}
-		r.Left++
-		r.MaxReceive = max(r.MaxReceive, m.ReceiveCount)
-		if state[tok] == testpeers.AutoScalingActionCompleted || state[tok] == testpeers.AutoScalingActionExpired {
-			r.LeftEnded++
-		} else {
-			r.LeftPending++
-		}
-	}
-	return r
 }

@@ -228,7 +228,7 @@ func plan(o Options) Plan {
 	always := conf(cfgAlways, "both", p.IMDSInterval, 0)
 	if o.Quick {
 		q := []p5Spec{{N: 5, K: 2, Opts: p5Opts{ReactLimit: 10 * time.Second, DrainLimit: 10 * time.Second}}}
-		cell := map[int]cellOpts{5: {Trials: 3, Budget: 5 * time.Second, TrialTimeout: 10 * time.Second, Stagger: 100 * time.Millisecond, FinishWait: 10 * time.Second}}
+		cell := map[int]cellOpts{5: {Trials: 3, Budget: 5 * time.Second, TrialTimeout: 10 * time.Second, Stagger: 100 * time.Millisecond, FinishWait: 10 * time.Second, FollowLimit: 5 * time.Second}}
 		p.Ramps = []rampSpec{
 			{benchConfig: imds, Sizes: []int{5}, Cell: cell, P5: q},
 			{benchConfig: sqs, Sizes: []int{5}, Cell: cell},
@@ -253,19 +253,27 @@ func plan(o Options) Plan {
 		// 500 and 1,000, and the report adds the random-hand-off model.
 		// The two polling policies get 5–10 one-node scale-ins per size.
 		imdsCells := cells(20, 30*time.Second, 30*time.Second, 10, 100, 500, 1000)
-		sqsCells := cells(20, 8*time.Second, 20*time.Second, 100, 500, 1000)
+		sqsCells := cells(20, 8*time.Second, 15*time.Second, 100, 500, 1000)
 		sqsCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 20 * time.Second, FinishWait: 30 * time.Second}
-		policyCells := cells(10, 15*time.Second, 30*time.Second, 100, 500, 1000)
+		policyCells := cells(5, 12*time.Second, 30*time.Second, 10, 100, 500, 1000)
 		policyCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 30 * time.Second, FinishWait: 30 * time.Second}
-		mass := p5Opts{ReactLimit: 60 * time.Second, DrainLimit: 30 * time.Second}
+		for n, c := range policyCells {
+			// Each termination's message is followed for 10 s after the
+			// reaction, as in the mass scale-ins.
+			c.FollowLimit = 10 * time.Second
+			policyCells[n] = c
+		}
+		// A policy arm's scale-in is followed for 10 s after the last
+		// reaction; what is still on the queue then is counted as left.
+		mass := p5Opts{ReactLimit: 60 * time.Second, DrainLimit: 10 * time.Second}
 		half := []p5Spec{{100, 50, mass}, {500, 250, mass}, {1000, 500, mass}}
-		// The policy arms come before sqs, so that a run that falls
-		// behind shortens the sqs cells (which the model covers) first.
+		// sqs keeps short cells (the model covers it) and runs before the
+		// policy arms, whose cells shrink first when the run falls behind.
 		p.Ramps = []rampSpec{
-			{benchConfig: imds, Sizes: []int{10, 100, 500, 1000}, Cell: imdsCells, P5: []p5Spec{{1000, 500, mass}}, Est: 55 * time.Second},
-			{benchConfig: both, Sizes: []int{10, 100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 190 * time.Second},
-			{benchConfig: always, Sizes: []int{100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 160 * time.Second},
-			{benchConfig: sqs, Sizes: []int{10, 100, 500, 1000}, Cell: sqsCells, Est: 75 * time.Second},
+			{benchConfig: imds, Sizes: []int{10, 100, 500, 1000}, Cell: imdsCells, P5: []p5Spec{{1000, 500, mass}}, Est: 65 * time.Second},
+			{benchConfig: sqs, Sizes: []int{10, 100, 500, 1000}, Cell: sqsCells, Est: 70 * time.Second},
+			{benchConfig: both, Sizes: []int{10, 100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 170 * time.Second},
+			{benchConfig: always, Sizes: []int{100, 500, 1000}, Cell: policyCells, P5: half, Policy: true, IdleWindow: 20 * time.Second, Est: 130 * time.Second},
 		}
 		p.Bin = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}
 		p.P3Window = 60 * time.Second
@@ -444,7 +452,7 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		}
 	}
 	sortInts(stops)
-	for _, n := range stops {
+	for si, n := range stops {
 		t0 := time.Now()
 		if err := f.Add(ctx, n-f.Size(), 32); err != nil {
 			return fmt.Errorf("%s fleet of %d: %w", r.Name, n, err)
@@ -486,7 +494,7 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 				co.Budget = max(5*time.Second, time.Duration(float64(co.Budget)*scale))
 				co.TrialTimeout = max(10*time.Second, time.Duration(float64(co.TrialTimeout)*scale))
 			}
-			if r.Mode != "imds" && !r.Policy && n >= 1000 && scale < 0.75 {
+			if r.Mode != "imds" && !r.Policy && n >= 1000 && scale < 0.3 {
 				say("P1 %-12s N=%-4d skipped: behind schedule", r.Name, n)
 				res.add(func(rs *Results) { rs.Skipped = append(rs.Skipped, fmt.Sprintf("P1 %s at %d nodes", r.Name, n)) })
 			} else {
@@ -506,7 +514,7 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		}
 		for _, s := range mass {
 			so := s.Opts
-			so.K = s.K
+			so.K, so.Last = s.K, si == len(stops)-1
 			if scale < 1 {
 				so.ReactLimit = max(20*time.Second, time.Duration(float64(so.ReactLimit)*scale))
 			}
@@ -519,11 +527,6 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-	}
-	if r.Mode != "imds" {
-		lo := f.leftover()
-		lo.Config = r.Name
-		res.add(func(rs *Results) { rs.Leftover = append(rs.Leftover, lo) })
 	}
 	res.add(func(rs *Results) {
 		rs.DaemonErrorLines[r.Name] = errLines.lines.Load()

@@ -64,6 +64,10 @@ type cellOpts struct {
 	TrialTimeout time.Duration // a reaction slower than this is censored
 	Stagger      time.Duration // imds: time between terminations
 	FinishWait   time.Duration // completion and deletion after the reaction
+	// FollowLimit bounds how long, in mode both, a termination's message
+	// is followed after the reaction until it is deleted (0: the rest of
+	// TrialTimeout); what is left then is counted and removed.
+	FollowLimit time.Duration
 }
 
 // finisher collects what happens after the reactions.
@@ -83,23 +87,27 @@ func (fz *finisher) add(c Completion, err error) {
 	fz.completions = append(fz.completions, c)
 }
 
-// finish waits in the background for the action's completion and its
-// message's deletion, then replaces the node.
+// finish waits in the background for the action's completion (and in sqs
+// mode its message's deletion), then replaces the node.
 //
 // In sqs and both modes the replacement is deferred to replacePending,
 // which the cell calls between terminations: stopping a daemon while its
 // long poll is being answered leaves the message it was handed hidden for
-// the visibility timeout (60 s) — a real hazard of a shared queue (an
-// instance that terminates while others' messages circulate), but one
-// that would make each reaction depend on the harness's timing. The first
-// run of this bench, which replaced nodes at once, saw it: a 10-node
-// reaction took over 30 s.
+// the receive's visibility (10 s; 60 s before receives were shortened) — a
+// real hazard of a shared queue (an instance that terminates while others'
+// messages circulate), but one that would make each reaction depend on
+// the harness's timing. The first run of this bench, which replaced nodes
+// at once, saw it: a 10-node reaction took over 30 s.
 func (f *Fleet) finish(ctx context.Context, t Termination, wait time.Duration, fz *finisher) {
 	f.Background(func() {
 		cctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		fz.add(f.W.WaitCompleted(cctx, t))
-		_ = f.W.WaitDeleted(cctx, t)
+		if f.Mode == "sqs" {
+			// The owner deletes its message after completing (mode both
+			// waited for the deletion before the next termination).
+			_ = f.W.WaitDeleted(cctx, t)
+		}
 		if f.Mode == "imds" {
 			_ = f.Replace(ctx, t.Node)
 			return
@@ -154,7 +162,11 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 		}
 		if pr != nil {
 			deadline, _ := tctx.Deadline()
-			f.W.waitOffQueue(tctx, []Termination{t}, time.Until(deadline))
+			follow := time.Until(deadline)
+			if o.FollowLimit > 0 {
+				follow = min(follow, o.FollowLimit)
+			}
+			f.W.waitOffQueue(tctx, []Termination{t}, follow)
 		}
 		if t.MsgID != "" {
 			tr.Receives = f.W.SQS.Receives(t.QueueURL, t.MsgID)
@@ -162,6 +174,11 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 		tr.Requests = f.W.Proxy.Requests() - req0
 		if pr != nil {
 			ev := pr.finish([]Termination{t})
+			if ev.Undeleted > 0 {
+				// Left on the queue (counted): removed, so the next
+				// termination's traffic is its own.
+				f.W.removeLeftovers(ctx, []Termination{t})
+			}
 			tr.OpenPolls = ev.OpenPolls
 			if len(ev.OwnerWaits) > 0 {
 				tr.OwnerWaitS = ev.OwnerWaits[0]

@@ -32,7 +32,13 @@ type P5Result struct {
 	OtherCores     float64 `json:"other_processes_cores"`
 	Completed      int     `json:"completed"`
 	CompletionErrs int     `json:"completion_errors"`
-	Note           string  `json:"note,omitempty"`
+	// Removed is how many of its messages were still on the queue after
+	// the event and were removed before the next measurement.
+	Removed int `json:"leftovers_removed,omitempty"`
+	// DrainLimitS is how long the messages were followed after the last
+	// reaction.
+	DrainLimitS float64 `json:"drain_limit_s"`
+	Note        string  `json:"note,omitempty"`
 }
 
 // p5Opts bound a mass scale-in.
@@ -40,11 +46,14 @@ type p5Opts struct {
 	K          int
 	ReactLimit time.Duration // wait at most this for every target to react
 	DrainLimit time.Duration // then at most this for every message to be deleted
+	// Last says nothing is measured on the fleet afterwards: the
+	// terminated nodes are not replaced.
+	Last bool
 }
 
 // runP5 terminates K random nodes back to back and follows them.
 func runP5(ctx context.Context, f *Fleet, src *sources, o p5Opts) P5Result {
-	r := P5Result{Mode: f.Mode, N: f.Size(), K: o.K}
+	r := P5Result{Mode: f.Mode, N: f.Size(), K: o.K, DrainLimitS: o.DrainLimit.Seconds()}
 	f.Settle(time.Minute)
 	targets := f.PickIdle(o.K)
 	w := f.W
@@ -115,6 +124,12 @@ func runP5(ctx context.Context, f *Fleet, src *sources, o p5Opts) P5Result {
 	r.CPUCores = (cpuTime() - cpu0).Seconds() / time.Since(start).Seconds()
 	r.OtherCores = otherCores(mach0, own0, time.Since(start))
 
+	// What the event left on the queue is counted above; it is removed so
+	// the next measurement on this fleet starts from an empty queue.
+	if !o.Last && r.Undeleted > 0 {
+		r.Removed = w.removeLeftovers(ctx, terms)
+	}
+
 	wg.Wait()
 	r.Completed = len(fz.completions)
 	r.CompletionErrs = fz.errors
@@ -131,19 +146,11 @@ func runP5(ctx context.Context, f *Fleet, src *sources, o p5Opts) P5Result {
 			r.SourceIMDS++
 		}
 	}
-	// Replace the terminated nodes so the fleet keeps its size.
-	sem := make(chan struct{}, 32)
-	var rg sync.WaitGroup
-	for _, t := range terms {
-		rg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer rg.Done()
-			defer func() { <-sem }()
-			_ = f.Replace(ctx, t.Node)
-		}()
+	if o.Last {
+		return r
 	}
-	rg.Wait()
+	// Replace the terminated nodes so the fleet keeps its size.
+	parallel(terms, 32, func(t Termination) { _ = f.Replace(ctx, t.Node) })
 	return r
 }
 

@@ -37,36 +37,47 @@ func (r *Results) policySizes() []int {
 
 // armTotals sums what one arm's measurements cost over the fleet sizes.
 type armTotals struct {
-	massReqs     int64   // SQS requests of the mass scale-ins
-	singleReqs   float64 // SQS requests per one-node scale-in, mean over the sizes' cells
-	maxReceive   int
+	singleReqs   float64 // SQS requests per one-node scale-in, mean over the sizes
+	singleByN    []string
+	singleMax    int // highest receive count of a one-node scale-in
+	singleWait   Dist
+	massByN      []string
+	massMax      int
+	massDone     map[int]int64 // requests of the mass scale-ins whose messages were all deleted in time
+	massOwners   string        // owners that received their message in the largest mass scale-in
 	nonOwnerLive int
 	worstP1      float64 // the largest one-node-scale-in p99
 	worstMass    float64 // the slowest "all reacted" of the mass scale-ins
-	ownerP99     float64 // owner's message wait p99 in the largest mass scale-in
 	idle         float64 // steady idle requests per daemon per minute
-	massByN      []string
 }
 
 func (r *Results) armTotals(config string, sizes []int) armTotals {
-	var t armTotals
-	var single []float64
+	t := armTotals{massDone: map[int]int64{}}
+	var single, waits []float64
 	for _, n := range sizes {
 		if c, ok := r.cell(config, n); ok {
 			t.worstP1 = math.Max(t.worstP1, c.P1.P99)
 			if e := c.Events; e != nil && e.Events > 0 {
-				single = append(single, float64(e.SQSRequests)/float64(e.Events))
-				t.maxReceive = max(t.maxReceive, e.MaxReceive)
+				per := float64(e.SQSRequests) / float64(e.Events)
+				single = append(single, per)
+				t.singleByN = append(t.singleByN, fmt.Sprintf("%.0f at %d", per, n))
+				t.singleMax = max(t.singleMax, e.MaxReceive)
 				t.nonOwnerLive += e.NonOwnerLive
+				waits = append(waits, e.OwnerWaits...)
 			}
 		}
 		if p, ok := r.p5At(config, n); ok {
-			t.massReqs += p.SQSRequests
-			t.maxReceive = max(t.maxReceive, p.MaxReceive)
+			t.massMax = max(t.massMax, p.MaxReceive)
 			t.nonOwnerLive += p.NonOwnerLive
 			t.worstMass = math.Max(t.worstMass, p.AllReactedS)
-			t.ownerP99 = p.OwnerWait.P99
-			t.massByN = append(t.massByN, fmt.Sprintf("%s at %d", thousands(float64(p.SQSRequests)), n))
+			t.massOwners = fmt.Sprintf("%d of %d at %d nodes", p.OwnerReceived, p.Messages, n)
+			text := fmt.Sprintf("%s at %d", thousands(float64(p.SQSRequests)), n)
+			if p.Undeleted == 0 {
+				t.massDone[n] = p.SQSRequests
+			} else {
+				text += fmt.Sprintf(" (%d left; %s/s)", p.Undeleted, thousands(float64(p.SQSRequests)/math.Max(p.WindowS, 1)))
+			}
+			t.massByN = append(t.massByN, text)
 		}
 	}
 	if len(single) > 0 {
@@ -76,6 +87,7 @@ func (r *Results) armTotals(config string, sizes []int) armTotals {
 		}
 		t.singleReqs = sum / float64(len(single))
 	}
+	t.singleWait = Summarise(waits, 0)
 	if st, ok := r.steadyIdle(config); ok {
 		t.idle = st.SteadyPerMin
 	}
@@ -100,7 +112,7 @@ func (r *Results) policySection(b *strings.Builder, o Options) {
 
 	// One node.
 	w("**One node scales in** (one termination at a time; figures per termination unless summed):\n\n")
-	w("| Policy | N | Terminations | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owner received its message | Open receives when sent (mean) | SQS requests per termination | Auto Scaling requests per termination | Max receive count | Non-owner deletes of live actions | Stale clean-ups | Not deleted at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| Policy | N | Terminations | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owner received its message | Open receives when sent (mean) | SQS requests per termination | Auto Scaling requests per termination | Max receive count | Non-owner deletes of live actions | Messages cleaned up as stale | Not deleted at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, arm := range arms {
 		for _, n := range sizes {
 			c, ok := r.cell(arm.config, n)
@@ -112,14 +124,14 @@ func (r *Results) policySection(b *strings.Builder, o Options) {
 			k := float64(e.Events)
 			w("| %s | %d | %d | %s / %s | %s | %d of %d | %.0f | %.0f (%s) | %.0f | %d | **%d** | %d | %d |\n", arm.label, n, e.Events,
 				pct(c.P1, c.P1.P50), pct(c.P1, c.P1.P99), waitText(*e), e.OwnerReceived, e.Messages, float64(e.OpenPolls)/k,
-				float64(e.SQSRequests)/k, sqsOpsText(e.SQSByOp, k), float64(e.ASGRequests)/k, e.MaxReceive, e.NonOwnerLive, e.NonOwnerEnded, e.Undeleted)
+				float64(e.SQSRequests)/k, sqsOpsText(e.SQSByOp, k), float64(e.ASGRequests)/k, e.MaxReceive, e.NonOwnerLive, e.StaleCleaned, e.Undeleted)
 		}
 	}
 	w("\n")
 
 	// Half the fleet.
-	w("**Half the fleet scales in at once** (K = N/2 terminations back to back; traffic from the first until every message was deleted or %s):\n\n", "the limit")
-	w("| Policy | N | K | All reacted after | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owners that received their own message (all after) | Open receives when sent | SQS requests | Auto Scaling requests | Max receive count (> 10) | Non-owner deletes of live actions | Stale clean-ups | Not deleted at the end |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("**Half the fleet scales in at once** (K = N/2 terminations back to back; traffic from the first until every message was deleted, or %s after the last reaction):\n\n", r.drainLimitText())
+	w("| Policy | N | K | All reacted after | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owners that received their own message (all after) | Open receives when sent | SQS requests | Auto Scaling requests | Max receive count (> 10) | Non-owner deletes of live actions | Messages cleaned up as stale | Not deleted at the end (their action ended) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, arm := range arms {
 		for _, n := range sizes {
 			p, ok := r.p5At(arm.config, n)
@@ -127,9 +139,9 @@ func (r *Results) policySection(b *strings.Builder, o Options) {
 				w("| %s | %d | – | – | – | – | – | – | – | – | – | – | – | – |\n", arm.label, n)
 				continue
 			}
-			w("| %s | %d | %d | %s | %s / %s | %s | %s | %d | %s (%s) | %d | %d (%d) | **%d** | %d | %d |\n", arm.label, n, p.K, pctP5(p),
+			w("| %s | %d | %d | %s | %s / %s | %s | %s | %d | %s (%s) | %d | %d (%d) | **%d** | %d | %d (%d) |\n", arm.label, n, p.K, pctP5(p),
 				pct(p.Reaction, p.Reaction.P50), pct(p.Reaction, p.Reaction.P99), waitText(p.EventStats), ownersText(p.EventStats), p.OpenPolls,
-				thousands(float64(p.SQSRequests)), sqsOpsText(p.SQSByOp, 1), p.ASGRequests, p.MaxReceive, p.Over10, p.NonOwnerLive, p.NonOwnerEnded, p.Undeleted)
+				thousands(float64(p.SQSRequests)), sqsOpsText(p.SQSByOp, 1), p.ASGRequests, p.MaxReceive, p.Over10, p.NonOwnerLive, p.StaleCleaned, p.Undeleted, p.UndeletedEnded)
 		}
 	}
 	w("\n")
@@ -168,6 +180,17 @@ func (r *Results) policySection(b *strings.Builder, o Options) {
 	w("; it writes a report with only these parts.\n\n")
 }
 
+// drainLimitText is how long the mass scale-ins' messages were followed
+// after the last reaction.
+func (r *Results) drainLimitText() string {
+	for _, p := range r.P5 {
+		if p.DrainLimitS > 0 && p.Mode != "imds" {
+			return secs(p.DrainLimitS)
+		}
+	}
+	return "the limit"
+}
+
 // waitText is the owner's message wait p50 / p99.
 func waitText(e EventStats) string {
 	if e.OwnerWait.N == 0 {
@@ -184,65 +207,79 @@ func (r *Results) idleWindowS() float64 {
 	return math.Round(r.Idle[0].WindowS)
 }
 
-// leftoverText says what each arm left on its queue, and why.
+// leftoverText says what each arm's scale-ins left on the queue, and why.
 func (r *Results) leftoverText(b *strings.Builder) {
 	var parts []string
 	for _, arm := range r.policyArms() {
-		l, ok := r.leftover(arm.config)
-		if !ok {
-			continue
-		}
-		owner, stale := 0, 0
+		var e EventStats
 		for _, p := range r.P5 {
 			if p.Config == arm.config {
-				owner += p.OwnerDeletes
-				stale += p.NonOwnerEnded
+				e.add(p.EventStats)
 			}
 		}
 		for _, c := range r.P1 {
-			if c.Config == arm.config && c.Events != nil {
-				owner += c.Events.OwnerDeletes
-				stale += c.Events.NonOwnerEnded
+			if c.Config == arm.config && c.Events != nil && c.N >= 100 {
+				e.add(*c.Events)
 			}
 		}
-		t := fmt.Sprintf("%s sent %d lifecycle messages and deleted them by their owners %d times and as stale (their action over, the owner gone or done) %d times", arm.label, l.Messages, owner, stale)
-		switch {
-		case l.Left == 0:
-			t += "; none was left on the queue when its fleet stopped"
-		default:
-			t += fmt.Sprintf("; %d were left on the queue when its fleet stopped (receive counts up to %d): %d for actions that had ended — stale, deleted by the next daemon that receives one and finds its action over, which in a paced fleet is the next idle poll that takes it — and %d for actions still pending", l.Left, l.MaxReceive, l.LeftEnded, l.LeftPending)
+		if e.Messages == 0 {
+			continue
+		}
+		t := fmt.Sprintf("%s: of %d messages, %d were deleted by their owner and %d by another daemon as stale once their action had ended (from %s delete requests by other daemons)", arm.label, e.Messages, e.OwnerDeletes, e.StaleCleaned, thousands(float64(e.NonOwnerEnded)))
+		if e.Undeleted == 0 {
+			t += "; none was left"
+		} else {
+			t += fmt.Sprintf("; %d were left when the harness stopped following them, %d of them for actions that had ended", e.Undeleted, e.UndeletedEnded)
 		}
 		parts = append(parts, t+".")
 	}
-	if len(parts) > 0 {
-		fmt.Fprintf(b, "**Messages left on the queue.** %s A message is deleted by its owner once the owner has it and the action is over; an owner that finished from metadata before receiving it leaves it to whoever receives it next, who deletes it as stale (the action is no longer pending). Nothing else deletes: a message of a live action is only ever handed back.\n\n", strings.Join(parts, " "))
+	if len(parts) == 0 {
+		return
 	}
+	fmt.Fprintf(b, "**Messages left on the queue** (the scale-ins above at 100 nodes and more). %s ", strings.Join(parts, " "))
+	fmt.Fprintf(b, "Why: in mode both the drain starts from metadata and completes by instance id, so an owner that finishes before its message reaches it no longer needs it, and the message is left to the stale clean-up. Two things hold that clean-up back. It asks Auto Scaling about a message at most once per daemon per 10 minutes (`pkg/lifecycle/stale.go`, `allow`), and the daemons polling during the scale-in asked while the action was still live. And it runs after the hand-back: by the time Auto Scaling has answered, another daemon has usually received the message again, and a delete with the superseded receipt handle does nothing — hence many delete requests for few deletions. Until a daemon deletes it with a current handle, the message circulates, a request or two per receive. The harness removes what is left after each scale-in (straight at the fake, not counted) so that the next measurement starts from an empty queue. Nothing deleted a live action's message.\n\n")
 }
 
 // policyChoice chooses aws.sqs-idle-interval's default from the figures:
 // paced unless it reacts worse, deletes a live action's message or costs
-// more requests.
+// more requests (idle, per termination, or in the mass scale-ins both arms
+// finished; where the fake SQS was saturated the counts are its throughput).
 func (r *Results) policyChoice(b *strings.Builder, sizes []int) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	a, p := r.armTotals(cfgAlways, sizes), r.armTotals(cfgBoth, sizes)
 	slack := func(x float64) float64 { return math.Max(0.25, 0.2*x) }
 	reactOK := p.worstP1 <= a.worstP1+slack(a.worstP1) && p.worstMass <= a.worstMass+slack(a.worstMass)
-	// Idle traffic never stops, a mass scale-in is rare: paced must cost
-	// less idle and no more (within 10 %) in the scale-ins.
-	cheaper := p.idle < a.idle && float64(p.massReqs) <= 1.1*float64(a.massReqs)
+	var doneA, doneB int64
+	var doneN []int
+	for _, n := range sizes {
+		ra, okA := a.massDone[n]
+		rb, okB := p.massDone[n]
+		if okA && okB {
+			doneA, doneB = doneA+ra, doneB+rb
+			doneN = append(doneN, n)
+		}
+	}
+	cheaper := p.idle < a.idle && p.singleReqs <= 1.1*a.singleReqs && float64(doneB) <= 1.1*float64(doneA)
 	paced := reactOK && cheaper && p.nonOwnerLive == 0
-	largest := sizes[len(sizes)-1]
 	var why []string
-	why = append(why, fmt.Sprintf("*Reaction* — metadata starts the drain in both: the slowest one-node p99 over the sizes is %s paced against %s all the time, and the slowest mass scale-in had every node reacting after %s against %s",
+	why = append(why, fmt.Sprintf("*Reaction* — metadata starts the drain under both: the slowest one-node p99 over the sizes is %s paced against %s all the time, the slowest mass scale-in had every node reacting after %s against %s",
 		secs(p.worstP1), secs(a.worstP1), secs(p.worstMass), secs(a.worstMass)))
-	why = append(why, fmt.Sprintf("*Requests* — the mass scale-ins cost %s SQS requests paced against %s all the time, a single scale-in %.0f against %.0f per termination",
-		strings.Join(p.massByN, ", "), strings.Join(a.massByN, ", "), p.singleReqs, a.singleReqs))
-	why = append(why, fmt.Sprintf("*Receive counts* — at most %d paced against %d all the time; a dead-letter queue takes a message after `maxReceiveCount` receives, so the lower the count the more room it leaves", p.maxReceive, a.maxReceive))
+	why = append(why, fmt.Sprintf("*Requests* — a one-node scale-in cost %s SQS requests paced against %s all the time (per termination, N = %s)",
+		strings.Join(p.singleByN, ", "), strings.Join(a.singleByN, ", "), joinInts(sizes)))
+	t := fmt.Sprintf("*Mass scale-ins* — %s requests paced against %s all the time", strings.Join(p.massByN, ", "), strings.Join(a.massByN, ", "))
+	if len(doneN) < len(sizes) {
+		t += "; where messages were left after the follow-up, both arms kept the fake SQS at its limit on 2 shared cores, so those counts are its throughput (per second, in brackets), not what the daemons would have sent to SQS: compare the receive counts and the owners instead"
+	}
+	why = append(why, t)
+	why = append(why, fmt.Sprintf("*Receive counts* — at most %d paced against %d all the time in a one-node scale-in, %d against %d in the mass ones; a dead-letter queue takes a message after `maxReceiveCount` receives", p.singleMax, a.singleMax, p.massMax, a.massMax))
+	if p.singleWait.N > 0 && a.singleWait.N > 0 {
+		why = append(why, fmt.Sprintf("*Owner's message wait* — one-node scale-ins p50 %s, p99 %s paced against %s, %s all the time (a paced owner starts polling at its metadata poll; all the time, the message waits for the chain of hand-backs); in the largest mass scale-in %s owners had their message within the follow-up paced against %s",
+			secs(p.singleWait.P50), secs(p.singleWait.P99), secs(a.singleWait.P50), secs(a.singleWait.P99), p.massOwners, a.massOwners))
+	}
 	if p.idle > 0 && a.idle > 0 {
-		why = append(why, fmt.Sprintf("*Idle cost* — %.2f against %.2f SQS requests per daemon per minute (target ≤ %.0f): for 1,000 idle instances %s against %s requests a day", p.idle, a.idle, targetAWSPerMn,
+		why = append(why, fmt.Sprintf("*Idle cost* — %.2f against %.2f SQS requests per daemon per minute (P3 target ≤ %.0f): for 1,000 idle instances %s against %s requests a day", p.idle, a.idle, targetAWSPerMn,
 			thousands(p.idle*1000*1440), thousands(a.idle*1000*1440)))
 	}
-	why = append(why, fmt.Sprintf("*Owner's message wait* — p99 %s paced against %s all the time in the %d-node mass scale-in: a paced owner starts polling only once its metadata poll sees `Terminated`, then competes with the daemons polling at that moment", secs(p.ownerP99), secs(a.ownerP99), largest))
 	if paced {
 		w("**Chosen default: `aws.sqs-idle-interval=%s` (policy (b)), as the daemon ships.** ", dur(r.SQSIdleS))
 	} else {
@@ -251,7 +288,7 @@ func (r *Results) policyChoice(b *strings.Builder, sizes []int) {
 			fails = append(fails, "it reacts later")
 		}
 		if !cheaper {
-			fails = append(fails, "it does not cost fewer requests idle, or costs more in the scale-ins")
+			fails = append(fails, "it does not cost fewer requests idle, or costs more per termination or in the scale-ins both finished")
 		}
 		if p.nonOwnerLive > 0 {
 			fails = append(fails, fmt.Sprintf("it deleted %d messages of live actions", p.nonOwnerLive))
@@ -260,23 +297,23 @@ func (r *Results) policyChoice(b *strings.Builder, sizes []int) {
 	}
 	w("From the numbers: %s.\n\n", strings.Join(why, "; "))
 	idleFrac := r.WaitTimeS / (r.WaitTimeS + r.SQSIdleS)
-	w("**What paced polling costs.** (1) A daemon whose metadata silently never flips — it keeps answering `InService` while Auto Scaling terminates the instance — relies on the idle poll: it finds its own message at its next once-per-interval long poll, up to %s + %s after the termination, among the daemons polling then; polling all the time, the queue hands it over within the one-node owner wait above. Metadata that fails outright (errors, timeouts) is not this case: the daemon polls continuously from its next metadata poll (%s), as in (a). (2) The owner's own wait for its message starts at its metadata poll, not at the send (see the waits above); the drain does not wait for it, only the message's deletion does. (3) The idle poll is a %s long poll, so in a steady fleet about %.0f %% of the daemons are listening at any moment and take, hand back and stale-check messages that are not theirs; the fleets here started their daemons together, so fewer (or, at start-up, all) were listening — the open-receive columns show how many. (4) A message whose owner is gone waits for the next idle poll that receives it to be deleted as stale: seconds in fleets of hundreds (always some daemon listening), up to an idle interval in a small one.\n\n",
-		dur(r.SQSIdleS), dur(r.WaitTimeS), dur(r.IMDSPollS), dur(r.WaitTimeS), 100*idleFrac)
+	w("**What paced polling costs.** (1) A daemon whose metadata silently never flips — it keeps answering `InService` while Auto Scaling terminates the instance — relies on the idle poll: it finds its own message at its next once-per-interval long poll, up to %s + %s after the termination, among the daemons polling then; polling all the time, the queue hands it over within the one-node owner wait above. Metadata that fails outright (errors, timeouts) is not this case: the daemon polls continuously from its next metadata poll (%s), as in (a). (2) The drain does not wait for the owner's message, only the message's deletion does; a paced owner starts looking for it at its metadata poll, so its wait starts there. (3) The idle poll is a %s long poll, so in a fleet whose daemons started at random times about %.0f %% of them are listening at any moment (%.0f of 1,000) and each takes — and hands back, and stale-checks — up to ten messages before its next pause: a message may go through that many idle daemons before its owner. The fleets here started each size's daemons together, so when the scale-ins came only the few open receives in the tables were listening: the paced figures are for that small pool, and a real fleet's would carry up to that many more receives per message — still bounded by the fleet's idle fraction, where polling all the time makes every daemon part of every chain. (4) A message whose owner is gone waits for a daemon that has not checked it yet to delete it as stale: the next idle poll that takes it, up to an idle interval in a small fleet.\n\n",
+		dur(r.SQSIdleS), dur(r.WaitTimeS), dur(r.IMDSPollS), dur(r.WaitTimeS), 100*idleFrac, 1000*idleFrac)
 	// The metadata poll itself.
-	var t []string
+	var mt []string
 	if c, ok := r.cell(cfgBoth, 1); ok {
-		t = append(t, fmt.Sprintf("1 node (real binary) p50 %s, p99 %s", pct(c.P1, c.P1.P50), pct(c.P1, c.P1.P99)))
+		mt = append(mt, fmt.Sprintf("1 node (real binary) p50 %s, p99 %s", pct(c.P1, c.P1.P50), pct(c.P1, c.P1.P99)))
 	}
 	for _, n := range []int{500, 1000} {
 		if c, ok := r.cell(cfgBoth, n); ok {
-			t = append(t, fmt.Sprintf("%d nodes p99 %s", n, pct(c.P1, c.P1.P99)))
+			mt = append(mt, fmt.Sprintf("%d nodes p99 %s", n, pct(c.P1, c.P1.P99)))
 		}
 	}
 	if m, ok := r.p5At(cfgBoth, 1000); ok {
-		t = append(t, fmt.Sprintf("all %d of %d within %s", m.K, m.N, pctP5(m)))
+		mt = append(mt, fmt.Sprintf("all %d of %d within %s", m.K, m.N, pctP5(m)))
 	}
-	if len(t) > 0 {
-		w("**The %s metadata poll** sets the reaction of both policies: %s.", dur(r.IMDSPollS), strings.Join(t, ", "))
+	if len(mt) > 0 {
+		w("**The %s metadata poll** sets the reaction of both policies: %s.", dur(r.IMDSPollS), strings.Join(mt, ", "))
 		fast, ok1 := r.p3(cfgIMDS)
 		slow, ok2 := r.p3(r.slowName())
 		if ok1 && ok2 {

@@ -49,10 +49,8 @@ type Results struct {
 	P4      []P4Result `json:"p4"`
 	P5      []P5Result `json:"p5"`
 	GoBench []GoBench  `json:"go_benchmarks"`
-	// Idle is the policy arms' queue traffic before each mass scale-in;
-	// Leftover what each shared-queue fleet left on its queue.
-	Idle     []IdleResult     `json:"idle"`
-	Leftover []LeftoverResult `json:"leftover"`
+	// Idle is the policy arms' queue traffic before each mass scale-in.
+	Idle []IdleResult `json:"idle"`
 
 	// FleetStartS is how long starting each fleet size took, by mode.
 	FleetStartS map[string]map[int]float64 `json:"fleet_start_s"`

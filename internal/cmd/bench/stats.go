@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -130,4 +131,20 @@ func find[T any](xs []T, match func(T) bool) (T, bool) {
 	}
 	var zero T
 	return zero, false
+}
+
+// parallel runs fn on every x, at most par at a time, and waits.
+func parallel[T any](xs []T, par int, fn func(T)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for _, x := range xs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(x)
+		}()
+	}
+	wg.Wait()
 }

@@ -38,13 +38,7 @@ func (w *World) Terminate(n *Node, mode, queueURL string) Termination {
 }
 
 // Terminate starts a termination of one of the fleet's nodes.
-func (f *Fleet) Terminate(n *Node) Termination {
-	t := f.W.Terminate(n, f.Mode, f.W.QueueURL)
-	f.mu.Lock()
-	f.terms = append(f.terms, t)
-	f.mu.Unlock()
-	return t
-}
+func (f *Fleet) Terminate(n *Node) Termination { return f.W.Terminate(n, f.Mode, f.W.QueueURL) }
 
 // stateAt returns when the worker first entered state, if it has.
 func stateAt(w *testpeers.TrinoWorker, state string) (time.Time, bool) {
