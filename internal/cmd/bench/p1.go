@@ -45,7 +45,9 @@ type P1Cell struct {
 	// OtherCores is the CPU other processes on the machine used meanwhile.
 	OtherCores float64 `json:"other_processes_cores"`
 	WallS      float64 `json:"wall_s"`
-	// Limited says the trial count was cut by the time budget.
+	// Planned is the number of trials planned; Limited says the time
+	// budget cut it.
+	Planned int  `json:"trials_planned"`
 	Limited bool `json:"budget_limited,omitempty"`
 	// Overlapped says terminations were started before the previous one
 	// reacted (imds: nothing is shared between targets but the CPU).
@@ -134,7 +136,7 @@ func (f *Fleet) replacePending(ctx context.Context) {
 // terminations run one at a time: the next starts once the previous
 // message no longer circulates. In imds mode they overlap.
 func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
-	cell := P1Cell{Mode: f.Mode, N: f.Size(), Runner: "in-process", Overlapped: f.Mode == "imds"}
+	cell := P1Cell{Mode: f.Mode, N: f.Size(), Runner: "in-process", Overlapped: f.Mode == "imds", Planned: o.Trials}
 	start, cpu0 := time.Now(), cpuTime()
 	mach0, own0 := machineBusy(), ownCPU()
 	fz := &finisher{}

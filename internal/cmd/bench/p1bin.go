@@ -60,7 +60,7 @@ func binSettings(w *World, n *Node, c benchConfig, queueURL, stateDir string) ma
 // the machine.
 func runP1Binary(ctx context.Context, o binOpts) (P1Cell, error) {
 	mode := o.Conf.Mode
-	cell := P1Cell{Config: o.Conf.Name, Mode: mode, N: 1, Runner: "binary", Overlapped: true}
+	cell := P1Cell{Config: o.Conf.Name, Mode: mode, N: 1, Runner: "binary", Overlapped: true, Planned: o.Trials}
 	w, err := NewWorld(o.Latency, o.HBT, "")
 	if err != nil {
 		return cell, err

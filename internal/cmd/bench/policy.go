@@ -131,7 +131,7 @@ func (r *Results) policySection(b *strings.Builder, o Options) {
 
 	// Half the fleet.
 	w("**Half the fleet scales in at once** (K = N/2 terminations back to back; traffic from the first until every message was deleted, or %s after the last reaction):\n\n", r.drainLimitText())
-	w("| Policy | N | K | All reacted after | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owners that received their own message (all after) | Open receives when sent | SQS requests | Auto Scaling requests | Max receive count (> 10) | Non-owner deletes of live actions | Messages cleaned up as stale | Not deleted at the end (their action ended) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| Policy | N | K | All reacted after | Reaction p50 / p99 | Owner's message wait p50 / p99 | Owners that received their own message (all after) | Open receives when sent | SQS requests | Auto Scaling requests | Max receive count (messages received > 10 times) | Non-owner deletes of live actions | Messages cleaned up as stale | Not deleted at the end (their action ended) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, arm := range arms {
 		for _, n := range sizes {
 			p, ok := r.p5At(arm.config, n)
