@@ -773,7 +773,10 @@ func (r *Results) verdict(def candidate, cands []candidate) string {
 		parts = append(parts, t+".")
 	}
 	if len(pa.singleByN) > 0 && len(pb.singleByN) > 0 {
-		t := fmt.Sprintf("`%s` reacts at the same pace in fleets (%s)", cfgAlways, r.reactionText(cfgAlways))
+		t := fmt.Sprintf("`%s` reacts at the same pace in fleets", cfgAlways)
+		if rt := r.reactionText(cfgAlways); rt != "" {
+			t += " (" + rt + ")"
+		}
 		a1, okA := r.cell(cfgAlways, 1)
 		d1, okD := r.cell(cfgBoth, 1)
 		if okA && okD && a1.P1.P99 < d1.P1.P99/2 {
@@ -784,7 +787,19 @@ func (r *Results) verdict(def candidate, cands []candidate) string {
 		if pa.idle > 0 && pb.idle > 0 {
 			t += fmt.Sprintf(", and an idle instance sends %.2f requests per minute against %.2f", pa.idle, pb.idle)
 		}
-		parts = append(parts, t+" — see the polling policy section (its mass scale-ins at 500 and 1,000 nodes saturated the fake SQS under both policies, so their request counts are not compared).")
+		t += " — see the polling policy section"
+		var saturated []string
+		for _, n := range r.policySizes() {
+			pa, okA := r.p5At(cfgAlways, n)
+			pd, okD := r.p5At(cfgBoth, n)
+			if okA && okD && (pa.Undeleted > 0 || pd.Undeleted > 0) && n >= 500 {
+				saturated = append(saturated, thousands(float64(n)))
+			}
+		}
+		if len(saturated) > 0 {
+			t += fmt.Sprintf(" (its mass scale-ins at %s nodes left messages circulating and saturated the fake SQS under both policies, so their request counts are not compared)", strings.Join(saturated, " and "))
+		}
+		parts = append(parts, t+".")
 	}
 	top := best(cands)
 	if top.config == cfgBoth {
