@@ -69,7 +69,7 @@ e2e: tools ## A real Trino 476 cluster (fetched into .cache/trino) drained by th
 	scripts/e2e.sh
 
 .PHONY: bench
-bench: ## Benchmarks (8–10 min): fleets of 1–1,000 in sqs/imds/both modes → BENCHMARKS.md, bench/results.json, bench/p1.png.
+bench: ## Benchmarks (8–10 min): fleets of 1–1,000 in sqs/imds/both modes and mode both's polling policies → BENCHMARKS.md, bench/results.json, bench/p1.png.
 	@set -eo pipefail; start=$$(date +%s.%N); \
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/bench; \
 	mkdir -p build; \

@@ -12,6 +12,11 @@
 //	P3  the idle footprint of the real binary over a minute
 //	P4  heartbeats over a full-length drain on a fake clock
 //	P5  half of a fleet scaled in at once
+//
+// and the polling policies of mode both (issue 8): the default, which polls
+// the queue once per aws.sqs-idle-interval while metadata shows the
+// instance in service, against polling all the time (both-always), at 100,
+// 500 and 1,000 nodes: one-node and half-fleet scale-ins and the idle cost.
 package main
 
 import (
@@ -45,7 +50,7 @@ func main() {
 	flag.Float64Var(&o.Since, "since", 0, "unix time `make bench` started, to report its whole runtime")
 	flag.StringVar(&o.Command, "command", "make bench", "the command that reproduces the report, as printed in it")
 	from := flag.String("from", "", "re-render the report and chart from this results.json instead of measuring")
-	phases := flag.String("phases", "all", "comma-separated subset to run: p3,p4,binary,imds,sqs,both (for debugging; the report is then partial)")
+	phases := flag.String("phases", "all", "comma-separated subset to run: p3,p4,binary,imds,sqs,both,both-always, or policy (the two mode-both fleets of the polling comparison); the report is then partial")
 	flag.Parse()
 	if *phases != "all" {
 		o.Phases = map[string]bool{}
