@@ -214,11 +214,15 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 				}
 			}
 		}
-		// Owners wait for the hand-back; the stale check, which may ask
-		// Auto Scaling, comes after it and deletes through the same handle.
-		s.releaseAll(ctx, handBack)
+		// Owners wait for the hand-back: the messages due for a stale check
+		// (old enough, within the rate limit) stay hidden while Auto Scaling
+		// is asked — a message handed back first would be received by
+		// another daemon, and a delete through this receipt handle would
+		// then do nothing — and all others are handed back at once.
+		check, release := s.staleCandidates(handBack)
+		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
-		s.deleteStale(ctx, handBack)
+		s.releaseAll(ctx, s.deleteStale(ctx, check))
 		if s.opts.Pace != nil && s.opts.Pace.Wait(ctx) != nil {
 			return nil
 		}
@@ -246,20 +250,31 @@ func (s *SQSSource) keepOwn(ctx context.Context, own []*Message) {
 	}
 }
 
-// deleteStale deletes the handed-back messages whose action can no longer
-// be completed by anyone. The message was made visible a moment ago, but a
-// receipt handle stays valid until someone receives the message again: if
-// someone has, the delete does nothing and the next daemon checks it.
-func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) {
+// staleCandidates splits other instances' messages into those to check
+// for staleness now and those to hand back at once.
+func (s *SQSSource) staleCandidates(msgs []foreignMessage) (check, release []foreignMessage) {
 	if s.stale == nil {
-		return
+		return nil, msgs
 	}
 	for _, f := range msgs {
-		if f.event.InstanceID == s.opts.Filter.InstanceID {
-			continue // this instance's, for another group or hook: never stale to us
+		// This instance's messages for another group or hook are never
+		// stale to us.
+		if f.event.InstanceID != s.opts.Filter.InstanceID && s.stale.candidate(f.msg.ID, f.event) {
+			check = append(check, f)
+		} else {
+			release = append(release, f)
 		}
-		reason := s.stale.reason(ctx, f.msg.ID, f.event)
+	}
+	return check, release
+}
+
+// deleteStale deletes the messages whose action can no longer be completed
+// by anyone and returns the others, to be handed back.
+func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) (live []foreignMessage) {
+	for _, f := range msgs {
+		reason := s.stale.reason(ctx, f.event)
 		if reason == "" {
+			live = append(live, f)
 			continue
 		}
 		e := f.event
@@ -269,10 +284,12 @@ func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) {
 			zap.String("hook", e.Hook), zap.Time("action_started", e.Time))
 		if err := f.msg.Delete(ctx); err != nil {
 			log.Warn("could not delete a stale message", zap.Error(err))
+			live = append(live, f)
 			continue
 		}
 		s.opts.Recorder.StaleDeleted(reason)
 	}
+	return live
 }
 
 func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {

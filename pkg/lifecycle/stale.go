@@ -24,9 +24,10 @@ const (
 // longer be acted on by anyone, so whichever daemon sees it may delete it
 // instead of handing it back forever. It never calls a message stale while
 // its action may be live, and it rate-limits its Auto Scaling calls: at most
-// one per message id per IDInterval, and a token bucket of Burst calls
-// refilled every Interval for the whole daemon, so a flood never becomes a
-// request storm of its own.
+// one per message id per idInterval, and a token bucket of burst calls
+// refilled every interval for the whole daemon, so a flood never becomes a
+// request storm of its own. Messages younger than staleMinAge are not
+// checked.
 type staleFilter struct {
 	api        StaleChecker
 	now        func() time.Time
@@ -50,16 +51,32 @@ func newStaleFilter(api StaleChecker, now func() time.Time) *staleFilter {
 	}
 }
 
-// reason returns why the message of e is stale, or "" when it is (or may
-// be) live, or when checking now would exceed the rate limit.
-func (f *staleFilter) reason(ctx context.Context, messageID string, e Event) string {
+// staleMinAge is the age below which a message is not checked: its action
+// has just begun, and asking Auto Scaling about every fresh message would
+// delay its hand-back for nothing.
+const staleMinAge = 30 * time.Second
+
+// candidate reports whether the message of e is to be checked now, and
+// takes the rate limit's allowance if so. A message older than any action
+// can live needs no allowance: it is stale without asking.
+func (f *staleFilter) candidate(messageID string, e Event) bool {
+	now := f.now()
+	switch {
+	case !e.Time.IsZero() && now.Sub(e.Time) > MaxGlobalTimeout:
+		return true
+	case !e.Time.IsZero() && now.Sub(e.Time) < staleMinAge:
+		return false
+	}
+	return f.allow(messageID, now)
+}
+
+// reason returns why the message of a candidate is stale, or "" when it is
+// (or may be) live.
+func (f *staleFilter) reason(ctx context.Context, e Event) string {
 	now := f.now()
 	// Older than the longest any action can live: stale without asking.
 	if !e.Time.IsZero() && now.Sub(e.Time) > MaxGlobalTimeout {
 		return StaleExpired
-	}
-	if !f.allow(messageID, now) {
-		return ""
 	}
 	if timing, ok := f.hookTiming(ctx, e.Group, e.Hook); ok && !e.Time.IsZero() &&
 		now.Sub(e.Time) > timing.GlobalTimeoutOf() {

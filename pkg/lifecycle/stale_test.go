@@ -127,3 +127,31 @@ func TestStaleChecksAreRateLimitedUnderAFlood(t *testing.T) {
 		t.Fatalf("%d stale messages deleted; want a few, at the rate limit", deleted)
 	}
 }
+
+// On a busy queue another daemon takes a message back the moment it is
+// visible, so a stale message must be deleted while this daemon still
+// holds it: every delete the daemon counts must have removed the message.
+func TestStaleMessagesAreDeletedOnABusyQueue(t *testing.T) {
+	q, url, _, src, rec := staleWorld(t)
+	// A second daemon long-polls the same queue and hands everything back.
+	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(q.URL()), Credentials: aws.AnonymousCredentials{}, Retryer: retryer()})
+	busy := lifecycle.NewSQSSource(client, lifecycle.SQSOptions{
+		QueueURL: url, Filter: lifecycle.Filter{InstanceID: "i-0ffffffffffffff99"}, WaitTime: time.Second,
+	})
+	const gone = 6 // instances no longer in any group
+	for i := 0; i < gone; i++ {
+		q.Send(url, testpeers.LifecycleMessage{Group: group, Hook: hook, InstanceID: fmt.Sprintf("i-%017x", 0xc000+i),
+			Token: fmt.Sprintf("%08x-0000-0000-0000-000000000000", i), Transition: testpeers.AutoScalingTransitionTerminating,
+			Time: time.Now().Add(-time.Minute)}.Direct())
+	}
+	runSource(t, busy)
+	runSource(t, src)
+	// The burst allows 4 checks at once, then one per 5 s.
+	testpeers.Eventually(t, 20*time.Second, "stale messages deleted", func() bool { return len(q.Deleted(url)) >= 4 })
+	rec.mu.Lock()
+	counted := rec.reasons["instance-gone"]
+	rec.mu.Unlock()
+	if deleted := len(q.Deleted(url)); counted > deleted {
+		t.Fatalf("%d stale deletes counted but only %d messages deleted: deletes through a superseded receipt handle", counted, deleted)
+	}
+}
