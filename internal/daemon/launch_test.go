@@ -40,6 +40,18 @@ func TestLaunchHookContinuesOnceTheWorkerIsActive(t *testing.T) {
 	}
 }
 
+// abandonedAtTimeout fails unless the launch action was completed with
+// ABANDON, and not before its launch timeout.
+func abandonedAtTimeout(t *testing.T, act testpeers.AutoScalingAction, timeout time.Duration) {
+	t.Helper()
+	if act.State != testpeers.AutoScalingActionCompleted || act.Result != "ABANDON" {
+		t.Fatalf("action ended %s/%s (%s), want completed with ABANDON", act.State, act.Result, act.ExpiryReason)
+	}
+	if held := act.CompletedAt.Sub(act.Started); held < timeout-100*time.Millisecond {
+		t.Fatalf("abandoned after %s, before the %s launch timeout", held, timeout)
+	}
+}
+
 func TestLaunchHookAbandonsAWorkerThatNeverGetsReady(t *testing.T) {
 	env, token, msg := launchWorld(t, testenv.Options{NoTrino: true})
 	cfg := env.Config(env.Instance)
@@ -47,12 +59,7 @@ func TestLaunchHookAbandonsAWorkerThatNeverGetsReady(t *testing.T) {
 	start(t, cfg)
 	env.SQS.Send(env.QueueURL, msg.Direct())
 	act := finished(t, env, token, 30*time.Second)
-	if act.State != testpeers.AutoScalingActionCompleted || act.Result != "ABANDON" {
-		t.Fatalf("action ended %s/%s (%s), want completed with ABANDON", act.State, act.Result, act.ExpiryReason)
-	}
-	if since := act.CompletedAt.Sub(act.Started); since < 1900*time.Millisecond {
-		t.Fatalf("abandoned after %s, before the 2 s launch timeout", since)
-	}
+	abandonedAtTimeout(t, act, 2*time.Second)
 }
 
 func TestPendingLaunchAtStartCompletesWithoutAMessage(t *testing.T) {
