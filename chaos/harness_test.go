@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -345,7 +344,7 @@ func settings(t *testing.T, w *world, overrides map[string]string) map[string]st
 		"SCALEDOWND_AWS_INSTANCE_ID":            w.Instance,
 		"SCALEDOWND_AWS_QUEUE_URL":              w.QueueURL,
 		"SCALEDOWND_AWS_MODE":                   "sqs",
-		"SCALEDOWND_AWS_IMDS_ENDPOINT":          testenv.UnreachableIMDS,
+		"SCALEDOWND_AWS_IMDS_ENDPOINT":          testenv.DeadEndpoint,
 		"SCALEDOWND_AWS_ASG_NAME":               testenv.Group,
 		"SCALEDOWND_AWS_SQS_ENDPOINT":           w.SQS.URL(),
 		"SCALEDOWND_AWS_AUTOSCALING_ENDPOINT":   w.ASG.URL(),
@@ -788,12 +787,10 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testpeers.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
 

@@ -20,7 +20,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,15 +123,7 @@ func startAEMM() (stop func(), err error) {
 	return func() { a.Close(); logf.Close() }, nil
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port, nil
-}
+func freePort() (string, error) { return testpeers.FreePort() }
 
 // details appends "scenario: key = value" to e2e-details.txt, which
 // scripts/e2e.sh copies into timings.txt.

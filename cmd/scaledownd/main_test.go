@@ -62,9 +62,9 @@ func cleanEnv() []string {
 	// AWS on loopback ports nobody listens on: the binary must never
 	// reach real AWS or the link-local metadata service from a test.
 	return append(out, config.EnvPrefix+"CONFIG_FILE="+os.DevNull,
-		config.EnvPrefix+"AWS_IMDS_ENDPOINT="+testenv.UnreachableIMDS,
-		config.EnvPrefix+"AWS_AUTOSCALING_ENDPOINT="+testenv.UnreachableIMDS,
-		config.EnvPrefix+"AWS_SQS_ENDPOINT="+testenv.UnreachableIMDS)
+		config.EnvPrefix+"AWS_IMDS_ENDPOINT="+testenv.DeadEndpoint,
+		config.EnvPrefix+"AWS_AUTOSCALING_ENDPOINT="+testenv.DeadEndpoint,
+		config.EnvPrefix+"AWS_SQS_ENDPOINT="+testenv.DeadEndpoint)
 }
 
 func TestVersion(t *testing.T) {

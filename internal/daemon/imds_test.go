@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,33 +17,12 @@ import (
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// aemmInstance is the instance id amazon-ec2-metadata-mock serves by default.
-const aemmInstance = testpeers.AEMMInstance
-
-// aemmSpot makes amazon-ec2-metadata-mock a Spot instance.
-var aemmSpot = testpeers.AEMMSpot
-
-// startAEMM runs amazon-ec2-metadata-mock (an on-demand instance) for the
-// test, its notices an hour out unless extra flags say otherwise.
-func startAEMM(t *testing.T, extra ...string) string {
-	t.Helper()
-	return testpeers.RunAEMM(t, nil, extra...)
-}
-
-// startAEMMWith is startAEMM with AEMM_* settings in env.
-func startAEMMWith(t *testing.T, env []string, extra ...string) string {
-	t.Helper()
-	return testpeers.RunAEMM(t, env, extra...)
-}
-
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testpeers.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port
 }
 
@@ -52,8 +30,8 @@ func freePort(t *testing.T) string {
 // IMDSv2 from amazon-ec2-metadata-mock and then drains and completes an
 // action for that instance.
 func TestIdentityFromRealIMDSMock(t *testing.T) {
-	imdsURL := startAEMM(t)
-	env := world(t, testenv.Options{InstanceID: aemmInstance})
+	imdsURL := testpeers.RunAEMM(t, nil)
+	env := world(t, testenv.Options{InstanceID: testpeers.AEMMInstance})
 	cfg := env.Config("")
 	cfg.AWS.Region = ""
 	cfg.AWS.IMDSEndpoint = imdsURL
@@ -61,7 +39,7 @@ func TestIdentityFromRealIMDSMock(t *testing.T) {
 	if logs.FilterMessage("identity resolved").Len() != 1 {
 		t.Fatal("identity not resolved from instance metadata")
 	}
-	token, msg := env.Terminate(aemmInstance)
+	token, msg := env.Terminate(testpeers.AEMMInstance)
 	id := env.SQS.Send(env.QueueURL, msg.Direct())
 	completedContinue(t, finished(t, env, token, 30*time.Second))
 	deleted(t, env, id, 10*time.Second)
@@ -217,17 +195,17 @@ func TestSpotNoticeDrainsWithoutALifecycleAction(t *testing.T) {
 // target-lifecycle-state to Terminated after a delay (404s and IMDSv2
 // tokens on the way); the daemon drains and completes by instance id.
 func TestIMDSTerminationFromRealIMDSMock(t *testing.T) {
-	imdsURL := startAEMM(t, "--asg-termination-delay-sec", "3")
+	imdsURL := testpeers.RunAEMM(t, nil, "--asg-termination-delay-sec", "3")
 	// The action starts now; the mock reports it after its delay, well
 	// within the heartbeat timeout.
-	env := world(t, testenv.Options{InstanceID: aemmInstance, HeartbeatTimeout: 30 * time.Second})
+	env := world(t, testenv.Options{InstanceID: testpeers.AEMMInstance, HeartbeatTimeout: 30 * time.Second})
 	cfg := env.Config("")
 	cfg.AWS.Region = ""
 	cfg.AWS.Mode = "imds"
 	cfg.AWS.QueueURL = ""
 	cfg.AWS.IMDSEndpoint = imdsURL
 	cfg.AWS.IMDSPollInterval = 200 * time.Millisecond
-	token, _ := env.Terminate(aemmInstance)
+	token, _ := env.Terminate(testpeers.AEMMInstance)
 	_, logs := start(t, cfg)
 	act := finished(t, env, token, 30*time.Second)
 	completedContinue(t, act)
@@ -243,8 +221,8 @@ func TestIMDSTerminationFromRealIMDSMock(t *testing.T) {
 // rebalance recommendation and then its interruption notice (whose time it
 // recomputes on every request) drain once, with no lifecycle call.
 func TestSpotAndRebalanceFromRealIMDSMock(t *testing.T) {
-	imdsURL := startAEMMWith(t, aemmSpot, "--mock-delay-sec", "3", "--rebalance-delay-sec", "2")
-	env := world(t, testenv.Options{InstanceID: aemmInstance})
+	imdsURL := testpeers.RunAEMM(t, testpeers.AEMMSpot, "--mock-delay-sec", "3", "--rebalance-delay-sec", "2")
+	env := world(t, testenv.Options{InstanceID: testpeers.AEMMInstance})
 	cfg := env.Config("")
 	cfg.AWS.Region = ""
 	cfg.AWS.Mode = "imds"

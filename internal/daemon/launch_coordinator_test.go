@@ -28,7 +28,7 @@ func coordinatorLaunch(t *testing.T, opts testenv.Options) (*testenv.Env, *testp
 	t.Cleanup(coord.Close)
 	cfg := env.Config(env.Instance)
 	cfg.AWS.Mode = "sqs"
-	cfg.AWS.IMDSEndpoint = testenv.UnreachableIMDS
+	cfg.AWS.IMDSEndpoint = testenv.DeadEndpoint
 	cfg.Trino.CoordinatorURL = coord.URL()
 	return env, coord, cfg, token, msg
 }

@@ -8,7 +8,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -30,11 +29,11 @@ const (
 	Region     = "us-east-1"
 )
 
-// UnreachableIMDS is an instance metadata endpoint on loopback where
-// nothing listens: test configurations that do not use a fake IMDS point
-// there, so a forgotten setting fails fast instead of reaching the real
-// link-local service.
-const UnreachableIMDS = "http://127.0.0.1:9"
+// DeadEndpoint is a loopback URL where nothing listens: test
+// configurations point the AWS endpoints they do not use there (instance
+// metadata above all), so a forgotten setting fails fast instead of
+// reaching real AWS or the link-local metadata service.
+const DeadEndpoint = "http://127.0.0.1:9"
 
 // Options shape a test world.
 type Options struct {
@@ -84,12 +83,12 @@ func New(opts Options) (*Env, error) {
 	})
 	e.ASG.AddInstance(opts.InstanceID, Group, "InService")
 	if opts.NoTrino {
-		addr, err := freeAddr()
+		port, err := testpeers.FreePort()
 		if err != nil {
 			e.Close()
 			return nil, err
 		}
-		e.TrinoURL = "http://" + addr
+		e.TrinoURL = "http://127.0.0.1:" + port
 		return e, nil
 	}
 	if opts.Trino.Version == "" {
@@ -145,7 +144,7 @@ func (e *Env) Config(instanceID string) config.Config {
 	// listens on: a test that wants IMDS sets the mode and points
 	// aws.imds-endpoint at its fake; no test may reach 169.254.169.254.
 	c.AWS.Mode = "sqs"
-	c.AWS.IMDSEndpoint = UnreachableIMDS
+	c.AWS.IMDSEndpoint = DeadEndpoint
 	c.AWS.QueueURL = e.QueueURL
 	c.AWS.Group = Group
 	c.AWS.SQSEndpoint = e.SQS.URL()
@@ -231,12 +230,3 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 
 // Done returns the channel on which Run's result arrives.
 func (d *Daemon) Done() <-chan error { return d.done }
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}

@@ -63,6 +63,17 @@ func AEMMBinary(dir string) (string, error) {
 	return p, nil
 }
 
+// FreePort returns a loopback TCP port nobody listens on at the moment.
+func FreePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port, nil
+}
+
 // AEMMOptions start amazon-ec2-metadata-mock.
 type AEMMOptions struct {
 	// Binary is the mock to run; empty: AEMMBinary(Dir).
@@ -98,12 +109,10 @@ func StartAEMM(opts AEMMOptions) (*AEMM, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := FreePort()
 	if err != nil {
-		return nil, fmt.Errorf("find a free port: %w", err)
+		return nil, err
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
 	home := filepath.Join(opts.Dir, "aemm-home-"+port)
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, err

@@ -588,18 +588,10 @@ func TestIMDSSourceAsksForTheLifeCycleAgainAfterAFailure(t *testing.T) {
 	}
 }
 
-// startAEMM runs amazon-ec2-metadata-mock, IMDSv2 only, on loopback, with
-// its notices an hour out unless args say otherwise; env adds AEMM_*
-// settings.
-func startAEMM(t *testing.T, env []string, args ...string) string {
-	t.Helper()
-	return testpeers.RunAEMM(t, env, args...)
-}
-
 // TestIMDSClientAgainstAEMM reads through amazon-ec2-metadata-mock what the
 // SDK's client reads, byte for byte, 404s included.
 func TestIMDSClientAgainstAEMM(t *testing.T) {
-	url := startAEMM(t, nil, "--asg-termination-delay-sec", "0")
+	url := testpeers.RunAEMM(t, nil, "--asg-termination-delay-sec", "0")
 	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: url})
 	sdk := imdsAPI(t, "sdk", url)
 	for _, path := range []string{"instance-id", "instance-life-cycle", "autoscaling/target-lifecycle-state",
@@ -635,7 +627,7 @@ func TestIMDSSourceSpotNoticesFromAEMM(t *testing.T) {
 		{"spot", []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			url := startAEMM(t, tc.env, "--mock-delay-sec", "0", "--rebalance-delay-sec", "0")
+			url := testpeers.RunAEMM(t, tc.env, "--mock-delay-sec", "0", "--rebalance-delay-sec", "0")
 			var o observed
 			out := runIMDSSource(t, imdsAPI(t, "client", url), lifecycle.IMDSOptions{Spot: true, Rebalance: true, Observe: o.observe})
 			awaitPolls(t, &o, 5)

@@ -70,13 +70,6 @@ func (p *Pacer) Observe(leaving bool, err error) {
 	}
 }
 
-// Continuous reports whether the queue is to be polled without pause.
-func (p *Pacer) Continuous() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.urgent
-}
-
 // Wait returns at once while polling is continuous; otherwise after the
 // idle interval, or as soon as polling turns continuous, or when ctx ends
 // (with its error).
