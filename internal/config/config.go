@@ -67,6 +67,7 @@ type Lifecycle struct {
 	SafetyMargin      time.Duration `yaml:"safety-margin" help:"Completion happens this long before the cap (at most a tenth of it)."`
 	LaunchTimeout     time.Duration `yaml:"launch-timeout" help:"How long a launch action waits for the worker to be ACTIVE before it is completed with ABANDON."`
 	NotFoundWindow    time.Duration `yaml:"not-found-window" help:"How long 'No active Lifecycle Action found' is retried before it is believed."`
+	ConfirmWindow     time.Duration `yaml:"confirm-window" help:"How long an action learned from the queue is re-checked (every 5 s, or a quarter of the window if shorter) until AWS confirms it for this instance (instance metadata's target-lifecycle-state, else DescribeAutoScalingInstances) before it is rejected: never drained, logged as an error, counted. AWS updates metadata and the queue independently and documents no latency between them. 0: checked once."`
 }
 
 // Trino holds how to reach and drain the local worker.
@@ -111,6 +112,7 @@ func Default() Config {
 			SafetyMargin:   2 * time.Minute,
 			LaunchTimeout:  15 * time.Minute,
 			NotFoundWindow: 2 * time.Minute,
+			ConfirmWindow:  2 * time.Minute,
 		},
 		Trino: Trino{
 			URL:                "http://127.0.0.1:8080",
@@ -219,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lifecycle.NotFoundWindow < 0 {
 		bad("lifecycle.not-found-window", "must not be negative, got %s", c.Lifecycle.NotFoundWindow)
+	}
+	if c.Lifecycle.ConfirmWindow < 0 || c.Lifecycle.ConfirmWindow > time.Hour {
+		bad("lifecycle.confirm-window", "must be between 0 (check once) and 1h, got %s", c.Lifecycle.ConfirmWindow)
 	}
 
 	if u, err := url.Parse(c.Trino.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -135,7 +135,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		pacer = lifecycle.NewPacer(cfg.AWS.SQSIdleInterval, nil, log.With(zap.String("component", "sqs")))
 	}
 	drainer := newDrainer(cfg, tc, log, m)
-	sup = newSupervisor(cfg, actions, drainer, store, opts.Logger, m)
+	sup = newSupervisor(cfg, actions, drainer, newConfirmer(cfg, actions, useIMDS), store, opts.Logger, m)
 	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, pacer, log, m)
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
 		return sqsSource.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)

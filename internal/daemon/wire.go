@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
@@ -38,8 +40,8 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 	return trinoadmin.NewDrainer(tc, opts)
 }
 
-func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, store *statefile.Store,
-	log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
+func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, confirmer supervisor.Confirmer,
+	store *statefile.Store, log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
 	opts := supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
@@ -48,14 +50,37 @@ func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trino
 		},
 		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
 		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
-		DryRun:        cfg.DryRun,
-		Logger:        log.With(zap.String("component", "supervisor")),
-		Recorder:      m,
+		Confirmer:     confirmer,
+		ConfirmWindow: cfg.Lifecycle.ConfirmWindow,
+		// Every 5 s, or four times within a shorter window.
+		ConfirmInterval: max(min(supervisor.DefaultConfirmInterval, cfg.Lifecycle.ConfirmWindow/4), 100*time.Millisecond),
+		DryRun:          cfg.DryRun,
+		Logger:          log.With(zap.String("component", "supervisor")),
+		Recorder:        m,
 	}
 	if store != nil {
 		opts.Store = store
 	}
 	return supervisor.New(actions, drainer, opts)
+}
+
+// newConfirmer asks AWS before an action from the queue changes the worker:
+// with metadata (modes both and imds) a termination is confirmed by one
+// read of this instance's target-lifecycle-state, through its own IMDSv2
+// client; otherwise, and for launches, by DescribeAutoScalingInstances.
+// The local read is not retried and gets 1 s: metadata that does not
+// answer at once is asked no further, Auto Scaling is.
+func newConfirmer(cfg config.Config, actions *lifecycle.Actions, metadata bool) *lifecycle.Confirmer {
+	opts := lifecycle.ConfirmerOptions{AutoScaling: actions, CallTimeout: time.Second}
+	if metadata {
+		opts.Metadata = imds.New(imds.Options{
+			Endpoint:          cfg.AWS.IMDSEndpoint,
+			EnableFallback:    aws.FalseTernary,
+			ClientEnableState: imds.ClientEnabled,
+			Retryer:           aws.NopRetryer{},
+		})
+	}
+	return lifecycle.NewConfirmer(opts)
 }
 
 func newSQSSource(cfg config.Config, client *sqs.Client, instanceID string, actions *lifecycle.Actions,

@@ -42,6 +42,7 @@ type Metrics struct {
 	pollErrors    prometheus.Counter
 	staleDeleted  *prometheus.CounterVec
 	receiveCount  prometheus.Histogram
+	unconfirmed   *prometheus.CounterVec
 	mu            sync.Mutex
 	deadline      time.Time
 	now           func() time.Time
@@ -116,6 +117,10 @@ func New(version string) *Metrics {
 		Namespace: namespace, Subsystem: "sqs", Name: "stale_messages_deleted_total",
 		Help: "Other instances' lifecycle messages deleted because their action can no longer be completed, by reason (expired, instance-gone, not-waiting).",
 	}, []string{"reason"})
+	m.unconfirmed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "lifecycle", Name: "unconfirmed_total",
+		Help: "Lifecycle actions from the queue that AWS did not confirm for this instance within lifecycle.confirm-window, by transition (terminating, launching): never drained, never completed.",
+	}, []string{"transition"})
 	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "aws", Name: "api_calls_total",
 		Help: "AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled).",
@@ -126,7 +131,7 @@ func New(version string) *Metrics {
 	}, []string{"outcome"})
 
 	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
-		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.awsCalls, m.trinoRequests)
+		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.unconfirmed, m.awsCalls, m.trinoRequests)
 
 	// Every series of a closed label set exists from the start, so rate()
 	// and absent() behave and dashboards show zeros, not gaps.
@@ -139,6 +144,9 @@ func New(version string) *Metrics {
 	}
 	for _, r := range []string{"expired", "instance-gone", "not-waiting"} {
 		m.staleDeleted.WithLabelValues(r)
+	}
+	for _, t := range []string{"terminating", "launching"} {
+		m.unconfirmed.WithLabelValues(t)
 	}
 	for _, r := range []string{"ok", "not-found", "error"} {
 		m.heartbeats.WithLabelValues(r)
@@ -206,6 +214,9 @@ func (m *Metrics) StaleDeleted(reason string) { m.staleDeleted.WithLabelValues(r
 
 // OwnMessageReceiveCount observes the receive count of an own message.
 func (m *Metrics) OwnMessageReceiveCount(n int) { m.receiveCount.Observe(float64(n)) }
+
+// Unconfirmed counts an action from the queue AWS did not confirm.
+func (m *Metrics) Unconfirmed(transition string) { m.unconfirmed.WithLabelValues(transition).Inc() }
 
 // Polled records the outcome of a ReceiveMessage.
 func (m *Metrics) Polled(ok bool) {

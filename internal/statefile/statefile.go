@@ -55,7 +55,10 @@ type Record struct {
 	Reason   string                `json:"reason,omitempty"` // why it may be completed
 	Plan     *lifecycle.Plan       `json:"plan,omitempty"`   // once computed
 	Hook     *lifecycle.HookTiming `json:"hook,omitempty"`   // as read when the action started
-	Updated  time.Time             `json:"updated"`
+	// Confirmed is set once AWS confirmed the action (or its source needs
+	// no confirmation): a resumed action is not confirmed again.
+	Confirmed bool      `json:"confirmed,omitempty"`
+	Updated   time.Time `json:"updated"`
 }
 
 // Store keeps records in a directory.

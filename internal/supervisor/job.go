@@ -27,6 +27,10 @@ type job struct {
 	timing  *lifecycle.HookTiming // once read
 	planned *lifecycle.Plan       // once computed
 	token   string                // lent by a later delivery of the same action
+
+	confirmed     bool          // AWS confirmed the action (or its source is this instance's own state)
+	confirmSource string        // what confirmed it
+	wake          chan struct{} // closed when confirmed while a confirmation waits
 }
 
 // lend takes the token of another delivery of the same action, for an
@@ -113,6 +117,10 @@ func (j *job) run(ctx context.Context) {
 		// Completed before a restart; only the messages are left to delete.
 		j.log().Info("resumed action was already completed; deleting its messages")
 		j.ack(ctx)
+		return
+	}
+	// Nothing changes the worker before AWS confirms the action.
+	if !j.confirm(ctx) {
 		return
 	}
 
@@ -451,7 +459,8 @@ func (j *job) save(phase, reason string) {
 		return
 	}
 	j.mu.Lock()
-	r := statefile.Record{Key: j.key, Event: j.event, Phase: phase, Reason: reason, Plan: j.planned, Hook: j.timing, Updated: s.opts.Clock.Now()}
+	r := statefile.Record{Key: j.key, Event: j.event, Phase: phase, Reason: reason, Plan: j.planned, Hook: j.timing,
+		Confirmed: j.confirmed, Updated: s.opts.Clock.Now()}
 	if j.resume != nil {
 		if r.Plan == nil {
 			r.Plan = j.resume.Plan

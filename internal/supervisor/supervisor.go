@@ -45,6 +45,9 @@ type Recorder interface {
 	ActionCompleted(result, reason string)
 	DrainFinished(outcome string, d time.Duration)
 	OwnMessageReceiveCount(n int)
+	// Unconfirmed counts an action from the queue that AWS did not
+	// confirm, by transition (terminating, launching).
+	Unconfirmed(transition string)
 }
 
 // Phases of an action.
@@ -86,10 +89,17 @@ type Options struct {
 	// SQS message hidden while it is being worked on. Should the daemon die,
 	// the message reappears before the action's heartbeat timeout lapses.
 	VisibilityMargin time.Duration
-	DryRun           bool
-	Logger           *zap.Logger
-	Recorder         Recorder
-	Clock            lifecycle.Clock
+	// Confirmer, if set, is asked before an action learned from the queue
+	// changes the worker (see Confirmer). Nil trusts every delivery.
+	Confirmer Confirmer
+	// ConfirmWindow is how long an unconfirmed action is re-checked before
+	// it is rejected (0: checked once); ConfirmInterval how often, at most
+	// (default 5 s).
+	ConfirmWindow, ConfirmInterval time.Duration
+	DryRun                         bool
+	Logger                         *zap.Logger
+	Recorder                       Recorder
+	Clock                          lifecycle.Clock
 }
 
 // Supervisor runs lifecycle actions, one drain per action, de-duplicated by
@@ -104,6 +114,7 @@ type Supervisor struct {
 	jobs     map[string]*job
 	done     map[string]time.Time // finished actions by key, to absorb redeliveries
 	finished map[string]time.Time // when each hook/transition tuple last finished
+	rejected map[string]time.Time // actions AWS did not confirm, by key: redeliveries are checked once
 	status   Status
 	resumed  []*job // jobs from a previous run, started by Run
 }
@@ -122,10 +133,14 @@ func New(asg AutoScaling, drainer Drainer, opts Options) *Supervisor {
 	if opts.VisibilityMargin <= 0 {
 		opts.VisibilityMargin = 30 * time.Second
 	}
+	if opts.ConfirmInterval <= 0 {
+		opts.ConfirmInterval = DefaultConfirmInterval
+	}
 	return &Supervisor{
 		asg: asg, drainer: drainer, opts: opts, log: opts.Logger,
 		jobs: map[string]*job{}, done: map[string]time.Time{}, finished: map[string]time.Time{},
-		status: Status{Phase: PhaseIdle},
+		rejected: map[string]time.Time{},
+		status:   Status{Phase: PhaseIdle},
 	}
 }
 
@@ -160,7 +175,7 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 		go func() {
 			defer wg.Done()
 			j.run(ctx)
-			s.forget(j.key, false) // whatever way run ended
+			s.drop(j) // whatever way run ended
 		}()
 	}
 	s.mu.Lock()
@@ -205,6 +220,16 @@ func (s *Supervisor) forget(key string, finished bool) {
 			s.finished[j.event.Tuple()] = now
 		}
 		s.pruneDone()
+	}
+}
+
+// drop removes a job that has ended, unless another job for its key has
+// taken its place (a redelivery of a rejected action).
+func (s *Supervisor) drop(j *job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jobs[j.key] == j {
+		delete(s.jobs, j.key)
 	}
 }
 
@@ -288,6 +313,10 @@ func (s *Supervisor) accept(ctx context.Context, d lifecycle.Delivery) *job {
 				log.Info("the action in progress was also reported by "+e.Source+"; joining it", zap.String("state", j.phase()))
 				j.lend(e.Token)
 				j.addMessage(d.Msg)
+				if !needsConfirmation(e) {
+					// This instance's metadata reports it too: AWS confirms.
+					j.confirmedBy(e.Source)
+				}
 				return nil
 			}
 		}
@@ -345,3 +374,4 @@ func (nopRecorder) Heartbeat(string)                    {}
 func (nopRecorder) ActionCompleted(string, string)      {}
 func (nopRecorder) DrainFinished(string, time.Duration) {}
 func (nopRecorder) OwnMessageReceiveCount(int)          {}
+func (nopRecorder) Unconfirmed(string)                  {}

@@ -122,3 +122,4 @@ func (r *completionRecorder) SetDeadline(time.Time)               {}
 func (r *completionRecorder) Heartbeat(string)                    {}
 func (r *completionRecorder) DrainFinished(string, time.Duration) {}
 func (r *completionRecorder) OwnMessageReceiveCount(int)          {}
+func (r *completionRecorder) Unconfirmed(string)                  {}
