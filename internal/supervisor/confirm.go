@@ -23,7 +23,9 @@ import (
 // Confirmer asks AWS whether an action is real for this instance;
 // *lifecycle.Confirmer is one.
 type Confirmer interface {
-	Confirm(ctx context.Context, e lifecycle.Event) (lifecycle.Confirmation, error)
+	// Confirm reports what AWS says now; last marks the final check of a
+	// window, which may ask more (see lifecycle.Confirmer).
+	Confirm(ctx context.Context, e lifecycle.Event, last bool) (lifecycle.Confirmation, error)
 }
 
 const (
@@ -106,7 +108,8 @@ func (j *job) confirm(ctx context.Context) bool {
 				zap.String("confirmed_by", j.confirmSourceOf()))
 			return true
 		}
-		conf, err := c.Confirm(ctx, e)
+		last := !s.opts.Clock.Now().Before(deadline)
+		conf, err := c.Confirm(ctx, e, last)
 		if ctx.Err() != nil {
 			return false
 		}
@@ -123,11 +126,11 @@ func (j *job) confirm(ctx context.Context) bool {
 			}
 			return true
 		}
-		remaining := deadline.Sub(s.opts.Clock.Now())
-		if remaining <= 0 {
+		if last {
 			j.reject(ctx, conf, err, again)
 			return false
 		}
+		remaining := max(deadline.Sub(s.opts.Clock.Now()), 0)
 		if !warned {
 			warned = true
 			j.log().Warn("AWS does not confirm this lifecycle action (yet); the worker is left alone while it is re-checked",

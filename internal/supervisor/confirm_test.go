@@ -26,7 +26,7 @@ type scriptedConfirmer struct {
 	confirmAt int
 }
 
-func (c *scriptedConfirmer) Confirm(context.Context, lifecycle.Event) (lifecycle.Confirmation, error) {
+func (c *scriptedConfirmer) Confirm(context.Context, lifecycle.Event, bool) (lifecycle.Confirmation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++

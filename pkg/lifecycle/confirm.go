@@ -20,9 +20,10 @@ import (
 //   - A termination: instance metadata's autoscaling/target-lifecycle-state
 //     says Terminated, or Warmed:* for a return to a warm pool. That is one
 //     read of a local endpoint, no AWS API call. Only when metadata is not
-//     to be used (mode sqs) or cannot be read (an error, a 404) is Auto
-//     Scaling asked: DescribeAutoScalingInstances must show this instance in
-//     the message's group in the wait state of a termination.
+//     to be used (mode sqs) or cannot be read (an error, a 404), and once at
+//     the end of a confirmation window, is Auto Scaling asked:
+//     DescribeAutoScalingInstances must show this instance in the message's
+//     group in the wait state of a termination.
 //   - A launch: always DescribeAutoScalingInstances (Pending:Wait, or
 //     Warmed:Pending:Wait into a warm pool). Metadata cannot confirm a
 //     launch: its target state during a launch is InService, which is also
@@ -99,24 +100,32 @@ func NewConfirmer(opts ConfirmerOptions) *Confirmer {
 	return &Confirmer{opts: opts}
 }
 
-// Confirm reports what AWS says about e now. An error means neither
-// metadata nor Auto Scaling could be read; the Confirmation then holds
-// what was learned before the failure.
-func (c *Confirmer) Confirm(ctx context.Context, e Event) (Confirmation, error) {
+// Confirm reports what AWS says about e now. With last (the final check
+// of a confirmation window), a termination that metadata answers but does
+// not confirm is put to Auto Scaling as well: an instance whose metadata
+// never shows the termination is still drained once Auto Scaling holds it
+// in the wait state, only later. An error means neither metadata nor Auto
+// Scaling could be read; the Confirmation then holds what was learned
+// before the failure.
+func (c *Confirmer) Confirm(ctx context.Context, e Event, last bool) (Confirmation, error) {
 	var conf Confirmation
 	if c.opts.Metadata != nil && e.Transition == TransitionTerminating {
 		state, err := c.targetState(ctx)
-		if err == nil {
+		switch {
+		case err == nil:
 			conf.TargetState = state
 			if _, ok := leaving(state); ok {
 				conf.Confirmed, conf.By = true, "metadata"
+				return conf, nil
 			}
-			return conf, nil
-		}
-		if ctx.Err() != nil {
+			if !last {
+				return conf, nil
+			}
+		case ctx.Err() != nil:
 			return conf, ctx.Err()
+		default:
+			conf.MetadataError = err.Error()
 		}
-		conf.MetadataError = err.Error()
 	}
 	if c.opts.AutoScaling == nil {
 		return conf, errors.New("confirm lifecycle action: no Auto Scaling client")

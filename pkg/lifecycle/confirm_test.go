@@ -32,6 +32,7 @@ func TestConfirmer(t *testing.T) {
 		want        bool
 		wantBy      string
 		wantDescrib bool // DescribeAutoScalingInstances asked
+		last        bool // the last check of the window
 	}{
 		{name: "metadata Terminated", metadata: true, target: "Terminated", asgState: "InService", event: terminating,
 			want: true, wantBy: "metadata"},
@@ -39,6 +40,12 @@ func TestConfirmer(t *testing.T) {
 			event: terminating, want: true, wantBy: "metadata"},
 		{name: "metadata InService is the answer, Auto Scaling not asked", metadata: true, target: "InService",
 			asgState: "Terminating:Wait", event: terminating},
+		{name: "last check: metadata InService, Auto Scaling Terminating:Wait", metadata: true, target: "InService",
+			asgState: "Terminating:Wait", event: terminating, last: true, want: true, wantBy: "autoscaling", wantDescrib: true},
+		{name: "last check: metadata InService, Auto Scaling InService", metadata: true, target: "InService",
+			asgState: "InService", event: terminating, last: true, wantDescrib: true},
+		{name: "last check: metadata Terminated needs no Auto Scaling", metadata: true, target: "Terminated",
+			asgState: "InService", event: terminating, last: true, want: true, wantBy: "metadata"},
 		{name: "metadata 404 asks Auto Scaling", metadata: true, asgState: "Terminating:Wait", event: terminating,
 			want: true, wantBy: "autoscaling", wantDescrib: true},
 		{name: "metadata down asks Auto Scaling", metadata: true, target: "down", asgState: "InService", event: terminating,
@@ -78,7 +85,7 @@ func TestConfirmer(t *testing.T) {
 				}
 				opts.Metadata = imds.New(imds.Options{Endpoint: fake.URL(), EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})
 			}
-			conf, err := lifecycle.NewConfirmer(opts).Confirm(context.Background(), tt.event)
+			conf, err := lifecycle.NewConfirmer(opts).Confirm(context.Background(), tt.event, tt.last)
 			if err != nil {
 				t.Fatal(err)
 			}
