@@ -58,6 +58,8 @@ func TestChaos(t *testing.T) {
 		{"row14_duplicate_deliveries", row14},
 		{"row16_message_bodies", row16},
 		{"row18_sigterm_mid_drain", row18},
+		{"row19_unconfirmed_own_message", row19},
+		{"row20_ended_action_in_service", row20},
 	}
 	for _, r := range parallel {
 		t.Run(r.name, func(t *testing.T) {
