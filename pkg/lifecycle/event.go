@@ -6,6 +6,7 @@
 //
 //	classify.go  — an SQS message body becomes an Event (or is refused)
 //	sqs.go       — the SQS source: long poll, hand back foreign messages, ack
+//	confirm.go   — AWS confirms a queue message's action before it changes the worker
 //	deadline.go  — how long the action may be kept waiting
 //	actions.go   — heartbeats and CompleteLifecycleAction against Auto Scaling
 //
