@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
@@ -99,6 +100,75 @@ func TestConfirmer(t *testing.T) {
 				t.Fatal("the confirmation says nothing about what AWS answered")
 			}
 			t.Logf("AWS said: %s", conf.Said())
+		})
+	}
+}
+
+// An unconfirmed message of this instance is settled like a stale one:
+// deleted when Auto Scaling shows nothing to act on; handed back, hidden
+// for 30 s on its first receive, when the instance may still be waiting or
+// when stale deletion is off.
+func TestSettleUnconfirmed(t *testing.T) {
+	tests := []struct {
+		name        string
+		state       string
+		stale       bool
+		wantDeleted bool
+	}{
+		{"in service: nothing to act on", "InService", true, true},
+		{"still waiting: handed back", "Terminating:Wait", true, false},
+		{"stale deletion off: handed back", "InService", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := testpeers.NewSQS(testpeers.SQSOptions{})
+			t.Cleanup(q.Close)
+			url := q.CreateQueue("lifecycle", testpeers.SQSQueueOptions{})
+			asgFake, actions := asgWorld(t, time.Minute)
+			asgFake.SetInstanceState(self, tt.state)
+			client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(q.URL()), Credentials: aws.AnonymousCredentials{}, Retryer: retryer()})
+			opts := lifecycle.SQSOptions{QueueURL: url, Filter: lifecycle.Filter{InstanceID: self}, WaitTime: time.Second}
+			if tt.stale {
+				opts.Stale = actions
+			}
+			src := lifecycle.NewSQSSource(client, opts)
+			id := q.Send(url, testpeers.LifecycleMessage{Group: group, Hook: hook, InstanceID: self,
+				Token: "0f0f0f0f-dead-4bad-8bad-0f0f0f0f0f0f"}.Direct())
+			ctx, cancel := context.WithCancel(context.Background())
+			out := make(chan lifecycle.Delivery, 1)
+			done := make(chan struct{})
+			go func() { _ = src.Run(ctx, out, nil); close(done) }()
+			var d lifecycle.Delivery
+			select {
+			case d = <-out:
+			case <-time.After(10 * time.Second):
+				t.Fatal("own message not delivered")
+			}
+			cancel()
+			<-done
+
+			reason, deleted, err := d.Msg.SettleUnconfirmed(context.Background(), d.Event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if deleted != tt.wantDeleted {
+				t.Fatalf("deleted %v (reason %q), want %v", deleted, reason, tt.wantDeleted)
+			}
+			for _, m := range q.Messages(url) {
+				if m.ID != id {
+					continue
+				}
+				if m.Deleted != tt.wantDeleted {
+					t.Fatalf("queue: deleted %v, want %v", m.Deleted, tt.wantDeleted)
+				}
+			}
+			if !tt.wantDeleted {
+				calls := q.Calls()
+				last := calls[len(calls)-1]
+				if last.Op != "ChangeMessageVisibility" || last.Params["VisibilityTimeout"] != "30" {
+					t.Fatalf("last SQS call %s %v, want ChangeMessageVisibility to 30 s (first receive)", last.Op, last.Params)
+				}
+			}
 		})
 	}
 }
