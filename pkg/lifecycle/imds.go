@@ -60,8 +60,8 @@ type IMDSOptions struct {
 // IMDSSource polls the instance metadata service for this instance's own
 // signals: autoscaling/target-lifecycle-state, spot/instance-action and
 // events/recommendations/rebalance. Its cost does not grow with the fleet.
-// Given an *IMDSClient, a poll costs less than half the CPU and a third of
-// the allocations it costs through the SDK's client (BenchmarkIMDSPollCPU).
+// Through IMDSClient a poll costs about half the CPU and a third of the
+// allocations it costs through the SDK's client (BenchmarkIMDSPollCPU).
 type IMDSSource struct {
 	api  IMDSAPI
 	opts IMDSOptions

@@ -69,8 +69,8 @@ type IMDSClientOptions struct {
 //
 // Why not the SDK's client (feature/ec2/imds, still used for identity and
 // credentials)? Each of its calls builds a middleware stack of some twenty
-// handlers: a poll costs about two and a half times the CPU and three
-// times the allocations (BenchmarkIMDSPollCPU).
+// handlers: a poll costs about twice the CPU and three and a half times
+// the allocations (BenchmarkIMDSPollCPU).
 //
 // IMDSClient implements IMDSAPI; its methods are safe for concurrent use
 // (exchanges are serialised, so they share the one connection).
