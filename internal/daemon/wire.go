@@ -114,9 +114,9 @@ func newIMDSSource(cfg config.Config, instanceID, group string, actions *lifecyc
 	if pacer != nil {
 		observe = pacer.Observe
 	}
-	// The poll loop has its own small IMDSv2 client: the SDK's costs about a
-	// millisecond of CPU per poll, five times as much (see
-	// lifecycle.IMDSClient); identity and credentials keep the SDK's.
+	// The poll loop has its own net/http IMDSv2 client, cheaper per poll
+	// than the SDK's (see lifecycle.IMDSClient); identity and credentials
+	// keep the SDK's.
 	poller := lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: cfg.AWS.IMDSEndpoint})
 	return lifecycle.NewIMDSSource(poller, lifecycle.IMDSOptions{
 		InstanceID: instanceID,

@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
-
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 )
@@ -26,16 +23,17 @@ func (c *pollClock) After(time.Duration) <-chan time.Time {
 
 // BenchmarkIMDSSourcePoll is the cost of one instance-metadata poll in
 // imds and both modes (target-lifecycle-state and, with Spot notices on as
-// by default, spot/instance-action), through the SDK's IMDSv2 client
-// against the fake IMDS on loopback. The token is fetched before the
-// timer starts. B/op and allocs/op include the fake server, which runs in
-// the same process.
+// by default, spot/instance-action on a Spot instance; the fake is an
+// on-demand one), through IMDSClient against the fake IMDS on loopback.
+// The token is fetched before the timer starts. B/op and allocs/op include
+// the fake server, which runs in the same process.
 func BenchmarkIMDSSourcePoll(b *testing.B) {
 	b.ReportAllocs()
 	fake := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: "i-0123456789abcdef0"})
 	defer fake.Close()
 	fake.SetTargetLifecycleState("InService")
-	client := imds.New(imds.Options{Endpoint: fake.URL(), EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})
+	client := lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
+	defer client.Close()
 	clock := &pollClock{polls: make(chan struct{})}
 	src := lifecycle.NewIMDSSource(client, lifecycle.IMDSOptions{
 		InstanceID: "i-0123456789abcdef0", Interval: time.Second, Spot: true, Clock: clock,

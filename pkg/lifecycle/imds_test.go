@@ -9,13 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
@@ -98,10 +95,9 @@ func TestIMDSClientNotPresentIs404(t *testing.T) {
 	if got, err := read(t, c, "autoscaling/target-lifecycle-state"); err != nil || got != "InService" {
 		t.Fatalf("read after a 404 = %q, %v", got, err)
 	}
-	// As IMDSAPI, the same 404 the SDK would report.
-	_, err = c.GetMetadata(context.Background(), &imds.GetMetadataInput{Path: "spot/instance-action"})
+	// The status as the SDK's errors carry it, which the source reads.
 	if status(err) != http.StatusNotFound {
-		t.Fatalf("GetMetadata err = %v, want status 404", err)
+		t.Fatalf("HTTPStatusCode of %v, want 404", err)
 	}
 }
 
@@ -200,8 +196,8 @@ func TestIMDSClientTimesOutEachRequest(t *testing.T) {
 	fake.InjectFault("GetMetadata", testpeers.Fault{Hang: true})
 	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: fake.URL(), Timeout: 100 * time.Millisecond, Attempts: 2})
 	_, err := read(t, c, "instance-id")
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("err = %v, want a timeout", err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want each attempt's timeout", err)
 	}
 	if n := fake.CallCount("GetMetadata"); n != 2 {
 		t.Fatalf("%d attempts, want 2", n)
@@ -249,16 +245,18 @@ func TestIMDSClientBoundsTheBody(t *testing.T) {
 
 // rawIMDS serves IMDSv2 on loopback with handler answering metadata GETs;
 // every request is recorded as "METHOD path token?".
+// Connections are counted.
 type rawIMDS struct {
 	*httptest.Server
 	mu       sync.Mutex
 	requests []string
+	conns    int
 }
 
 func newRawIMDS(t *testing.T, handler func(w http.ResponseWriter, r *http.Request)) *rawIMDS {
 	t.Helper()
 	s := &rawIMDS{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, fmt.Sprintf("%s %s %t", r.Method, r.URL.Path, r.Header.Get("X-Aws-Ec2-Metadata-Token") != ""))
 		s.mu.Unlock()
@@ -272,14 +270,78 @@ func newRawIMDS(t *testing.T, handler func(w http.ResponseWriter, r *http.Reques
 		}
 		handler(w, r)
 	}))
+	s.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+		}
+	}
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
+}
+
+func (s *rawIMDS) connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 func (s *rawIMDS) seen() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.requests...)
+}
+
+// TestIMDSClientKeepsOneConnection: answers of every kind (a 200, a 404
+// with a body, a 503 retried, a 401 that renews the token) leave the one
+// connection in use; the token is fetched on it too.
+func TestIMDSClientKeepsOneConnection(t *testing.T) {
+	var mu sync.Mutex
+	failures := map[string]int{"unavailable": 1, "unauthorized": 1}
+	srv := newRawIMDS(t, func(w http.ResponseWriter, r *http.Request) {
+		item := strings.TrimPrefix(r.URL.Path, "/latest/meta-data/")
+		mu.Lock()
+		fail := failures[item] > 0
+		failures[item]--
+		mu.Unlock()
+		switch {
+		case item == "unavailable" && fail:
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+		case item == "unauthorized" && fail:
+			http.Error(w, "token expired", http.StatusUnauthorized)
+		case item == "missing":
+			http.NotFound(w, r)
+		default:
+			_, _ = io.WriteString(w, item)
+		}
+	})
+	c := imdsClient(t, lifecycle.IMDSClientOptions{Endpoint: srv.URL})
+	for _, item := range []string{"instance-id", "missing", "unavailable", "unauthorized", "instance-id"} {
+		got, err := read(t, c, item)
+		if item == "missing" {
+			if status(err) != http.StatusNotFound {
+				t.Fatalf("%s: err = %v, want 404", item, err)
+			}
+			continue
+		}
+		if err != nil || got != item {
+			t.Fatalf("%s: read %q, %v", item, got, err)
+		}
+	}
+	tokens := 0
+	for _, r := range srv.seen() {
+		if strings.HasPrefix(r, "PUT ") {
+			tokens++
+		}
+	}
+	if tokens != 2 {
+		t.Fatalf("%d token requests, want 2 (the first and the renewal after the 401)", tokens)
+	}
+	if n := srv.connections(); n != 1 {
+		t.Fatalf("%d connections for 9 requests, want 1", n)
+	}
 }
 
 func TestIMDSClientDoesNotFollowRedirects(t *testing.T) {
@@ -596,22 +658,13 @@ func TestIMDSClientAgainstAEMM(t *testing.T) {
 	sdk := imdsAPI(t, "sdk", url)
 	for _, path := range []string{"instance-id", "instance-life-cycle", "autoscaling/target-lifecycle-state",
 		"placement/region", "spot/instance-action", "no/such/item", ""} {
-		want, wantErr := sdkRead(sdk, path)
+		b, wantErr := sdk.Read(context.Background(), path, nil, 64<<10)
+		want := string(b)
 		got, err := read(t, c, path)
 		if got != want || status(err) != status(wantErr) || (err == nil) != (wantErr == nil) {
 			t.Errorf("%q: got %q, %v; the SDK read %q, %v", path, got, err, want, wantErr)
 		}
 	}
-}
-
-func sdkRead(api lifecycle.IMDSAPI, path string) (string, error) {
-	out, err := api.GetMetadata(context.Background(), &imds.GetMetadataInput{Path: path})
-	if err != nil {
-		return "", err
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(out.Content)
-	return string(b), err
 }
 
 // TestIMDSSourceSpotNoticesFromAEMM: the mock is an on-demand instance

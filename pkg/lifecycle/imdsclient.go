@@ -1,7 +1,6 @@
 package lifecycle
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -15,10 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // IMDSv2 protocol names.
@@ -34,8 +30,6 @@ const (
 	imdsMaxTokenTTL = 6 * time.Hour
 	// imdsMaxToken bounds a token body; real tokens are 56 bytes.
 	imdsMaxToken = 1 << 10
-	// imdsMaxBody bounds a metadata document read by GetMetadata.
-	imdsMaxBody = 64 << 10
 	// imdsMaxDrain is how much of an unwanted body is read to keep the
 	// connection; beyond it the connection is closed instead.
 	imdsMaxDrain = 64 << 10
@@ -63,10 +57,10 @@ type IMDSClientOptions struct {
 	Now func() time.Time
 }
 
-// IMDSClient is a small IMDSv2-only client for the metadata poll loop. It
-// speaks HTTP/1.1 over one kept-alive connection in the calling goroutine,
-// caches the session token until shortly before it runs out, and reads
-// bodies into the caller's buffer.
+// IMDSClient is the IMDSv2-only net/http client of the metadata poll loop:
+// its own Transport keeps one connection to the service alive (no proxy,
+// no compression), the session token is cached until shortly before it
+// runs out, and bodies are read into the caller's buffer.
 //
 // It never falls back to IMDSv1: without a token there is no metadata
 // request. A 401 means the token is no longer valid (the instance was
@@ -75,31 +69,25 @@ type IMDSClientOptions struct {
 //
 // Why not the SDK's client (feature/ec2/imds, still used for identity and
 // credentials)? Each of its calls builds a middleware stack of some twenty
-// handlers, and net/http's transport hands every request between three
-// goroutines; in a daemon polling every second that woke the process's
-// threads about 40 times a second and cost ~1.2 ms of CPU per poll.
+// handlers: a poll costs about twice the CPU and three and a half times
+// the allocations (BenchmarkIMDSPollCPU).
 //
 // IMDSClient implements IMDSAPI; its methods are safe for concurrent use
-// (exchanges are serialised on the one connection).
+// (exchanges are serialised, so they share the one connection).
 type IMDSClient struct {
-	addr     string      // host:port to dial
-	host     string      // Host header
-	prefix   string      // the endpoint's path, without a trailing slash
-	tls      *tls.Config // nil for http
+	rt       *http.Transport
+	base     string // scheme://host and the endpoint's path, without a trailing slash
 	ttl      time.Duration
-	ttlValue string // ttl in whole seconds, the PUT header's value
+	ttlValue []string // ttl in whole seconds, the PUT header's value
 	timeout  time.Duration
 	attempts int
 	now      func() time.Time
 	err      error // a bad endpoint: every call fails with it
 
-	mu      sync.Mutex    // serialises exchanges; guards the fields below
-	conn    net.Conn      // nil: dial on the next exchange
-	rw      io.ReadWriter // conn's reads and writes
-	br      *bufio.Reader
-	req     []byte // the request being written, reused
-	token   string
-	renewAt time.Time // wall clock
+	mu      sync.Mutex // serialises exchanges; guards the fields below
+	token   []string   // the token header's value, shared by the GETs' headers
+	renewAt time.Time  // wall clock
+	gets    map[string]*http.Request
 }
 
 // NewIMDSClient returns a client for the metadata service at
@@ -127,11 +115,12 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 	}
 	c := &IMDSClient{
 		ttl:      opts.TokenTTL,
-		ttlValue: strconv.Itoa(int(opts.TokenTTL / time.Second)),
+		ttlValue: []string{strconv.Itoa(int(opts.TokenTTL / time.Second))},
 		timeout:  opts.Timeout,
 		attempts: opts.Attempts,
 		now:      opts.Now,
-		req:      make([]byte, 0, 256),
+		token:    []string{""},
+		gets:     make(map[string]*http.Request),
 	}
 	u, err := url.Parse(opts.Endpoint)
 	switch {
@@ -142,26 +131,24 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 		c.err = fmt.Errorf("instance metadata endpoint %q is not an http(s) URL", opts.Endpoint)
 		return c
 	}
-	c.host, c.prefix = u.Host, strings.TrimRight(u.EscapedPath(), "/")
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
-	c.addr = net.JoinHostPort(u.Hostname(), port)
-	if u.Scheme == "https" {
-		c.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	c.base = u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/")
+	c.rt = &http.Transport{
+		Proxy: nil, // link-local: never through a proxy
+		// No TCP keep-alive probes: they would wake the idle process.
+		DialContext:         (&net.Dialer{Timeout: opts.Timeout, KeepAlive: -1}).DialContext,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: opts.Timeout,
+		MaxIdleConnsPerHost: 1,
+		DisableCompression:  true,
 	}
 	return c
 }
 
 // Close closes the connection, if any.
 func (c *IMDSClient) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.drop()
+	if c.rt != nil {
+		c.rt.CloseIdleConnections()
+	}
 }
 
 // IMDSStatusError is an answer other than 200 OK. 404 means the item is not
@@ -178,20 +165,6 @@ func (e *IMDSStatusError) Error() string {
 // HTTPStatusCode returns the status, as the SDK's errors do.
 func (e *IMDSStatusError) HTTPStatusCode() int { return e.StatusCode }
 
-// GetMetadata reads a metadata path (relative to /latest/meta-data/), as
-// the SDK's client does. optFns are ignored.
-func (c *IMDSClient) GetMetadata(ctx context.Context, in *imds.GetMetadataInput, _ ...func(*imds.Options)) (*imds.GetMetadataOutput, error) {
-	path := ""
-	if in != nil {
-		path = in.Path
-	}
-	b, err := c.Read(ctx, path, nil, imdsMaxBody)
-	if err != nil {
-		return nil, err
-	}
-	return &imds.GetMetadataOutput{Content: io.NopCloser(bytes.NewReader(b))}, nil
-}
-
 // Read reads the metadata item at path (relative to /latest/meta-data/),
 // appending its body to dst. An item larger than limit bytes is an error;
 // an answer other than 200 is an *IMDSStatusError (404: not there).
@@ -207,12 +180,15 @@ func (c *IMDSClient) Read(ctx context.Context, path string, dst []byte, limit in
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	req, err := c.get(path)
+	if err != nil {
+		return dst, fmt.Errorf("read instance metadata %s: %w", path, err)
+	}
 	for renewed := false; ; renewed = true {
-		token, err := c.sessionToken(ctx, renewed)
-		if err != nil {
+		if err := c.sessionToken(ctx, renewed); err != nil {
 			return dst, err
 		}
-		out, status, err := c.exchange(ctx, http.MethodGet, path, imdsTokenHeader, token, dst, limit)
+		out, status, err := c.exchange(ctx, req, dst, limit)
 		switch {
 		case err != nil:
 			return dst, fmt.Errorf("read instance metadata %s: %w", path, err)
@@ -225,203 +201,102 @@ func (c *IMDSClient) Read(ctx context.Context, path string, dst []byte, limit in
 	}
 }
 
-// sessionToken returns the cached token, or a new one if there is none, it
-// is about to run out, or renew is set. c.mu is held.
-func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) (string, error) {
-	now := c.now().Round(0) // wall clock: a stopped instance's tokens lapse
-	if c.token != "" && !renew && now.Before(c.renewAt) {
-		return c.token, nil
+// get returns the GET request of a metadata path, made once per path: its
+// header is c.token's, so a new token is in every request. c.mu is held.
+func (c *IMDSClient) get(path string) (*http.Request, error) {
+	if r := c.gets[path]; r != nil {
+		return r, nil
 	}
-	c.token = ""
-	body, status, err := c.exchange(ctx, http.MethodPut, "", imdsTTLHeader, c.ttlValue, make([]byte, 0, 64), imdsMaxToken)
+	p := imdsMetadataPath + path
+	if path == "" {
+		p = imdsMetadataPath[:len(imdsMetadataPath)-1] // the index, as the SDK asks for it
+	}
+	r, err := http.NewRequest(http.MethodGet, c.base+p, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.Header = http.Header{imdsTokenHeader: c.token}
+	if len(c.gets) < 16 { // the poll loop reads four paths
+		c.gets[path] = r
+	}
+	return r, nil
+}
+
+// sessionToken makes sure c.token holds a token: the cached one, or a new
+// one if there is none, it is about to run out, or renew is set. c.mu is
+// held.
+func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
+	now := c.now().Round(0) // wall clock: a stopped instance's tokens lapse
+	if c.token[0] != "" && !renew && now.Before(c.renewAt) {
+		return nil
+	}
+	c.token[0] = ""
+	req, err := http.NewRequest(http.MethodPut, c.base+imdsTokenPath, nil)
+	if err != nil {
+		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
+	}
+	// An empty Idempotency-Key is not sent; it lets the Transport retry the
+	// PUT on a kept-alive connection the service closed meanwhile, as it
+	// does a GET.
+	req.Header = http.Header{imdsTTLHeader: c.ttlValue, "Idempotency-Key": nil}
+	body, status, err := c.exchange(ctx, req, make([]byte, 0, 64), imdsMaxToken)
 	if err == nil && status != http.StatusOK {
 		err = &IMDSStatusError{Op: "PUT " + imdsTokenPath, StatusCode: status}
 	}
 	if err != nil {
-		return "", fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
+		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
 	}
 	token := string(bytes.TrimSpace(body))
 	if token == "" {
-		return "", errors.New("get an instance metadata session token (IMDSv2): empty token")
+		return errors.New("get an instance metadata session token (IMDSv2): empty token")
 	}
 	// Renew a tenth of the TTL early, at most a minute, counted from
 	// before the request was sent.
-	c.token, c.renewAt = token, now.Add(c.ttl-min(c.ttl/10, time.Minute))
-	return token, nil
+	c.token[0], c.renewAt = token, now.Add(c.ttl-min(c.ttl/10, time.Minute))
+	return nil
 }
 
-// exchange sends one request (a PUT of the token path if method is PUT,
-// else a GET of the metadata path) carrying one header, retrying 5xx, 429
-// and connection failures, and appends a 200's body to dst. Every attempt
-// has its own timeout. c.mu is held.
-func (c *IMDSClient) exchange(ctx context.Context, method, path, header, value string, dst []byte, limit int) ([]byte, int, error) {
+// exchange sends req, retrying 5xx, 429 and connection failures, and
+// appends a 200's body to dst. Every attempt has its own timeout. c.mu is
+// held.
+func (c *IMDSClient) exchange(ctx context.Context, req *http.Request, dst []byte, limit int) ([]byte, int, error) {
 	for attempt := 1; ; attempt++ {
-		out, status, err := c.once(ctx, method, path, header, value, dst, limit)
-		retry := status >= 500 || status == http.StatusTooManyRequests || transient(err)
+		out, status, err := c.once(ctx, req, dst, limit)
+		retry := status >= 500 || status == http.StatusTooManyRequests || err != nil && transient(err)
 		if !retry || attempt >= c.attempts || ctx.Err() != nil {
 			return out, status, err
 		}
 		// A short pause: IMDS is local, and the next poll retries anyway.
-		t := time.NewTimer(time.Duration(attempt) * 50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return dst, 0, ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-// once sends one request and reads the answer: a 200's body (up to limit
-// bytes) appended to dst; any other body is read and dropped so the
-// connection can be reused. A kept-alive connection the service has closed
-// meanwhile is replaced once. c.mu is held.
-func (c *IMDSClient) once(ctx context.Context, method, path, header, value string, dst []byte, limit int) ([]byte, int, error) {
-	if err := ctx.Err(); err != nil {
-		return dst, 0, err
-	}
-	for fresh := c.conn == nil; ; fresh = true {
-		if c.conn == nil {
-			if err := c.dial(ctx); err != nil {
-				return dst, 0, err
-			}
-		}
-		out, status, err := c.roundTrip(ctx, method, path, header, value, dst, limit)
-		if err == nil {
-			return out, status, nil
-		}
-		c.drop()
-		if ctx.Err() != nil {
+		if sleep(ctx, RealClock{}, time.Duration(attempt)*50*time.Millisecond) != nil {
 			return dst, 0, ctx.Err()
 		}
-		if fresh || !errors.Is(err, errStaleConn) {
-			return dst, 0, err
-		}
 	}
-}
-
-// errStaleConn is a kept-alive connection that was closed before any of
-// the answer arrived.
-var errStaleConn = errors.New("connection closed by the metadata service")
-
-// dial connects. c.mu is held.
-func (c *IMDSClient) dial(ctx context.Context) error {
-	d := net.Dialer{Timeout: c.timeout, KeepAlive: -1} // link-local: no TCP keep-alive probes
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	if c.tls != nil {
-		tc := tls.Client(conn, c.tls)
-		hctx, cancel := context.WithTimeout(ctx, c.timeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			conn.Close()
-			return fmt.Errorf("tls handshake: %w", err)
-		}
-		conn = tc
-	}
-	c.conn, c.rw = conn, quiet(conn)
-	if c.br == nil {
-		c.br = bufio.NewReaderSize(c.rw, 1024)
-	} else {
-		c.br.Reset(c.rw)
-	}
-	return nil
-}
-
-// drop closes the connection. c.mu is held.
-func (c *IMDSClient) drop() {
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn = nil
-	}
-}
-
-// roundTrip writes one request on c.conn and reads its answer. On an error
-// the connection is unusable. c.mu is held.
-func (c *IMDSClient) roundTrip(ctx context.Context, method, path, header, value string, dst []byte, limit int) ([]byte, int, error) {
-	conn := c.conn
-	if err := conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
-		return dst, 0, err
-	}
-	// No deadline between exchanges: its timer would wake the idle process.
-	defer func() { _ = conn.SetDeadline(time.Time{}) }()
-	if ctx.Done() != nil {
-		// Ending ctx ends the exchange: a deadline in the past wakes the
-		// blocked read.
-		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
-	}
-	r := append(c.req[:0], method...)
-	r = append(r, ' ')
-	r = append(r, c.prefix...)
-	if method == http.MethodPut {
-		r = append(r, imdsTokenPath...)
-	} else {
-		if path == "" {
-			r = append(r, imdsMetadataPath[:len(imdsMetadataPath)-1]...) // the index, as the SDK asks for it
-		} else {
-			r = append(r, imdsMetadataPath...)
-			r = append(r, path...)
-		}
-	}
-	r = append(r, " HTTP/1.1\r\nHost: "...)
-	r = append(r, c.host...)
-	r = append(r, "\r\n"...)
-	r = append(r, header...)
-	r = append(r, ": "...)
-	r = append(r, value...)
-	if method == http.MethodPut {
-		r = append(r, "\r\nContent-Length: 0"...)
-	}
-	r = append(r, "\r\n\r\n"...)
-	c.req = r
-	if _, err := c.rw.Write(r); err != nil {
-		return dst, 0, staleOr(err)
-	}
-	if _, err := c.br.Peek(1); err != nil {
-		return dst, 0, staleOr(err)
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		return dst, 0, fmt.Errorf("read the answer: %w", err)
-	}
-	keep := !resp.Close
-	if resp.StatusCode != http.StatusOK {
-		n, err := io.CopyN(io.Discard, resp.Body, imdsMaxDrain)
-		if err != io.EOF || n == imdsMaxDrain {
-			keep = false
-		}
-		if !keep {
-			c.drop()
-		}
-		return dst, resp.StatusCode, nil
-	}
-	out, err := readLimited(resp.Body, dst, limit)
-	if err != nil {
-		return dst, 0, err
-	}
-	if !keep {
-		c.drop()
-	}
-	return out, resp.StatusCode, nil
 }
 
 // transient reports whether err is a failure of the connection (refused,
 // reset, timed out, cut short) rather than an answer.
 func transient(err error) bool {
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// staleOr marks the errors of a connection the peer closed as errStaleConn.
-func staleOr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("%w: %w", errStaleConn, err)
+// once sends req and reads the answer: a 200's body (up to limit bytes)
+// appended to dst; any other body is read and dropped so that the
+// connection is kept. c.mu is held.
+func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, limit int) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		return dst, 0, err
 	}
-	return err
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.CopyN(io.Discard, resp.Body, imdsMaxDrain)
+		return dst, resp.StatusCode, nil
+	}
+	out, err := readLimited(resp.Body, dst, limit)
+	return out, resp.StatusCode, err
 }
 
 // readLimited appends r's content to dst; more than limit bytes is an

@@ -30,9 +30,9 @@ const fakeIMDSProcessEnv = "SCALEDOWND_FAKE_IMDS_PROCESS"
 // TestFakeIMDSProcess is not a test: run by benchmarks as a child process
 // (with fakeIMDSProcessEnv set), it serves a fake IMDS on loopback, prints
 // its URL and serves until its stdin closes. The server's CPU then does
-// not count in the benchmark's. The fake does not serve
-// instance-life-cycle; with fakeIMDSProcessEnv set to a value other than
-// "-", a proxy in front of it does, with that value.
+// not count in the benchmark's. The fake is an on-demand instance; with
+// fakeIMDSProcessEnv set to a value other than "-", a proxy in front of
+// it serves that value as instance-life-cycle.
 func TestFakeIMDSProcess(t *testing.T) {
 	lifeCycle := os.Getenv(fakeIMDSProcessEnv)
 	if lifeCycle == "" {
@@ -98,8 +98,28 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// imdsClients are the clients the poll loop can use: the SDK's
-// (feature/ec2/imds, as newIMDS builds it) and the package's own.
+// sdkReader reads through the SDK's IMDSv2 client (feature/ec2/imds, as
+// the daemon's newIMDS builds it), for comparison.
+type sdkReader struct{ c *imds.Client }
+
+func (r sdkReader) Read(ctx context.Context, path string, dst []byte, limit int) ([]byte, error) {
+	out, err := r.c.GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
+	if err != nil {
+		return dst, err
+	}
+	defer out.Content.Close()
+	b, err := io.ReadAll(io.LimitReader(out.Content, int64(limit)+1))
+	if err == nil && len(b) > limit {
+		err = fmt.Errorf("body larger than %d bytes", limit)
+	}
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
+}
+
+// imdsClients are the clients the poll loop can use: the SDK's and the
+// package's own.
 func imdsClients(url string) []struct {
 	name string
 	api  lifecycle.IMDSAPI
@@ -108,7 +128,7 @@ func imdsClients(url string) []struct {
 		name string
 		api  lifecycle.IMDSAPI
 	}{
-		{"sdk", imds.New(imds.Options{Endpoint: url, EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})},
+		{"sdk", sdkReader{imds.New(imds.Options{Endpoint: url, EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})}},
 		{"client", lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: url})},
 	}
 }
@@ -117,17 +137,17 @@ func imdsClients(url string) []struct {
 // against a fake IMDS in a child process, so that B/op, allocs/op and
 // cpu-µs/op (this process's user+system time per poll, runtime and GC
 // included) are the client's alone. The session token is fetched before
-// the timer starts. A poll reads target-lifecycle-state and, where the
-// instance may be a Spot instance, spot/instance-action: 2 requests where
-// instance-life-cycle is not served (sdk, client) or says spot, 1 on an
-// on-demand instance (client-on-demand).
+// the timer starts. A poll reads target-lifecycle-state and, on a Spot
+// instance, spot/instance-action: 1 request on the fake, an on-demand
+// instance (sdk, client), 2 where a proxy in front of it says spot
+// (client-spot).
 func BenchmarkIMDSPollCPU(b *testing.B) {
 	url := fakeIMDSProcess(b, "-")
 	clients := imdsClients(url)
 	clients = append(clients, struct {
 		name string
 		api  lifecycle.IMDSAPI
-	}{"client-on-demand", lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: fakeIMDSProcess(b, "on-demand")})})
+	}{"client-spot", lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: fakeIMDSProcess(b, "spot")})})
 	for _, c := range clients {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -176,16 +196,8 @@ func BenchmarkIMDSRead(b *testing.B) {
 			b.Run(c.name+"/"+path, func(b *testing.B) {
 				b.ReportAllocs()
 				ctx := context.Background()
-				read := func() {
-					out, err := c.api.GetMetadata(ctx, &imds.GetMetadataInput{Path: path})
-					if err == nil {
-						_ = out.Content.Close()
-					}
-				}
-				if r, ok := c.api.(*lifecycle.IMDSClient); ok {
-					buf := make([]byte, 0, 4096)
-					read = func() { _, _ = r.Read(ctx, path, buf, 4096) }
-				}
+				buf := make([]byte, 0, 4096)
+				read := func() { _, _ = c.api.Read(ctx, path, buf, 4096) }
 				read() // the token
 				cpu0 := cpuTime(b)
 				b.ResetTimer()
