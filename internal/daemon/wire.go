@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
@@ -73,11 +71,8 @@ func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trino
 func newConfirmer(cfg config.Config, actions *lifecycle.Actions, metadata bool) *lifecycle.Confirmer {
 	opts := lifecycle.ConfirmerOptions{AutoScaling: actions, CallTimeout: time.Second}
 	if metadata {
-		opts.Metadata = imds.New(imds.Options{
-			Endpoint:          cfg.AWS.IMDSEndpoint,
-			EnableFallback:    aws.FalseTernary,
-			ClientEnableState: imds.ClientEnabled,
-			Retryer:           aws.NopRetryer{},
+		opts.Metadata = lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{
+			Endpoint: cfg.AWS.IMDSEndpoint, Timeout: time.Second, Attempts: 1,
 		})
 	}
 	return lifecycle.NewConfirmer(opts)

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 )
 
 // Anything that can put a message on the lifecycle queue — a misrouted
@@ -147,17 +144,12 @@ func (c *Confirmer) Confirm(ctx context.Context, e Event, last bool) (Confirmati
 func (c *Confirmer) targetState(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	out, err := c.opts.Metadata.GetMetadata(ctx, &imds.GetMetadataInput{Path: pathTargetState})
+	b, err := c.opts.Metadata.Read(ctx, pathTargetState, nil, imdsMaxItem)
 	if err != nil {
 		var status interface{ HTTPStatusCode() int }
 		if errors.As(err, &status) && status.HTTPStatusCode() == http.StatusNotFound {
 			return "", fmt.Errorf("read %s: not present", pathTargetState)
 		}
-		return "", fmt.Errorf("read %s: %w", pathTargetState, err)
-	}
-	defer out.Content.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Content, imdsMaxItem))
-	if err != nil {
 		return "", fmt.Errorf("read %s: %w", pathTargetState, err)
 	}
 	state := strings.TrimSpace(string(b))

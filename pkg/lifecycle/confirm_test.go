@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
@@ -84,7 +83,7 @@ func TestConfirmer(t *testing.T) {
 				default:
 					fake.SetTargetLifecycleState(tt.target)
 				}
-				opts.Metadata = imds.New(imds.Options{Endpoint: fake.URL(), EnableFallback: aws.FalseTernary, ClientEnableState: imds.ClientEnabled})
+				opts.Metadata = lifecycle.NewIMDSClient(lifecycle.IMDSClientOptions{Endpoint: fake.URL()})
 			}
 			conf, err := lifecycle.NewConfirmer(opts).Confirm(context.Background(), tt.event, tt.last)
 			if err != nil {
