@@ -39,7 +39,7 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 }
 
 func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, store *statefile.Store,
-	log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
+	history *statefile.History, dopts Options, m *metrics.Metrics) *supervisor.Supervisor {
 	opts := supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
@@ -49,11 +49,16 @@ func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trino
 		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow},
 		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
 		DryRun:        cfg.DryRun,
-		Logger:        log.With(zap.String("component", "supervisor")),
+		Logger:        dopts.Logger.With(zap.String("component", "supervisor")),
 		Recorder:      m,
+		Queries:       dopts.Queries,
+		QueryInterval: dopts.QueryInterval,
 	}
 	if store != nil {
 		opts.Store = store
+	}
+	if history != nil {
+		opts.Reports = history
 	}
 	return supervisor.New(actions, drainer, opts)
 }

@@ -9,8 +9,10 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/scaledownd/scaledownd/internal/drainreport"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 )
 
 // HistorySize is how many drain reports the history keeps.
@@ -38,7 +40,21 @@ func OpenHistory(dir string) (*History, error) {
 	if err := os.MkdirAll(filepath.Join(d, "inflight"), 0o700); err != nil {
 		return nil, fmt.Errorf("create report directory: %w", err)
 	}
-	return &History{dir: d}, nil
+	h := &History{dir: d}
+	h.pruneInflight()
+	return h, nil
+}
+
+// pruneInflight removes reports of actions that cannot be in progress any
+// more: untouched for longer than an action can last.
+func (h *History) pruneInflight() {
+	dir := filepath.Join(h.dir, "inflight")
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > lifecycle.MaxGlobalTimeout {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // ReadHistory reads the history of a state directory without creating
@@ -140,6 +156,12 @@ func (h *History) LoadInflight(id string) (r drainreport.Report, ok bool) {
 		return drainreport.Report{}, false
 	}
 	return r, true
+}
+
+// Finished reports whether the history holds the report of id.
+func (h *History) Finished(id string) bool {
+	entries, err := h.List()
+	return err == nil && slices.ContainsFunc(entries, func(e Entry) bool { return e.ID == id })
 }
 
 type corruptHistory struct{ err error }

@@ -27,6 +27,7 @@ type job struct {
 	timing  *lifecycle.HookTiming // once read
 	planned *lifecycle.Plan       // once computed
 	token   string                // lent by a later delivery of the same action
+	rep     *jobReport            // the drain report, once started (report.go)
 }
 
 // lend takes the token of another delivery of the same action, for an
@@ -184,7 +185,7 @@ func (j *job) run(ctx context.Context) {
 	j.setPhase(PhaseCompleting)
 	if s.opts.DryRun {
 		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", result), zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("dry-run", reason)
+		j.completed("dry-run", reason)
 		j.ack(ctx)
 		return
 	}
@@ -201,15 +202,15 @@ func (j *job) run(ctx context.Context) {
 		// The message stays on the queue: it reappears and the action is
 		// tried again while AWS still holds it.
 		j.log().Error("could not complete the lifecycle action", zap.Error(err), zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("error", reason)
+		j.completed("error", reason) // the report goes on with the retry
 		return
 	case already:
 		j.log().Warn("lifecycle action was already gone when completing it", zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("already-done", reason)
+		j.completed("already-done", reason)
 	default:
 		j.log().Info("lifecycle action completed", zap.String("result", result),
 			zap.String("reason", reason), zap.Duration("elapsed", elapsed))
-		s.opts.Recorder.ActionCompleted(result, reason)
+		j.completed(result, reason)
 	}
 	j.save(statefile.PhaseCompleted, reason)
 	s.opts.Recorder.DrainFinished(reason, elapsed)
@@ -259,7 +260,7 @@ func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-ch
 		<-done
 		if ctx.Err() == nil {
 			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
-			s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+			j.completed("already-done", ReasonLapsed)
 			j.save(statefile.PhaseCompleted, ReasonLapsed)
 			j.ack(ctx)
 		}
@@ -299,8 +300,9 @@ func (j *job) runSignal(ctx context.Context) {
 		return
 	}
 	j.log().Info("spot drain finished", zap.String("reason", reason), zap.Duration("elapsed", s.opts.Clock.Now().Sub(now)))
-	s.opts.Recorder.ActionCompleted("none", reason)
+	j.completed("none", reason)
 	s.forget(j.key, true)
+	j.finishReport(ctx)
 }
 
 // plan reads the hook's timing and computes heartbeat interval and
@@ -365,7 +367,7 @@ func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, kee
 			return "", false
 		}
 		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
-		s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+		j.completed("already-done", ReasonLapsed)
 		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
 		j.save(statefile.PhaseCompleted, ReasonLapsed)
 		j.ack(ctx)
@@ -414,7 +416,7 @@ func (j *job) startDrain(ctx context.Context) *drainRun {
 			if j.event.Destination == "WarmPool" {
 				drain = s.drainer.Hold // the worker comes back with the instance
 			}
-			r, err := drain(drainCtx, j.log())
+			r, err := j.observed(drainCtx, drain)
 			if err == nil || drainCtx.Err() != nil {
 				drained <- drainResult{r, cause(drainCtx, err)}
 				return
@@ -502,6 +504,7 @@ func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 // hidden for another interval.
 func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration) {
 	s := j.s
+	j.report().heartbeat(err)
 	switch {
 	case err == nil:
 		s.opts.Recorder.Heartbeat("ok")
@@ -530,6 +533,7 @@ func (j *job) ack(ctx context.Context) {
 	j.s.forget(j.key, true)
 	if j.s.opts.DryRun {
 		j.log().Info("dry run: would delete the lifecycle message")
+		j.finishReport(ctx)
 		return
 	}
 	for _, m := range j.messages() {
@@ -538,7 +542,9 @@ func (j *job) ack(ctx context.Context) {
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
+		j.messageDeleted()
 	}
+	j.finishReport(ctx) // before the record says acked: a restart in between keeps one report
 	if ctx.Err() == nil {
 		j.save(statefile.PhaseAcked, "")
 	}
