@@ -248,6 +248,9 @@ func (j *job) finishReport(ctx context.Context) {
 	if r.r.Result == "" && j.resume != nil {
 		r.r.Reason = j.resume.Reason // completed by a version without reports
 	}
+	if token := j.action().Token; token != "" {
+		r.r.TokenPrefix = lifecycle.TokenPrefix(token) // lent by the queue's message
+	}
 	r.r.Finish()
 	if pr, ok := s.opts.Recorder.(PhaseRecorder); ok {
 		r.r.Phases.Each(pr.DrainPhase)
