@@ -58,6 +58,7 @@ func TestChaos(t *testing.T) {
 		{"row14_duplicate_deliveries", row14},
 		{"row16_message_bodies", row16},
 		{"row18_sigterm_mid_drain", row18},
+		{"row30_drain_report_survives_sigkill", row30},
 	}
 	for _, r := range parallel {
 		t.Run(r.name, func(t *testing.T) {
