@@ -69,12 +69,12 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, opts DrainOpt
 		return fmt.Errorf("%s is a coordinator, which cannot be drained", c.URL())
 	}
 	rep := m.finish(string(res.Outcome))
-	log.Info("drain report", zap.Any("report", rep))
 	if opts.StateDir != "" {
 		if err := storeReport(opts.StateDir, m.id, rep); err != nil {
 			log.Warn("could not add the drain report to the history", zap.Error(err), zap.String("state_dir", opts.StateDir))
 		}
 	}
+	log.Info("drain report", zap.Any("report", rep))
 	fmt.Fprintf(w, "worker %s: %s (Trino %s, %s path)\n", c.URL(), res.Outcome, res.Version, res.Strategy)
 	fmt.Fprintln(w, rep.Line())
 	return nil

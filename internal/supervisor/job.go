@@ -116,6 +116,7 @@ func (j *job) run(ctx context.Context) {
 		j.ack(ctx)
 		return
 	}
+	j.confirmedNow() // the report's confirmed step: from here on the action is this instance's
 
 	// A terminating worker is told to drain before anything is read or
 	// persisted: reading the hook's timeouts and two fsyncs would delay

@@ -83,7 +83,7 @@ func (j *job) report() *jobReport {
 			received = s.opts.Clock.Now()
 		}
 		rep.r = drainreport.Report{Kind: kindOf(e), Source: e.Source,
-			Timeline: drainreport.Timeline{Signal: e.Started(), Received: received, Confirmed: received}}
+			Timeline: drainreport.Timeline{Signal: e.Started(), Received: received}}
 		if j.resume != nil && s.opts.Reports != nil && s.opts.Reports.Finished(rep.id) {
 			rep.done = true // a previous run stored it just before it stopped
 		}
@@ -151,9 +151,11 @@ func (r *jobReport) mark(step func(*drainreport.Timeline) *time.Time) {
 	})
 }
 
-// Confirmed records when the action was confirmed as this instance's.
-func (r *jobReport) Confirmed(at time.Time) {
-	r.update(func(rep *drainreport.Report) { rep.Timeline.Confirmed = at })
+// confirmedNow records that the action is confirmed as this instance's,
+// unless a previous run did. An action that never passes it (a Spot
+// signal) counts as confirmed when received.
+func (j *job) confirmedNow() {
+	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
 }
 
 // DrainMilestone implements trinoadmin.Observer.
@@ -230,8 +232,8 @@ func (j *job) messageDeleted() {
 	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted })
 }
 
-// finishReport logs the report, observes its phases and stores it in the
-// history, once. When ctx has ended (the daemon stopping) the report stays
+// finishReport stores the report in the history, logs it and observes its
+// phases, once. When ctx has ended (the daemon stopping) the report stays
 // in progress for the next start.
 func (j *job) finishReport(ctx context.Context) {
 	if ctx.Err() != nil {
@@ -245,6 +247,9 @@ func (j *job) finishReport(ctx context.Context) {
 	}
 	r.done = true
 	s := j.s
+	if r.r.Timeline.Confirmed.IsZero() {
+		r.r.Timeline.Confirmed = r.r.Timeline.Received
+	}
 	if r.r.Result == "" && j.resume != nil {
 		r.r.Reason = j.resume.Reason // completed by a version without reports
 	}
@@ -256,13 +261,13 @@ func (j *job) finishReport(ctx context.Context) {
 		r.r.Phases.Each(pr.DrainPhase)
 		pr.BlockingQueries(0)
 	}
+	// Stored first: whoever sees the event finds it in the history too.
+	if s.opts.Reports != nil && !s.opts.DryRun {
+		if err := s.opts.Reports.Append(r.id, r.r); err != nil {
+			j.log().Warn("could not add the drain report to the history", zap.Error(err))
+		}
+	}
 	j.log().Info("drain report", zap.Any("report", r.r))
-	if s.opts.Reports == nil || s.opts.DryRun {
-		return
-	}
-	if err := s.opts.Reports.Append(r.id, r.r); err != nil {
-		j.log().Warn("could not add the drain report to the history", zap.Error(err))
-	}
 }
 
 // observed runs one drain attempt with the report observing it and, with
