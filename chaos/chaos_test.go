@@ -60,6 +60,7 @@ func TestChaos(t *testing.T) {
 		{"row18_sigterm_mid_drain", row18},
 		{"row19_unconfirmed_own_message", row19},
 		{"row20_ended_action_in_service", row20},
+		{"row30_drain_report_survives_sigkill", row30},
 	}
 	for _, r := range parallel {
 		t.Run(r.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -40,7 +41,9 @@ const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Au
 Usage:
   scaledownd [run] [flags]           run the daemon (the default)
   scaledownd check [--json]          preflight: IMDS, group, hook, queue, Trino, permission
-  scaledownd status [--json]         what the running daemon is doing
+  scaledownd status [--json] [--watch]
+                                     what the running daemon is doing (--watch: follow it)
+  scaledownd history [--json]        the last drain reports, newest first
   scaledownd drain [--wait] [--shutdown]
                                      take the local worker out of service (maintenance)
   scaledownd undrain                 return a DRAINING or DRAINED worker to ACTIVE
@@ -90,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 			return max(code, 0)
 		}
 		return serve(cfg, stderr)
-	case "check", "status", "drain", "undrain":
+	case "check", "status", "drain", "undrain", "history":
 		return operate(cmd, args, stdout, stderr, getenv)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q; see scaledownd help\n", cmd)
@@ -202,11 +205,15 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 
 // operate runs an operator command.
 func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
-	var asJSON, wait, shutdown bool
+	var asJSON, wait, shutdown, watch bool
 	cfg, code := load(args, stdout, stderr, getenv, func(fs *flag.FlagSet) {
 		switch cmd {
-		case "check", "status":
+		case "check", "status", "history":
 			fs.BoolVar(&asJSON, "json", false, "Print JSON for machines.")
+		}
+		switch cmd {
+		case "status":
+			fs.BoolVar(&watch, "watch", false, "Follow the action in progress until it finishes (phase, tasks left, blocking queries, time to the deadline).")
 		case "drain":
 			fs.BoolVar(&wait, "wait", false, "Wait until the worker is DRAINED or has exited.")
 			fs.BoolVar(&shutdown, "shutdown", false, "Use SHUTTING_DOWN (the worker exits) instead of DRAINING.")
@@ -224,7 +231,20 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(st
 	}
 	switch cmd {
 	case "status":
+		if watch {
+			if err := ops.Watch(ctx, stdout, cfg.Listen, time.Second); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			return 0
+		}
 		if err := ops.Status(ctx, stdout, cfg.Listen, asJSON); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	case "history":
+		if err := ops.History(stdout, cfg.StateDir, asJSON); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
@@ -252,7 +272,8 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(st
 		if shutdown {
 			strategy = trinoadmin.StrategyShutdown
 		}
-		err = ops.Drain(ctx, stdout, tc, strategy, wait, log)
+		err = ops.Drain(ctx, stdout, tc, ops.DrainOptions{Strategy: strategy, Wait: wait, PollInterval: cfg.Trino.PollInterval, StateDir: cfg.StateDir,
+			InstanceID: cfg.AWS.InstanceID}, log)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)

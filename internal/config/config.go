@@ -31,7 +31,7 @@ type Config struct {
 	Lifecycle Lifecycle `yaml:"lifecycle"`
 	Trino     Trino     `yaml:"trino"`
 	Listen    string    `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz and /readyz."`
-	StateDir  string    `yaml:"state-dir" help:"Directory for the daemon's state."`
+	StateDir  string    `yaml:"state-dir" help:"Directory for the daemon's state: the actions in progress and the last 50 drain reports (scaledownd history)."`
 	Log       Log       `yaml:"log"`
 	DryRun    bool      `yaml:"dry-run" help:"Log every action that would change state (Trino state, heartbeats, completion, message deletion) without doing it."`
 }

@@ -33,6 +33,10 @@ type Options struct {
 	// Ready, if set, is called with the listener's address once the daemon
 	// is set up (tests use it to find a :0 listener).
 	Ready func(addr string)
+	// Queries, if set, lists the queries that hold a drain (for the drain
+	// report and /status), every QueryInterval (default 10 s).
+	Queries       supervisor.QueryLister
+	QueryInterval time.Duration
 }
 
 // Run runs the daemon until ctx ends. It returns nil on a clean stop.
@@ -135,7 +139,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		pacer = lifecycle.NewPacer(cfg.AWS.SQSIdleInterval, nil, log.With(zap.String("component", "sqs")))
 	}
 	drainer := newDrainer(cfg, tc, log, m)
-	sup = newSupervisor(cfg, actions, drainer, newConfirmer(cfg, actions, useIMDS), store, opts.Logger, m)
+	sup = newSupervisor(cfg, actions, drainer, newConfirmer(cfg, actions, useIMDS), store, openHistory(cfg, log), opts, m)
 	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, pacer, log, m)
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {
 		return sqsSource.Adopt(r.ID, r.ReceiptHandle, r.ReceiveCount)
@@ -244,6 +248,21 @@ func openState(cfg config.Config, log *zap.Logger) (*statefile.Store, []statefil
 		return nil, nil
 	}
 	return store, recs
+}
+
+// openHistory opens the drain report history in the state directory; like
+// the records, a directory that cannot be used costs the reports, not the
+// drains (each report is still logged).
+func openHistory(cfg config.Config, log *zap.Logger) *statefile.History {
+	if cfg.DryRun {
+		return nil
+	}
+	h, err := statefile.OpenHistory(cfg.StateDir)
+	if err != nil {
+		log.Error("state directory unusable for drain reports; they are only logged", zap.Error(err), zap.String("state_dir", cfg.StateDir))
+		return nil
+	}
+	return h
 }
 
 // deliverPendingLaunch hands the supervisor the launch action of an instance

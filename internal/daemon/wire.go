@@ -39,7 +39,7 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 }
 
 func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, confirmer supervisor.Confirmer,
-	store *statefile.Store, log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
+	store *statefile.Store, history *statefile.History, dopts Options, m *metrics.Metrics) *supervisor.Supervisor {
 	opts := supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
@@ -53,11 +53,16 @@ func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trino
 		// Every 5 s, or four times within a shorter window.
 		ConfirmInterval: max(min(supervisor.DefaultConfirmInterval, cfg.Lifecycle.ConfirmWindow/4), 100*time.Millisecond),
 		DryRun:          cfg.DryRun,
-		Logger:          log.With(zap.String("component", "supervisor")),
+		Logger:          dopts.Logger.With(zap.String("component", "supervisor")),
 		Recorder:        m,
+		Queries:         dopts.Queries,
+		QueryInterval:   dopts.QueryInterval,
 	}
 	if store != nil {
 		opts.Store = store
+	}
+	if history != nil {
+		opts.Reports = history
 	}
 	return supervisor.New(actions, drainer, opts)
 }

@@ -43,6 +43,7 @@ type Metrics struct {
 	staleDeleted  *prometheus.CounterVec
 	receiveCount  prometheus.Histogram
 	unconfirmed   *prometheus.CounterVec
+	report        reportMetrics // report.go
 	mu            sync.Mutex
 	deadline      time.Time
 	now           func() time.Time
@@ -132,6 +133,7 @@ func New(version string) *Metrics {
 
 	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
 		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.unconfirmed, m.awsCalls, m.trinoRequests)
+	m.registerReport(reg)
 
 	// Every series of a closed label set exists from the start, so rate()
 	// and absent() behave and dashboards show zeros, not gaps.

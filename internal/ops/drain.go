@@ -4,17 +4,44 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/scaledownd/scaledownd/internal/drainreport"
+	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
 )
 
+// QueryLister lists the queries that still have tasks on the worker.
+type QueryLister interface {
+	BlockingQueries(ctx context.Context) ([]trinoadmin.Query, error)
+}
+
+// DrainOptions shape a maintenance drain.
+type DrainOptions struct {
+	Strategy trinoadmin.Strategy
+	// PollInterval is how often the worker is read while waiting.
+	PollInterval time.Duration
+	// Wait returns only once the worker is DRAINED or has exited, showing
+	// the drain as it goes, and ends with a drain report.
+	Wait bool
+	// StateDir, if set, receives the drain report in its history.
+	StateDir   string
+	InstanceID string // for the report; may be empty
+	// Queries, if set, lists the queries holding the drain every
+	// QueryInterval (default 10 s).
+	Queries       QueryLister
+	QueryInterval time.Duration
+}
+
 // Drain takes the local worker out of service without Auto Scaling, for
-// maintenance. Without wait it only requests the state change; with wait it
-// returns once the worker is DRAINED or has exited.
-func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, strategy trinoadmin.Strategy, wait bool, log *zap.Logger) error {
-	if !wait {
+// maintenance. Without Wait it only requests the state change; with Wait it
+// returns once the worker is DRAINED or has exited, and logs and stores a
+// drain report (kind maintenance).
+func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, opts DrainOptions, log *zap.Logger) error {
+	if !opts.Wait {
 		info, err := c.Info(ctx)
 		if err != nil {
 			return err
@@ -23,7 +50,7 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, strategy trin
 			return fmt.Errorf("%s is a coordinator, which cannot be drained", c.URL())
 		}
 		state := trinoadmin.StateDraining
-		if trinoadmin.PlannedPath(strategy, info) != "DRAINING → DRAINED" {
+		if trinoadmin.PlannedPath(opts.Strategy, info) != "DRAINING → DRAINED" {
 			state = trinoadmin.StateShuttingDown
 		}
 		if err := c.SetState(ctx, state); err != nil {
@@ -32,16 +59,189 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, strategy trin
 		fmt.Fprintf(w, "requested %s on %s (Trino %s)\n", state, c.URL(), info.Version)
 		return nil
 	}
-	d := trinoadmin.NewDrainer(c, trinoadmin.DrainOptions{Strategy: strategy, Logger: log})
-	res, err := d.Drain(ctx, log)
+	m := newMaintenance(w, opts)
+	d := trinoadmin.NewDrainer(c, trinoadmin.DrainOptions{Strategy: opts.Strategy, PollInterval: opts.PollInterval, Logger: log})
+	res, err := m.run(ctx, func(ctx context.Context) (trinoadmin.Result, error) { return d.Drain(ctx, log) })
 	if err != nil {
 		return err
 	}
 	if res.Outcome == trinoadmin.OutcomeCoordinator {
 		return fmt.Errorf("%s is a coordinator, which cannot be drained", c.URL())
 	}
+	rep := m.finish(string(res.Outcome))
+	if opts.StateDir != "" {
+		if err := storeReport(opts.StateDir, m.id, rep); err != nil {
+			log.Warn("could not add the drain report to the history", zap.Error(err), zap.String("state_dir", opts.StateDir))
+		}
+	}
+	log.Info("drain report", zap.Any("report", rep))
 	fmt.Fprintf(w, "worker %s: %s (Trino %s, %s path)\n", c.URL(), res.Outcome, res.Version, res.Strategy)
+	fmt.Fprintln(w, rep.Line())
 	return nil
+}
+
+func storeReport(stateDir, id string, rep drainreport.Report) error {
+	h, err := statefile.OpenHistory(stateDir)
+	if err != nil {
+		return err
+	}
+	return h.Append(id, rep)
+}
+
+// maintenance follows a maintenance drain: its report and its progress
+// line.
+type maintenance struct {
+	opts  DrainOptions
+	start time.Time
+	id    string
+	p     *progress
+	draw  sync.Mutex // one redraw at a time
+
+	mu     sync.Mutex
+	rep    drainreport.Report
+	l      live
+	latest []drainreport.Query
+}
+
+func newMaintenance(w io.Writer, opts DrainOptions) *maintenance {
+	now := time.Now()
+	return &maintenance{opts: opts, start: now, p: newProgress(w),
+		id: statefile.ReportID(fmt.Sprintf("maintenance/%d", now.UnixNano())),
+		rep: drainreport.Report{Kind: drainreport.KindMaintenance, Source: drainreport.KindMaintenance,
+			InstanceID: opts.InstanceID, Result: "none",
+			Timeline: drainreport.Timeline{Signal: now, Received: now, Confirmed: now}},
+		l: live{phase: "requesting the drain"},
+	}
+}
+
+// run runs drain with the maintenance observing it, redrawing the progress
+// line every second and listing the queries holding it alongside.
+func (m *maintenance) run(ctx context.Context, drain func(context.Context) (trinoadmin.Result, error)) (trinoadmin.Result, error) {
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+		m.p.end()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			m.redraw()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	if m.opts.Queries != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.watchQueries(ctx)
+		}()
+	}
+	return drain(trinoadmin.WithObserver(ctx, m))
+}
+
+func (m *maintenance) redraw() {
+	m.mu.Lock()
+	l := m.l
+	l.elapsed = time.Since(m.start)
+	m.mu.Unlock()
+	m.draw.Lock()
+	defer m.draw.Unlock()
+	m.p.show(liveLine(l))
+}
+
+func (m *maintenance) watchQueries(ctx context.Context) {
+	interval := m.opts.QueryInterval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	for {
+		if qs, err := m.opts.Queries.BlockingQueries(ctx); err == nil {
+			seen := make([]drainreport.Query, 0, len(qs))
+			for _, q := range qs {
+				seen = append(seen, drainreport.Query{QueryID: q.ID, User: q.User, Source: q.Source, State: q.State, ElapsedS: q.Elapsed.Seconds()})
+			}
+			top := drainreport.Report{Queries: seen}
+			top.Finish()
+			n := len(seen)
+			m.mu.Lock()
+			m.rep.SeeQueries(seen)
+			m.l.queries = &n
+			m.l.longest, m.l.longestID = "", ""
+			if len(top.Queries) > 0 {
+				q := top.Queries[0]
+				m.l.longest, m.l.longestID = fmt.Sprintf("%s (%s) %.0fs", q.QueryID, dash(q.User), q.ElapsedS), q.QueryID
+			}
+			m.mu.Unlock()
+			m.redraw()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// DrainMilestone implements trinoadmin.Observer.
+func (m *maintenance) DrainMilestone(ms trinoadmin.Milestone) {
+	now := time.Now()
+	m.mu.Lock()
+	t := &m.rep.Timeline
+	set := func(at *time.Time, phase string) {
+		if at.IsZero() {
+			*at = now
+		}
+		m.l.phase = phase
+	}
+	switch ms {
+	case trinoadmin.MilestoneDrainingRequested:
+		set(&t.DrainingRequested, "draining")
+	case trinoadmin.MilestoneTasksZero:
+		set(&t.TasksZero, "tasks done, waiting for DRAINED")
+	case trinoadmin.MilestoneDrained:
+		set(&t.Drained, "drained")
+	case trinoadmin.MilestoneShuttingDown:
+		set(&t.ShuttingDown, "shutting down")
+	case trinoadmin.MilestoneProcessGone:
+		set(&t.ProcessGone, "process gone")
+	}
+	m.mu.Unlock()
+	m.redraw()
+}
+
+// DrainTasks implements trinoadmin.Observer.
+func (m *maintenance) DrainTasks(n int) {
+	m.mu.Lock()
+	m.l.tasks = &n
+	m.mu.Unlock()
+	m.redraw()
+}
+
+// DrainState implements trinoadmin.Observer.
+func (m *maintenance) DrainState(state string) {
+	m.mu.Lock()
+	m.l.trinoState = state
+	m.mu.Unlock()
+	m.redraw()
+}
+
+// finish completes the report with the drain's outcome.
+func (m *maintenance) finish(reason string) drainreport.Report {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rep.Reason = reason
+	m.rep.Timeline.Completed = time.Now()
+	m.rep.Finish()
+	return m.rep
 }
 
 // Undrain returns a DRAINING or DRAINED worker to ACTIVE. A worker that is

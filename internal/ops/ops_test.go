@@ -117,7 +117,7 @@ func TestDrainAndUndrain(t *testing.T) {
 	}
 	var out bytes.Buffer
 	ctx := context.Background()
-	if err := ops.Drain(ctx, &out, c, trinoadmin.StrategyDrain, true, zaptest.NewLogger(t)); err != nil {
+	if err := ops.Drain(ctx, &out, c, ops.DrainOptions{Strategy: trinoadmin.StrategyDrain, Wait: true}, zaptest.NewLogger(t)); err != nil {
 		t.Fatal(err)
 	}
 	if w.State() != "DRAINED" || !strings.Contains(out.String(), "drained") {
@@ -129,7 +129,7 @@ func TestDrainAndUndrain(t *testing.T) {
 	if w.State() != "ACTIVE" {
 		t.Fatalf("state %s after undrain", w.State())
 	}
-	if err := ops.Drain(ctx, &out, c, trinoadmin.StrategyAuto, false, zap.NewNop()); err != nil {
+	if err := ops.Drain(ctx, &out, c, ops.DrainOptions{Strategy: trinoadmin.StrategyAuto}, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
 	if w.State() != "DRAINING" {

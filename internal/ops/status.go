@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
 
 // StatusURL is where the running daemon answers /status for a listen
@@ -23,6 +25,50 @@ func StatusURL(listen string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port) + "/status", nil
 }
 
+// statusDoc is the part of the daemon's /status this package reads.
+type statusDoc struct {
+	Phase           string              `json:"phase"`
+	Deadline        string              `json:"deadline"`
+	DeadlineIn      *float64            `json:"deadline_in_s"`
+	TrinoState      string              `json:"trino_state"`
+	TasksLeft       *int                `json:"tasks_left"`
+	BlockingQueries *int                `json:"blocking_queries"`
+	Queries         []drainreport.Query `json:"queries"`
+	Completed       int                 `json:"completed"`
+}
+
+// fetchStatus asks the daemon at url for its status: the whole document
+// and the fields read here.
+func fetchStatus(ctx context.Context, url string) (map[string]any, statusDoc, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, statusDoc{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, statusDoc{}, fmt.Errorf("ask the running daemon at %s: %w (is scaledownd running?)", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusDoc{}, fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, statusDoc{}, fmt.Errorf("read status: %w", err)
+	}
+	var st map[string]any
+	var doc statusDoc
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, statusDoc{}, fmt.Errorf("decode status: %w", err)
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, statusDoc{}, fmt.Errorf("decode status: %w", err)
+	}
+	return st, doc, nil
+}
+
 // Status fetches the running daemon's status and writes it: as indented
 // JSON with asJSON, else as lines of "key: value".
 func Status(ctx context.Context, w io.Writer, listen string, asJSON bool) error {
@@ -30,33 +76,94 @@ func Status(ctx context.Context, w io.Writer, listen string, asJSON bool) error 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	st, doc, err := fetchStatus(ctx, url)
 	if err != nil {
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask the running daemon at %s: %w (is scaledownd running?)", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("daemon answered %s", resp.Status)
-	}
-	var st map[string]any
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return fmt.Errorf("decode status: %w", err)
 	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	for _, k := range []string{"phase", "instance_id", "asg", "hook", "token_prefix", "started", "deadline", "completed"} {
+	line := func(k string, v any) { fmt.Fprintf(w, "%-13s %v\n", k+":", v) }
+	for _, k := range []string{"phase", "instance_id", "asg", "hook", "token_prefix", "started", "deadline"} {
 		if v, ok := st[k]; ok {
-			fmt.Fprintf(w, "%-13s %v\n", k+":", v)
+			line(k, v)
 		}
 	}
+	if doc.DeadlineIn != nil {
+		line("deadline_in", time.Duration(*doc.DeadlineIn*float64(time.Second)).Round(time.Second))
+	}
+	if doc.TrinoState != "" {
+		line("trino_state", doc.TrinoState)
+	}
+	if doc.TasksLeft != nil {
+		line("tasks_left", *doc.TasksLeft)
+	}
+	if doc.BlockingQueries != nil {
+		line("queries", fmt.Sprintf("%d blocking", *doc.BlockingQueries))
+		for _, q := range doc.Queries {
+			fmt.Fprintf(w, "  %s  %s  %s  %s  %.0fs\n", q.QueryID, dash(q.User), dash(q.Source), dash(q.State), q.ElapsedS)
+		}
+	}
+	if v, ok := st["completed"]; ok {
+		line("completed", v)
+	}
 	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// Watch follows the running daemon's status every interval and shows the
+// action in progress as it goes — phase, worker state, tasks left, blocking
+// queries, time to the deadline — on one line rewritten in place on a
+// terminal, as plain lines (one per change) otherwise. It returns once an
+// action it saw has finished, or when ctx ends.
+func Watch(ctx context.Context, w io.Writer, listen string, interval time.Duration) error {
+	url, err := StatusURL(listen)
+	if err != nil {
+		return err
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	p := newProgress(w)
+	defer p.end()
+	seen := false
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		_, doc, err := fetchStatus(ctx, url)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			p.show("error "+err.Error(), "waiting for the daemon: "+err.Error())
+		case doc.Phase == "idle" && seen:
+			p.show("finished", fmt.Sprintf("idle · the action has finished (%d completed); `scaledownd history` shows its report", doc.Completed))
+			return nil
+		case doc.Phase == "idle":
+			p.show("idle", "idle · waiting for a lifecycle action")
+		default:
+			seen = true
+			l := live{phase: doc.Phase, trinoState: doc.TrinoState, tasks: doc.TasksLeft, queries: doc.BlockingQueries,
+				deadlineIn: doc.DeadlineIn}
+			if len(doc.Queries) > 0 {
+				q := doc.Queries[0]
+				l.longest = fmt.Sprintf("%s (%s) %.0fs", q.QueryID, dash(q.User), q.ElapsedS)
+				l.longestID = q.QueryID
+			}
+			p.show(liveLine(l))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

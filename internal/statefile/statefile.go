@@ -79,8 +79,13 @@ func Open(dir string) (*Store, error) {
 func (s *Store) Dir() string { return s.dir }
 
 func (s *Store) path(key string) string {
+	return filepath.Join(s.dir, keyHash(key)+".json")
+}
+
+// keyHash names an action's files without its token.
+func keyHash(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return filepath.Join(s.dir, hex.EncodeToString(sum[:12])+".json")
+	return hex.EncodeToString(sum[:12])
 }
 
 // Save writes r atomically.
@@ -90,27 +95,35 @@ func (s *Store) Save(r Record) error {
 	if err != nil {
 		return fmt.Errorf("encode state record: %w", err)
 	}
-	final := s.path(r.Key)
-	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
+	if err := writeAtomic(s.dir, s.path(r.Key), data); err != nil {
+		return fmt.Errorf("state record: %w", err)
+	}
+	return nil
+}
+
+// writeAtomic replaces final (in dir) with data: a temporary file, fsync,
+// rename, fsync of the directory.
+func writeAtomic(dir, final string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write state record: %w", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
 	if _, err := tmp.Write(append(data, '\n')); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write state record: %w", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("sync state record: %w", err)
+		return fmt.Errorf("sync: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close state record: %w", err)
+		return fmt.Errorf("close: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("replace state record: %w", err)
+		return fmt.Errorf("replace: %w", err)
 	}
-	return syncDir(s.dir)
+	return syncDir(dir)
 }
 
 // Remove deletes the record of key; a missing record is not an error.

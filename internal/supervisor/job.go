@@ -31,6 +31,7 @@ type job struct {
 	confirmed     bool          // AWS confirmed the action (or its source is this instance's own state)
 	confirmSource string        // what confirmed it
 	wake          chan struct{} // closed when confirmed while a confirmation waits
+	rep           *jobReport    // the drain report, once started (report.go)
 }
 
 // lend takes the token of another delivery of the same action, for an
@@ -123,6 +124,7 @@ func (j *job) run(ctx context.Context) {
 	if !j.confirm(ctx) {
 		return
 	}
+	j.confirmedNow() // the report's confirmed step: from here on the action is this instance's
 
 	// A terminating worker is told to drain before anything is read or
 	// persisted: reading the hook's timeouts and two fsyncs would delay
@@ -192,7 +194,7 @@ func (j *job) run(ctx context.Context) {
 	j.setPhase(PhaseCompleting)
 	if s.opts.DryRun {
 		j.log().Info("dry run: would complete the lifecycle action", zap.String("result", result), zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("dry-run", reason)
+		j.completed("dry-run", reason)
 		j.ack(ctx)
 		return
 	}
@@ -209,15 +211,15 @@ func (j *job) run(ctx context.Context) {
 		// The message stays on the queue: it reappears and the action is
 		// tried again while AWS still holds it.
 		j.log().Error("could not complete the lifecycle action", zap.Error(err), zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("error", reason)
+		j.completed("error", reason) // the report goes on with the retry
 		return
 	case already:
 		j.log().Warn("lifecycle action was already gone when completing it", zap.String("reason", reason))
-		s.opts.Recorder.ActionCompleted("already-done", reason)
+		j.completed("already-done", reason)
 	default:
 		j.log().Info("lifecycle action completed", zap.String("result", result),
 			zap.String("reason", reason), zap.Duration("elapsed", elapsed))
-		s.opts.Recorder.ActionCompleted(result, reason)
+		j.completed(result, reason)
 	}
 	j.save(statefile.PhaseCompleted, reason)
 	s.opts.Recorder.DrainFinished(reason, elapsed)
@@ -267,7 +269,7 @@ func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-ch
 		<-done
 		if ctx.Err() == nil {
 			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
-			s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+			j.completed("already-done", ReasonLapsed)
 			j.save(statefile.PhaseCompleted, ReasonLapsed)
 			j.ack(ctx)
 		}
@@ -307,8 +309,9 @@ func (j *job) runSignal(ctx context.Context) {
 		return
 	}
 	j.log().Info("spot drain finished", zap.String("reason", reason), zap.Duration("elapsed", s.opts.Clock.Now().Sub(now)))
-	s.opts.Recorder.ActionCompleted("none", reason)
+	j.completed("none", reason)
 	s.forget(j.key, true)
+	j.finishReport(ctx)
 }
 
 // plan reads the hook's timing and computes heartbeat interval and
@@ -373,7 +376,7 @@ func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, kee
 			return "", false
 		}
 		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
-		s.opts.Recorder.ActionCompleted("already-done", ReasonLapsed)
+		j.completed("already-done", ReasonLapsed)
 		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
 		j.save(statefile.PhaseCompleted, ReasonLapsed)
 		j.ack(ctx)
@@ -422,7 +425,7 @@ func (j *job) startDrain(ctx context.Context) *drainRun {
 			if j.event.Destination == "WarmPool" {
 				drain = s.drainer.Hold // the worker comes back with the instance
 			}
-			r, err := drain(drainCtx, j.log())
+			r, err := j.observed(drainCtx, drain)
 			if err == nil || drainCtx.Err() != nil {
 				drained <- drainResult{r, cause(drainCtx, err)}
 				return
@@ -511,6 +514,7 @@ func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 // hidden for another interval.
 func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration) {
 	s := j.s
+	j.report().heartbeat(err)
 	switch {
 	case err == nil:
 		s.opts.Recorder.Heartbeat("ok")
@@ -539,6 +543,7 @@ func (j *job) ack(ctx context.Context) {
 	j.s.forget(j.key, true)
 	if j.s.opts.DryRun {
 		j.log().Info("dry run: would delete the lifecycle message")
+		j.finishReport(ctx)
 		return
 	}
 	for _, m := range j.messages() {
@@ -547,7 +552,9 @@ func (j *job) ack(ctx context.Context) {
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
+		j.messageDeleted()
 	}
+	j.finishReport(ctx) // before the record says acked: a restart in between keeps one report
 	if ctx.Err() == nil {
 		j.save(statefile.PhaseAcked, "")
 	}

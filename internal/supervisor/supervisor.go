@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scaledownd/scaledownd/internal/drainreport"
 	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
@@ -97,9 +98,16 @@ type Options struct {
 	// (default 5 s).
 	ConfirmWindow, ConfirmInterval time.Duration
 	DryRun                         bool
-	Logger                         *zap.Logger
-	Recorder                       Recorder
-	Clock                          lifecycle.Clock
+	// Queries, if set, lists the queries that hold a drain, every
+	// QueryInterval (default 10 s), for the drain report and /status.
+	Queries       QueryLister
+	QueryInterval time.Duration
+	// Reports, if set, keeps each action's drain report: in progress
+	// across restarts, and the finished ones in a bounded history.
+	Reports  ReportStore
+	Logger   *zap.Logger
+	Recorder Recorder
+	Clock    lifecycle.Clock
 }
 
 // Supervisor runs lifecycle actions, one drain per action, de-duplicated by
@@ -153,14 +161,30 @@ type Status struct {
 	Token      string    `json:"token_prefix,omitempty"`
 	Started    time.Time `json:"started,omitzero"`
 	Deadline   time.Time `json:"deadline,omitzero"`
-	Completed  int       `json:"completed"`
+	// DeadlineIn is the time left until Deadline, in seconds, when Status
+	// was taken.
+	DeadlineIn *float64 `json:"deadline_in_s,omitempty"`
+	// TrinoState, TasksLeft, BlockingQueries and Queries follow the drain
+	// in progress: the worker's last state and task count, and how many
+	// queries still have tasks on it (the longest listed), when known.
+	TrinoState      string              `json:"trino_state,omitempty"`
+	TasksLeft       *int                `json:"tasks_left,omitempty"`
+	BlockingQueries *int                `json:"blocking_queries,omitempty"`
+	Queries         []drainreport.Query `json:"queries,omitempty"`
+	Completed       int                 `json:"completed"`
 }
 
 // Status returns what the supervisor is doing now.
 func (s *Supervisor) Status() Status {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.status
+	st := s.status
+	s.mu.Unlock()
+	if !st.Deadline.IsZero() {
+		left := st.Deadline.Sub(s.opts.Clock.Now()).Round(time.Millisecond).Seconds()
+		st.DeadlineIn = &left
+	}
+	st.Queries = append([]drainreport.Query(nil), st.Queries...)
+	return st
 }
 
 // Run takes deliveries until ctx ends. progress is called at least once a

@@ -18,6 +18,7 @@ import (
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/daemon"
 	"github.com/scaledownd/scaledownd/internal/metrics"
+	"github.com/scaledownd/scaledownd/internal/supervisor"
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
@@ -193,12 +194,18 @@ type Daemon struct {
 // StartDaemon runs the daemon in-process with cfg and waits until it is
 // ready (or has failed).
 func StartDaemon(ctx context.Context, cfg config.Config, log *zap.Logger) (*Daemon, error) {
+	return StartDaemonWith(ctx, cfg, log, nil)
+}
+
+// StartDaemonWith is StartDaemon with the queries holding a drain listed by
+// queries (nil: none) every 100 ms.
+func StartDaemonWith(ctx context.Context, cfg config.Config, log *zap.Logger, queries supervisor.QueryLister) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &Daemon{Metrics: metrics.New("test"), cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
 	go func() {
 		d.done <- daemon.Run(ctx, cfg, daemon.Options{
-			Version: "test", Logger: log, Metrics: d.Metrics,
+			Version: "test", Logger: log, Metrics: d.Metrics, Queries: queries, QueryInterval: 100 * time.Millisecond,
 			Ready: func(addr string) { ready <- addr },
 		})
 	}()

@@ -150,6 +150,7 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 	if log == nil {
 		log = d.log
 	}
+	obs := observerOf(ctx)
 	info, err := d.probe(ctx, log)
 	if err != nil {
 		if errors.Is(err, ErrNotRunning) {
@@ -189,6 +190,7 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 	} else if err := d.request(ctx, log, target); err != nil {
 		switch {
 		case errors.Is(err, ErrNotRunning):
+			obs.DrainMilestone(MilestoneProcessGone)
 			res.Outcome = OutcomeExited
 			return res, nil
 		case errors.Is(err, errUnsupported) && d.opts.Strategy == StrategyAuto && !brokenShutdown(info.Major()):
@@ -196,14 +198,18 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 			target, res.Strategy = StateShuttingDown, StrategyShutdown
 			if err := d.request(ctx, log, target); err != nil {
 				if errors.Is(err, ErrNotRunning) {
+					obs.DrainMilestone(MilestoneProcessGone)
 					res.Outcome = OutcomeExited
 					return res, nil
 				}
 				return res, err
 			}
+			d.requested(obs, target)
 		default:
 			return res, err
 		}
+	} else {
+		d.requested(obs, target)
 	}
 	if d.opts.DryRun {
 		log.Info("dry run: not waiting for the worker")
@@ -211,7 +217,7 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 		return res, nil
 	}
 
-	outcome, err := d.wait(ctx, log, target)
+	outcome, err := d.wait(ctx, log, target, obs)
 	res.Outcome = outcome
 	if err != nil {
 		return res, err
@@ -229,6 +235,7 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 			log.Warn("could not ask the drained worker to exit; it stops with the instance", zap.Error(err))
 		} else {
 			d.count(nil)
+			obs.DrainMilestone(MilestoneShuttingDown)
 			log.Info("asked the drained worker to shut down")
 		}
 	}
@@ -339,8 +346,9 @@ func (d *Drainer) request(ctx context.Context, log *zap.Logger, state string) er
 
 // wait polls the worker until it reaches DRAINED (target DRAINING) or its
 // process is gone.
-func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Outcome, error) {
+func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string, obs Observer) (Outcome, error) {
 	lastState, lastTasks, refused := "", -1, 0
+	tasksZero := false
 	tasksKnown := true
 	for {
 		state, err := d.c.State(ctx)
@@ -356,6 +364,8 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 			if refused >= 2 {
 				log.Info("trino worker process is gone")
 				d.opts.Recorder.TrinoState("GONE")
+				obs.DrainState("GONE")
+				obs.DrainMilestone(MilestoneProcessGone)
 				return OutcomeExited, nil
 			}
 		case err != nil:
@@ -366,10 +376,13 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 			if state != lastState {
 				log.Info("trino worker state", zap.String("trino_state", state), zap.String("previous", lastState))
 				d.opts.Recorder.TrinoState(state)
+				obs.DrainState(state)
 				lastState = state
 			}
 			if target == StateDraining && state == StateDrained {
 				d.opts.Recorder.TrinoTasks(0)
+				obs.DrainTasks(0)
+				obs.DrainMilestone(MilestoneDrained)
 				return OutcomeDrained, nil
 			}
 			if state == StateActive {
@@ -379,6 +392,7 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 					"(if the worker restarted, its systemd unit should use Restart=on-failure)", zap.String("trino_state", target))
 				if err := d.request(ctx, log, target); err != nil {
 					if errors.Is(err, ErrNotRunning) {
+						obs.DrainMilestone(MilestoneProcessGone)
 						return OutcomeExited, nil
 					}
 					return "", err
@@ -399,12 +413,29 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string) (Out
 			case n != lastTasks:
 				log.Info("trino worker active tasks", zap.Int("active_tasks", n))
 				d.opts.Recorder.TrinoTasks(n)
+				obs.DrainTasks(n)
 				lastTasks = n
+			}
+			if ok && terr == nil && n == 0 && !tasksZero {
+				tasksZero = true
+				obs.DrainMilestone(MilestoneTasksZero)
 			}
 		}
 		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
 			return "", err
 		}
+	}
+}
+
+// requested tells the observer that the worker accepted the drain's state
+// change (nothing is requested in a dry run).
+func (d *Drainer) requested(obs Observer, target string) {
+	switch {
+	case d.opts.DryRun:
+	case target == StateDraining:
+		obs.DrainMilestone(MilestoneDrainingRequested)
+	default:
+		obs.DrainMilestone(MilestoneShuttingDown)
 	}
 }
 

@@ -2,12 +2,14 @@
 // starts the test peers (SQS, Auto Scaling, instance metadata, a Trino
 // worker with running tasks), runs the real scaledownd binary against them
 // in its default mode, lets Auto Scaling terminate the instance and prints
-// the timeline as the peers saw it. No AWS account and no Trino are
-// needed. `make demo` runs it.
+// the timeline as the peers saw it, then the daemon's drain report and
+// `scaledownd history`. No AWS account and no Trino are needed. `make demo`
+// runs it.
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,6 +83,9 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	tl.say("trino", "worker ACTIVE with %d running tasks (they finish after 3 s, 5 s and 7 s)", env.Trino.ActiveTasks())
 
 	cfg := env.Config(env.Instance)
+	// A state directory of its own, so that its history holds this demo's
+	// report alone.
+	stateDir := env.StateDir(env.Instance)
 	daemonEnv := append(os.Environ(),
 		"AWS_ACCESS_KEY_ID=AKIADEMODEMODEMODEMO", "AWS_SECRET_ACCESS_KEY=demo", "AWS_SESSION_TOKEN=",
 		"AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_EC2_METADATA_DISABLED=true",
@@ -97,7 +102,7 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 		"SCALEDOWND_TRINO_POLL_INTERVAL=250ms",
 		"SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIME=2m",
 		"SCALEDOWND_LISTEN_ADDRESS=127.0.0.1:0",
-		"SCALEDOWND_STATE_DIR="+os.TempDir(),
+		"SCALEDOWND_STATE_DIR="+stateDir,
 	)
 	cmd := exec.CommandContext(ctx, binary)
 	cmd.Env = daemonEnv
@@ -112,7 +117,8 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	}
 	tl.say("scaledownd", "started (pid %d)", cmd.Process.Pid)
 	ready := make(chan string, 1)
-	go follow(logs, tl, verbose, ready)
+	reports := make(chan json.RawMessage, 4)
+	go follow(logs, tl, verbose, ready, reports)
 
 	select {
 	case addr := <-ready:
@@ -137,12 +143,25 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	tl.say("sqs", "lifecycle notification queued (message %s…)", id[:8])
 
 	res, err := watch(ctx, env, tl, token, id)
+	var report json.RawMessage
+	if err == nil {
+		// The report is the action's last word: logged once its message is
+		// deleted.
+		select {
+		case report = <-reports:
+		case <-time.After(5 * time.Second):
+			err = errors.New("no drain report logged within 5 s of the end")
+		}
+	}
 	stopErr := stop(cmd, tl)
 	if err != nil {
 		return err
 	}
 	if stopErr != nil {
 		return stopErr
+	}
+	if err := showReport(binary, daemonEnv, report); err != nil {
+		return err
 	}
 	fmt.Println()
 	fmt.Printf("OUTCOME: success — the worker drained (%d tasks finished, %d failed), %d heartbeats kept the action alive, "+
@@ -234,8 +253,34 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 	}
 }
 
-// follow reads the daemon's JSON log and prints its key moments.
-func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string) {
+// showReport prints the drain report the daemon logged and what
+// `scaledownd history` shows afterwards: exactly one report.
+func showReport(binary string, env []string, report json.RawMessage) error {
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, report, "", "  "); err != nil {
+		return fmt.Errorf("drain report: %w", err)
+	}
+	fmt.Println()
+	fmt.Println(`The action's last log event is its drain report (msg "drain report", field "report"); a log shipper carries it off the instance:`)
+	fmt.Println(pretty.String())
+	fmt.Println()
+	fmt.Println("$ scaledownd history")
+	hist := exec.Command(binary, "history")
+	hist.Env = env
+	out, err := hist.CombinedOutput()
+	fmt.Print(string(out))
+	if err != nil {
+		return fmt.Errorf("scaledownd history: %w", err)
+	}
+	if n := strings.Count(strings.TrimSpace(string(out)), "\n") + 1; n != 1 {
+		return fmt.Errorf("scaledownd history shows %d reports for one action", n)
+	}
+	return nil
+}
+
+// follow reads the daemon's JSON log and prints its key moments; the drain
+// reports go to reports.
+func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string, reports chan<- json.RawMessage) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
@@ -271,6 +316,17 @@ func follow(r io.Reader, tl *timeline, verbose bool, ready chan<- string) {
 			tl.say("scaledownd", "worker reports DRAINED: all tasks done plus Trino's quiet period")
 		case "lifecycle action completed":
 			tl.say("scaledownd", "completed the lifecycle action (%v, reason %v)", rec["result"], rec["reason"])
+		case "drain report":
+			tl.say("scaledownd", "drain report logged (below)")
+			var ev struct {
+				Report json.RawMessage `json:"report"`
+			}
+			if json.Unmarshal([]byte(line), &ev) == nil && len(ev.Report) > 0 {
+				select {
+				case reports <- ev.Report:
+				default:
+				}
+			}
 		default:
 			if lvl, _ := rec["level"].(string); !verbose && (lvl == "error" || lvl == "warn") {
 				tl.say("scaledownd", "%s: %s", strings.ToUpper(lvl), msg)

@@ -1,0 +1,99 @@
+package ops
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// progress shows one line that changes as a drain goes: rewritten in place
+// on a terminal (carriage return, clear line), printed as a new line
+// otherwise, then only when its content (not a countdown) changes.
+type progress struct {
+	w    io.Writer
+	tty  bool
+	last string // key of the last line printed (plain output)
+	open bool   // a line is on the terminal without its newline
+}
+
+func newProgress(w io.Writer) *progress {
+	return &progress{w: w, tty: isTerminal(w)}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// show displays line; key is what must change for plain output to print
+// a new line.
+func (p *progress) show(key, line string) {
+	if p.tty {
+		fmt.Fprint(p.w, "\r\x1b[K"+line)
+		p.open = true
+		return
+	}
+	if key == p.last {
+		return
+	}
+	p.last = key
+	fmt.Fprintln(p.w, line)
+}
+
+// end finishes the line on a terminal.
+func (p *progress) end() {
+	if p.open {
+		fmt.Fprintln(p.w)
+		p.open = false
+	}
+}
+
+// liveLine is the line of a drain in progress; key leaves out the times.
+func liveLine(l live) (key, line string) {
+	parts := []string{l.phase}
+	if l.trinoState != "" {
+		parts = append(parts, "trino "+l.trinoState)
+	}
+	if l.tasks != nil {
+		parts = append(parts, fmt.Sprintf("tasks %d", *l.tasks))
+	}
+	keyParts := slices.Clone(parts)
+	if l.queries != nil {
+		q := fmt.Sprintf("queries %d", *l.queries)
+		keyParts = append(keyParts, q+" "+l.longestID)
+		if l.longest != "" {
+			q += " (longest " + l.longest + ")"
+		}
+		parts = append(parts, q)
+	}
+	key = strings.Join(keyParts, " · ")
+	switch {
+	case l.deadlineIn != nil && *l.deadlineIn >= 0:
+		parts = append(parts, "deadline in "+time.Duration(*l.deadlineIn*float64(time.Second)).Round(time.Second).String())
+	case l.deadlineIn != nil:
+		parts = append(parts, "deadline passed")
+	case l.elapsed > 0:
+		parts = append(parts, "elapsed "+l.elapsed.Round(time.Second).String())
+	}
+	return key, strings.Join(parts, " · ")
+}
+
+// live is what a progress line shows.
+type live struct {
+	phase      string
+	trinoState string
+	tasks      *int
+	queries    *int
+	longest    string // the longest blocking query: id (user) elapsed
+	longestID  string
+	deadlineIn *float64 // seconds; nil without a deadline
+	elapsed    time.Duration
+}

@@ -1,0 +1,324 @@
+package supervisor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scaledownd/scaledownd/internal/drainreport"
+	"github.com/scaledownd/scaledownd/internal/statefile"
+	"github.com/scaledownd/scaledownd/pkg/lifecycle"
+	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
+)
+
+// This file builds each action's drain report: the job marks the steps of
+// the action as they happen (the drainer tells it about the worker through
+// a trinoadmin.Observer), the report is kept in the state directory while
+// the action runs, so a restarted daemon continues it, and once the action
+// is over it is logged as one "drain report" event and added to the
+// history.
+
+// QueryLister lists the queries that still have tasks on this worker; the
+// daemon binds in the worker's node id.
+type QueryLister interface {
+	BlockingQueries(ctx context.Context) ([]trinoadmin.Query, error)
+}
+
+// ReportStore keeps drain reports; *statefile.History is one.
+type ReportStore interface {
+	// SaveInflight keeps the report of an action in progress.
+	SaveInflight(id string, r drainreport.Report) error
+	// LoadInflight returns the report a previous run began.
+	LoadInflight(id string) (drainreport.Report, bool)
+	// Append adds a finished report to the history (replacing one with
+	// the same id) and drops the action's report in progress.
+	Append(id string, r drainreport.Report) error
+	// Finished reports whether the history holds the action's report.
+	Finished(id string) bool
+}
+
+// PhaseRecorder is what a Recorder may also do with a finished report;
+// *metrics.Metrics does.
+type PhaseRecorder interface {
+	// DrainPhase observes how long one phase of a drain took.
+	DrainPhase(phase string, d time.Duration)
+	// BlockingQueries records how many queries hold the drain now.
+	BlockingQueries(n int)
+}
+
+// defaultQueryInterval is how often the queries holding a drain are listed
+// when Options.QueryInterval is not set.
+const defaultQueryInterval = 10 * time.Second
+
+// maxStatusQueries is how many blocking queries /status lists.
+const maxStatusQueries = 5
+
+// jobReport is the report of one job in the making.
+type jobReport struct {
+	j  *job
+	id string
+
+	mu   sync.Mutex
+	r    drainreport.Report
+	done bool // logged and stored, or stored by a previous run
+}
+
+// report returns the job's report, starting it — from the state a previous
+// run left, if any — on first use.
+func (j *job) report() *jobReport {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.rep != nil {
+		return j.rep
+	}
+	s, e := j.s, j.event
+	rep := &jobReport{j: j, id: statefile.ReportID(j.key)}
+	if prev, ok := s.loadReport(rep.id); ok {
+		rep.r = prev
+	} else {
+		received := e.ReceivedAt
+		if received.IsZero() {
+			received = s.opts.Clock.Now()
+		}
+		rep.r = drainreport.Report{Kind: kindOf(e), Source: e.Source,
+			Timeline: drainreport.Timeline{Signal: e.Started(), Received: received}}
+		if j.resume != nil && s.opts.Reports != nil && s.opts.Reports.Finished(rep.id) {
+			rep.done = true // a previous run stored it just before it stopped
+		}
+	}
+	rep.r.InstanceID, rep.r.ASG, rep.r.Hook = e.InstanceID, e.Group, e.Hook
+	rep.r.TokenPrefix = e.TokenPrefix()
+	j.rep = rep
+	return rep
+}
+
+func (s *Supervisor) loadReport(id string) (drainreport.Report, bool) {
+	if s.opts.Reports == nil {
+		return drainreport.Report{}, false
+	}
+	return s.opts.Reports.LoadInflight(id)
+}
+
+// kindOf names the kind of action an event starts.
+func kindOf(e lifecycle.Event) string {
+	switch {
+	case e.Transition == lifecycle.TransitionLaunching:
+		return drainreport.KindLaunch
+	case e.Transition == lifecycle.TransitionSpot:
+		return drainreport.KindSpot
+	case e.Transition == lifecycle.TransitionRebalance:
+		return drainreport.KindRebalance
+	case e.Destination == "WarmPool":
+		return drainreport.KindWarmPool
+	default:
+		return drainreport.KindTerminate
+	}
+}
+
+// update changes the report and keeps the result in the state directory.
+func (r *jobReport) update(fn func(*drainreport.Report)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return
+	}
+	fn(&r.r)
+	r.persist()
+}
+
+// persist writes the report in progress. Callers hold r.mu, so writes land
+// in the order the changes were made.
+func (r *jobReport) persist() {
+	s := r.j.s
+	if s.opts.Reports == nil || s.opts.DryRun {
+		return
+	}
+	if err := s.opts.Reports.SaveInflight(r.id, r.r); err != nil {
+		r.j.log().Warn("could not keep the drain report in progress; a restart would lose part of it", zap.Error(err))
+	}
+}
+
+// mark sets a step of the timeline to now, unless it happened already (a
+// restarted daemon keeps the times its predecessor saw).
+func (r *jobReport) mark(step func(*drainreport.Timeline) *time.Time) {
+	now := r.j.s.opts.Clock.Now()
+	r.update(func(rep *drainreport.Report) {
+		if t := step(&rep.Timeline); t.IsZero() {
+			*t = now
+		}
+	})
+}
+
+// confirmedNow records that the action is confirmed as this instance's,
+// unless a previous run did. An action that never passes it (a Spot
+// signal) counts as confirmed when received.
+func (j *job) confirmedNow() {
+	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
+}
+
+// DrainMilestone implements trinoadmin.Observer.
+func (r *jobReport) DrainMilestone(m trinoadmin.Milestone) {
+	r.mark(func(t *drainreport.Timeline) *time.Time {
+		switch m {
+		case trinoadmin.MilestoneDrainingRequested:
+			return &t.DrainingRequested
+		case trinoadmin.MilestoneTasksZero:
+			return &t.TasksZero
+		case trinoadmin.MilestoneDrained:
+			return &t.Drained
+		case trinoadmin.MilestoneShuttingDown:
+			return &t.ShuttingDown
+		case trinoadmin.MilestoneProcessGone:
+			return &t.ProcessGone
+		}
+		return new(time.Time) // unknown: nowhere
+	})
+}
+
+// DrainTasks implements trinoadmin.Observer: the live task count.
+func (r *jobReport) DrainTasks(n int) {
+	r.j.s.setStatus(func(st *Status) { st.TasksLeft = &n })
+}
+
+// DrainState implements trinoadmin.Observer: the live worker state.
+func (r *jobReport) DrainState(state string) {
+	r.j.s.setStatus(func(st *Status) { st.TrinoState = state })
+}
+
+// heartbeat counts one heartbeat.
+func (r *jobReport) heartbeat(err error) {
+	r.update(func(rep *drainreport.Report) {
+		if err == nil {
+			rep.HeartbeatsSent++
+		} else {
+			rep.HeartbeatsFailed++
+		}
+	})
+}
+
+// seeQueries takes one listing of the queries holding the drain.
+func (r *jobReport) seeQueries(qs []trinoadmin.Query) {
+	seen := make([]drainreport.Query, 0, len(qs))
+	for _, q := range qs {
+		seen = append(seen, drainreport.Query{QueryID: q.ID, User: q.User, Source: q.Source, State: q.State,
+			ElapsedS: q.Elapsed.Seconds()})
+	}
+	r.update(func(rep *drainreport.Report) { rep.SeeQueries(seen) })
+	n := len(seen)
+	top := drainreport.Report{Queries: seen}
+	top.Finish()
+	if len(top.Queries) > maxStatusQueries {
+		top.Queries = top.Queries[:maxStatusQueries]
+	}
+	r.j.s.setStatus(func(st *Status) { st.BlockingQueries, st.Queries = &n, top.Queries })
+	if pr, ok := r.j.s.opts.Recorder.(PhaseRecorder); ok {
+		pr.BlockingQueries(n)
+	}
+}
+
+// completed records the action's result and counts it.
+func (j *job) completed(result, reason string) {
+	j.s.opts.Recorder.ActionCompleted(result, reason)
+	now := j.s.opts.Clock.Now()
+	j.report().update(func(rep *drainreport.Report) {
+		rep.Result, rep.Reason, rep.Timeline.Completed = result, reason, now
+	})
+}
+
+// messageDeleted records the first deletion of the action's message.
+func (j *job) messageDeleted() {
+	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted })
+}
+
+// finishReport stores the report in the history, logs it and observes its
+// phases, once. When ctx has ended (the daemon stopping) the report stays
+// in progress for the next start.
+func (j *job) finishReport(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	r := j.report()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return
+	}
+	r.done = true
+	s := j.s
+	if r.r.Timeline.Confirmed.IsZero() {
+		r.r.Timeline.Confirmed = r.r.Timeline.Received
+	}
+	if r.r.Result == "" && j.resume != nil {
+		r.r.Reason = j.resume.Reason // completed by a version without reports
+	}
+	if token := j.action().Token; token != "" {
+		r.r.TokenPrefix = lifecycle.TokenPrefix(token) // lent by the queue's message
+	}
+	r.r.Finish()
+	if pr, ok := s.opts.Recorder.(PhaseRecorder); ok {
+		r.r.Phases.Each(pr.DrainPhase)
+		pr.BlockingQueries(0)
+	}
+	// Stored first: whoever sees the event finds it in the history too.
+	if s.opts.Reports != nil && !s.opts.DryRun {
+		if err := s.opts.Reports.Append(r.id, r.r); err != nil {
+			j.log().Warn("could not add the drain report to the history", zap.Error(err))
+		}
+	}
+	j.log().Info("drain report", zap.Any("report", r.r))
+}
+
+// observed runs one drain attempt with the report observing it and, with
+// a QueryLister, the queries holding the drain listed alongside. It returns
+// when the drain does; the listing stops with it.
+func (j *job) observed(ctx context.Context, drain func(context.Context, *zap.Logger) (trinoadmin.Result, error)) (trinoadmin.Result, error) {
+	rep := j.report()
+	ctx = trinoadmin.WithObserver(ctx, rep)
+	if q := j.s.opts.Queries; q != nil {
+		qctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			j.watchQueries(qctx, q, rep)
+		}()
+		defer func() {
+			stop()
+			<-done
+		}()
+	}
+	return drain(ctx, j.log())
+}
+
+// watchQueries lists the blocking queries at once and then every
+// QueryInterval until ctx ends. A failure leaves the drain alone; each
+// distinct error is logged once.
+func (j *job) watchQueries(ctx context.Context, q QueryLister, rep *jobReport) {
+	s := j.s
+	interval := s.opts.QueryInterval
+	if interval <= 0 {
+		interval = defaultQueryInterval
+	}
+	logged := map[string]bool{}
+	for {
+		qs, err := q.BlockingQueries(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if msg := err.Error(); !logged[msg] && len(logged) < 32 {
+				logged[msg] = true
+				j.log().Warn("cannot list the queries holding the drain; the drain goes on (each distinct error is logged once)",
+					zap.Error(err))
+			}
+		default:
+			rep.seeQueries(qs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.opts.Clock.After(interval):
+		}
+	}
+}
