@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -82,6 +83,9 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 		add(queueCheck(ctx, cfg, d.Queue, groupMaxSize(ctx, d.Actions, group)))
 	}
 
+	if c, ok := passwordCheck(cfg); ok {
+		add(c)
+	}
 	if d.Trino != nil {
 		trino := trinoChecks(ctx, cfg, d.Trino)
 		out = append(out, trino...)
@@ -166,6 +170,32 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int)
 			deadLetterFactor, maxSize, deadLetterFactor*maxSize)}
 	}
 	return Check{Name: "queue", OK: true, Detail: detail}
+}
+
+// passwordCheck tells where the Trino password comes from, and warns when
+// the file holding it can be read by users other than its owner: under
+// DynamicUser=yes the daemon needs no such access (the unit's
+// LoadCredential= hands it a private copy), so group or other read bits
+// only widen who can read the secret. ok is false when no password is
+// configured anywhere.
+func passwordCheck(cfg config.Config) (Check, bool) {
+	src, file := cfg.TrinoPasswordSource()
+	if src == "" {
+		return Check{}, false
+	}
+	if file == "" {
+		return Check{Name: "trino-password", OK: true, Warn: true,
+			Detail: "from trino.password (in the config file or environment); prefer " + config.CredentialFile + " (root:root 0600), which the unit passes as a systemd credential"}, true
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return Check{Name: "trino-password", Detail: fmt.Sprintf("%s: %v", src, err)}, true
+	}
+	if mode := fi.Mode().Perm(); mode&0o044 != 0 {
+		return Check{Name: "trino-password", OK: true, Warn: true, Detail: fmt.Sprintf(
+			"%s is readable by other users (mode %04o): chmod 0600 it (owner root); the unit's LoadCredential= gives the daemon its own copy", file, mode)}, true
+	}
+	return Check{Name: "trino-password", OK: true, Detail: fmt.Sprintf("from %s, readable by its owner only", src)}, true
 }
 
 func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) []Check {

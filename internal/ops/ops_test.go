@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/daemon"
 	"github.com/scaledownd/scaledownd/internal/metrics"
 	"github.com/scaledownd/scaledownd/internal/ops"
@@ -246,5 +248,35 @@ func TestCheckAsksTheCoordinatorAboutThisWorker(t *testing.T) {
 	}
 	if env.Trino.State() != "ACTIVE" {
 		t.Fatalf("worker %s after the checks", env.Trino.State())
+	}
+}
+
+// TestCheckWarnsWhenOthersCanReadThePasswordFile: a password file with
+// group or other read bits is a warning naming the mode; a 0600 one passes.
+func TestCheckWarnsWhenOthersCanReadThePasswordFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "trino-password")
+	if err := os.WriteFile(pw, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Trino.PasswordFile = pw
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o604, true}, {0o644, true}} {
+		if err := os.Chmod(pw, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["trino-password"]
+		if !ok || !c.OK || c.Warn != tc.warn {
+			t.Errorf("mode %04o: trino-password check %+v (present %v), want ok with warning=%v", tc.mode, c, ok, tc.warn)
+		}
+		if tc.warn && !strings.Contains(c.Detail, fmt.Sprintf("%04o", tc.mode)) {
+			t.Errorf("mode %04o: the warning does not name the mode: %s", tc.mode, c.Detail)
+		}
+	}
+	cfg.Trino.PasswordFile = ""
+	if c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["trino-password"]; ok {
+		t.Errorf("no password configured, yet a trino-password check: %+v", c)
 	}
 }
