@@ -19,12 +19,12 @@ import (
 )
 
 // tool returns the path of a Debian-packaged tool, failing with the package
-// to install when it is missing (.ci/run installs it).
+// to install when it is missing (`make setup`, run by `make test`, installs it).
 func tool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found: apt-get install %s", name, pkg)
+		t.Fatalf("%s not found: run make setup (or apt-get install %s)", name, pkg)
 	}
 	return p
 }
