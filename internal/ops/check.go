@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
@@ -85,6 +87,9 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 
 	if c, ok := passwordCheck(cfg); ok {
 		add(c)
+	}
+	if cfg.Web.Config.File != "" {
+		add(webConfigCheck(cfg.Web.Config.File))
 	}
 	if d.Trino != nil {
 		trino := trinoChecks(ctx, cfg, d.Trino)
@@ -196,6 +201,35 @@ func passwordCheck(cfg config.Config) (Check, bool) {
 			"%s is readable by other users (mode %04o): chmod 0600 it (owner root); the unit's LoadCredential= gives the daemon its own copy", file, mode)}, true
 	}
 	return Check{Name: "trino-password", OK: true, Detail: fmt.Sprintf("from %s, readable by its owner only", src)}, true
+}
+
+// webConfigCheck loads the listener's web configuration as the daemon does
+// at start-up (YAML, certificate and key, password hashes) and says what it
+// turns on.
+func webConfigCheck(file string) Check {
+	if err := web.Validate(file); err != nil {
+		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v: the daemon would not start", file, err)}
+	}
+	var wc struct {
+		TLS struct {
+			Cert     string `yaml:"cert"`
+			CertFile string `yaml:"cert_file"`
+		} `yaml:"tls_server_config"`
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		err = yaml.Unmarshal(b, &wc)
+	}
+	if err != nil {
+		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v", file, err)}
+	}
+	tlsOn := wc.TLS.Cert != "" || wc.TLS.CertFile != ""
+	detail := fmt.Sprintf("%s: TLS %s, basic auth for %d user(s)", file, map[bool]string{true: "on", false: "off"}[tlsOn], len(wc.Users))
+	if !tlsOn && len(wc.Users) > 0 {
+		return Check{Name: "web-config", OK: true, Warn: true, Detail: detail + "; without TLS the password travels in clear text"}
+	}
+	return Check{Name: "web-config", OK: true, Detail: detail}
 }
 
 func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) []Check {

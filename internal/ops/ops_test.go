@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/daemon"
@@ -278,5 +279,36 @@ func TestCheckWarnsWhenOthersCanReadThePasswordFile(t *testing.T) {
 	cfg.Trino.PasswordFile = ""
 	if c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["trino-password"]; ok {
 		t.Errorf("no password configured, yet a trino-password check: %+v", c)
+	}
+}
+
+// TestCheckLoadsTheWebConfig: the listener's web configuration is loaded as
+// at start-up; one that would stop the daemon fails the check, basic auth
+// without TLS is a warning.
+func TestCheckLoadsTheWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		ok, warn   bool
+	}{
+		{"basic auth without TLS", "basic_auth_users:\n  prometheus: " + string(hash) + "\n", true, true},
+		{"a malformed hash", "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n", false, false},
+		{"an unknown key", "tls_server_config:\n  certfile: x.pem\n", false, false},
+		{"a missing certificate", "tls_server_config:\n  cert_file: nope.pem\n  key_file: nope-key.pem\n", false, false},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yml")
+		if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Web.Config.File = f
+		c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["web-config"]
+		if !ok || c.OK != tc.ok || c.Warn != tc.warn {
+			t.Errorf("%s: web-config check %+v (present %v), want ok=%v warning=%v", tc.name, c, ok, tc.ok, tc.warn)
+		}
 	}
 }
