@@ -40,7 +40,8 @@ const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Au
 Usage:
   scaledownd [run] [flags]           run the daemon (the default)
   scaledownd check [--json]          preflight: IMDS, group, hook, queue, Trino, permission
-  scaledownd status [--json]         what the running daemon is doing
+  scaledownd status [--json] [--user U --password-file F]
+                                     what the running daemon is doing
   scaledownd drain [--wait] [--shutdown]
                                      take the local worker out of service (maintenance)
   scaledownd undrain                 return a DRAINING or DRAINED worker to ACTIVE
@@ -203,10 +204,15 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 // operate runs an operator command.
 func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
 	var asJSON, wait, shutdown bool
+	var webUser, webPasswordFile string
 	cfg, code := load(args, stdout, stderr, getenv, func(fs *flag.FlagSet) {
 		switch cmd {
 		case "check", "status":
 			fs.BoolVar(&asJSON, "json", false, "Print JSON for machines.")
+			if cmd == "status" {
+				fs.StringVar(&webUser, "user", "", "Basic auth user for the listener, when its web.config.file asks for one.")
+				fs.StringVar(&webPasswordFile, "password-file", "", "File holding that user's password.")
+			}
 		case "drain":
 			fs.BoolVar(&wait, "wait", false, "Wait until the worker is DRAINED or has exited.")
 			fs.BoolVar(&shutdown, "shutdown", false, "Use SHUTTING_DOWN (the worker exits) instead of DRAINING.")
@@ -224,7 +230,8 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(st
 	}
 	switch cmd {
 	case "status":
-		if err := ops.Status(ctx, stdout, cfg.Listen, asJSON); err != nil {
+		o := ops.StatusOptions{Listen: cfg.Listen, WebConfigFile: cfg.Web.Config.File, User: webUser, PasswordFile: webPasswordFile}
+		if err := ops.Status(ctx, stdout, o, asJSON); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

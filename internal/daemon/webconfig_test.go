@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/scaledownd/scaledownd/internal/ops"
 	"github.com/scaledownd/scaledownd/internal/testenv"
 )
 
@@ -90,7 +92,7 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 // auth user, the exporter-toolkit format), the listener speaks only HTTPS,
 // refuses requests without the right credentials and anything but GET, and
 // Debian's Prometheus, configured with the CA and the password, scrapes a
-// whole drain.
+// whole drain; `scaledownd status` gets through with the same file.
 func TestRealPrometheusScrapesADrainOverTLSWithBasicAuth(t *testing.T) {
 	bin := tool(t, "prometheus", "prometheus")
 	dir := t.TempDir()
@@ -154,6 +156,18 @@ basic_auth_users:
 		if code, _ := do(m, "https", user, password); code != http.StatusMethodNotAllowed {
 			t.Errorf("%s /metrics: status %d, want 405 (every endpoint is a read-only GET)", m, code)
 		}
+	}
+
+	// scaledownd status finds its way through the same file: the pinned
+	// certificate, and the user it is given.
+	var st strings.Builder
+	so := ops.StatusOptions{Listen: d.Addr, WebConfigFile: webConfig, User: user, PasswordFile: passwordFile}
+	if err := ops.Status(context.Background(), &st, so, false); err != nil || !strings.Contains(st.String(), "phase:") {
+		t.Errorf("scaledownd status over TLS with basic auth: %v\n%s", err, st.String())
+	}
+	so.User = ""
+	if err := ops.Status(context.Background(), io.Discard, so, false); err == nil || !strings.Contains(err.Error(), "--user") {
+		t.Errorf("scaledownd status without a user: %v, want an error asking for --user", err)
 	}
 
 	query := startPrometheus(t, bin, fmt.Sprintf(`  - job_name: scaledownd

@@ -158,7 +158,7 @@ func TestStatusOfARunningDaemon(t *testing.T) {
 	var out bytes.Buffer
 	testpeers.Eventually(t, 10*time.Second, "status shows the drain", func() bool {
 		out.Reset()
-		return ops.Status(context.Background(), &out, d.Addr, false) == nil && strings.Contains(out.String(), "draining")
+		return ops.Status(context.Background(), &out, ops.StatusOptions{Listen: d.Addr}, false) == nil && strings.Contains(out.String(), "draining")
 	})
 	for _, want := range []string{"instance_id:  " + env.Instance, "token_prefix: " + token[:8], "asg:          " + testenv.Group} {
 		if !strings.Contains(out.String(), want) {
