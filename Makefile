@@ -4,14 +4,15 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/scaledownd
-# Pinned external test peers, built from the Go module proxy.
-AEMM_VERSION := v1.13.0
+# Pinned external test peers (versions in scripts/setup.sh, which installs
+# them into the git-ignored build/tools): amazon-ec2-metadata-mock and moto.
 TOOLS   := $(CURDIR)/build/tools
-AEMM    := $(TOOLS)/ec2-metadata-mock
+export TESTPEERS_AEMM := $(TOOLS)/ec2-metadata-mock
+export TESTPEERS_MOTO := $(TOOLS)/moto/venv/bin/moto_server
+# The name the AEMM harness read before TESTPEERS_AEMM.
+export SCALEDOWND_AEMM := $(TESTPEERS_AEMM)
 
-export SCALEDOWND_AEMM := $(AEMM)
-
-.PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
+.PHONY: help build setup test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,12 +22,13 @@ build: $(BIN) ## Build the daemon into bin/.
 $(BIN): $(shell find cmd internal pkg -name '*.go' -not -name '*_test.go') go.mod go.sum
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/scaledownd
 
-tools: $(AEMM) ## Build the pinned external test peers (amazon-ec2-metadata-mock).
+setup: ## Install what the tests need and this machine lacks (Debian packages, pinned test peers); nothing when all is there.
+	@bash scripts/setup.sh
 
-$(AEMM):
-	GOBIN=$(TOOLS) $(GO) install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$(AEMM_VERSION)
+tools: ## Install only the pinned test peers into build/tools (amazon-ec2-metadata-mock, moto).
+	@bash scripts/setup.sh tools
 
-test: fmt-check vet unit ## gofmt check, go vet and every test with -race.
+test: setup fmt-check vet unit ## Set up, then gofmt check, go vet and every test with -race.
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,7 +37,7 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-unit: tools
+unit: setup
 	$(GO) test -race -count=1 -timeout 10m ./...
 
 FUZZTIME ?= 60s
@@ -61,7 +63,7 @@ docs: ## Regenerate the README's configuration table from the settings.
 clean: ## Remove build output.
 	rm -rf bin build dist
 
-chaos: ## Fault matrix: SIGKILL/SIGTERM, AWS, Trino and IMDS faults against the real binary (RELIABILITY.md).
+chaos: tools ## Fault matrix: SIGKILL/SIGTERM, AWS, Trino and IMDS faults against the real binary (RELIABILITY.md).
 	$(GO) test -tags chaos -race -count=1 -timeout 20m -v ./chaos/
 
 .PHONY: e2e

@@ -41,7 +41,7 @@ const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Au
 Usage:
   scaledownd [run] [flags]           run the daemon (the default)
   scaledownd check [--json]          preflight: IMDS, group, hook, queue, Trino, permission
-  scaledownd status [--json] [--watch]
+  scaledownd status [--json] [--watch] [--user U --password-file F]
                                      what the running daemon is doing (--watch: follow it)
   scaledownd history [--json]        the last drain reports, newest first
   scaledownd drain [--wait] [--shutdown]
@@ -206,6 +206,7 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 // operate runs an operator command.
 func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
 	var asJSON, wait, shutdown, watch bool
+	var webUser, webPasswordFile string
 	cfg, code := load(args, stdout, stderr, getenv, func(fs *flag.FlagSet) {
 		switch cmd {
 		case "check", "status", "history":
@@ -214,6 +215,8 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(st
 		switch cmd {
 		case "status":
 			fs.BoolVar(&watch, "watch", false, "Follow the action in progress until it finishes (phase, tasks left, blocking queries, time to the deadline).")
+			fs.StringVar(&webUser, "user", "", "Basic auth user for the listener, when its web.config.file asks for one.")
+			fs.StringVar(&webPasswordFile, "password-file", "", "File holding that user's password.")
 		case "drain":
 			fs.BoolVar(&wait, "wait", false, "Wait until the worker is DRAINED or has exited.")
 			fs.BoolVar(&shutdown, "shutdown", false, "Use SHUTTING_DOWN (the worker exits) instead of DRAINING.")
@@ -231,14 +234,15 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(st
 	}
 	switch cmd {
 	case "status":
+		o := ops.StatusOptions{Listen: cfg.Listen, WebConfigFile: cfg.Web.Config.File, User: webUser, PasswordFile: webPasswordFile}
 		if watch {
-			if err := ops.Watch(ctx, stdout, cfg.Listen, time.Second); err != nil {
+			if err := ops.Watch(ctx, stdout, o, time.Second); err != nil {
 				fmt.Fprintln(stderr, err)
 				return 1
 			}
 			return 0
 		}
-		if err := ops.Status(ctx, stdout, cfg.Listen, asJSON); err != nil {
+		if err := ops.Status(ctx, stdout, o, asJSON); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

@@ -30,6 +30,13 @@ systemctl is-enabled scaledownd.service
 systemctl stop scaledownd.service 2>/dev/null || true
 rm -rf /var/lib/scaledownd /var/lib/private/scaledownd
 
+# No secret in the image: the Trino password, if any, arrives at boot
+# (deploy/aws/cloud-init.yaml) in /etc/scaledownd/trino-password, root:root
+# 0600, and the unit hands it to the daemon as a systemd credential.
+if [ -e /etc/scaledownd/trino-password ]; then
+  echo "packer-provisioner: WARNING: /etc/scaledownd/trino-password is in the image; every instance launched from it carries the password. Remove it and provide it at boot." >&2
+fi
+
 # The worker's own unit must not restart Trino after a graceful shutdown
 # (it exits 0 when drained); see deploy/systemd/trino.service.example.
 for unit in /etc/systemd/system/trino.service /lib/systemd/system/trino.service /usr/lib/systemd/system/trino.service; do

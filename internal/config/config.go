@@ -30,10 +30,15 @@ type Config struct {
 	AWS       AWS       `yaml:"aws"`
 	Lifecycle Lifecycle `yaml:"lifecycle"`
 	Trino     Trino     `yaml:"trino"`
-	Listen    string    `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz and /readyz."`
+	Listen    string    `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz, /readyz and /status."`
+	Web       Web       `yaml:"web"`
 	StateDir  string    `yaml:"state-dir" help:"Directory for the daemon's state: the actions in progress and the last 50 drain reports (scaledownd history)."`
 	Log       Log       `yaml:"log"`
 	DryRun    bool      `yaml:"dry-run" help:"Log every action that would change state (Trino state, heartbeats, completion, message deletion) without doing it."`
+
+	// credentialsDir is $CREDENTIALS_DIRECTORY (systemd credentials), read
+	// by Load; not a setting.
+	credentialsDir string
 }
 
 // AWS holds where to find the lifecycle notifications and the Auto Scaling
@@ -76,7 +81,7 @@ type Trino struct {
 	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE. Same user, password and TLS settings as the worker."`
 	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
 	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
-	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only)."`
+	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only). With neither this nor trino.password, the systemd credential trino-password is used (the unit loads /etc/scaledownd/trino-password; README, Trino prerequisites)."`
 	CAFile             string        `yaml:"ca-file" help:"PEM bundle to trust for the worker's certificate, on top of the system roots."`
 	TLSVerify          bool          `yaml:"tls-verify" help:"Verify the worker's TLS certificate."`
 	Strategy           string        `yaml:"strategy" help:"Drain strategy: auto (DRAINING where supported, else SHUTTING_DOWN), drain (DRAINING only) or shutdown (SHUTTING_DOWN and wait for exit)."`
@@ -85,6 +90,17 @@ type Trino struct {
 	PollInterval       time.Duration `yaml:"poll-interval" help:"How often the worker's state and tasks are read during a drain."`
 	RequestTimeout     time.Duration `yaml:"request-timeout" help:"Deadline of every call to the worker."`
 	NotRunningWindow   time.Duration `yaml:"not-running-window" help:"How long the worker must refuse connections before it counts as not running (nothing to drain)."`
+}
+
+// Web holds the listener's TLS and authentication, as Prometheus exporters
+// do: the key web.config.file is the exporters' --web.config.file flag.
+type Web struct {
+	Config WebConfig `yaml:"config"`
+}
+
+// WebConfig names the web configuration file.
+type WebConfig struct {
+	File string `yaml:"file" help:"Web configuration file of the listener in the Prometheus exporter-toolkit format: TLS (tls_server_config) and basic auth with bcrypt hashes (basic_auth_users), re-read on every connection. Empty: plain HTTP without authentication."`
 }
 
 // Log holds logging settings.

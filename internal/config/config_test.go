@@ -187,3 +187,60 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 		t.Fatalf("README.md's configuration table is out of date; replace it with:\n\n%s", want)
 	}
 }
+
+// TestTrinoPasswordFromSystemdCredential: with CREDENTIALS_DIRECTORY set
+// (the unit's LoadCredential=) and no password or password file
+// configured, the password is the credential; an empty credential (the
+// unit's SetCredential= fallback) means none; a configured password file
+// wins; a credential with a plain-HTTP worker URL is refused.
+func TestTrinoPasswordFromSystemdCredential(t *testing.T) {
+	creds := t.TempDir()
+	if err := os.WriteFile(filepath.Join(creds, CredentialName), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"CREDENTIALS_DIRECTORY": creds, "SCALEDOWND_TRINO_URL": "https://127.0.0.1:8443"}
+	cfg, _, err := load(t, []string{"--config.file=/dev/null"}, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := cfg.TrinoPassword(); err != nil || pw != "s3cret" {
+		t.Fatalf("TrinoPassword = %q, %v; want the credential s3cret", pw, err)
+	}
+	if src, file := cfg.TrinoPasswordSource(); src != "systemd credential trino-password" || file != filepath.Join(creds, CredentialName) {
+		t.Errorf("TrinoPasswordSource = %q, %q", src, file)
+	}
+
+	own := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(own, []byte("from-file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withFile, _, err := load(t, []string{"--config.file=/dev/null", "--trino.password-file=" + own}, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := withFile.TrinoPassword(); err != nil || pw != "from-file" {
+		t.Errorf("with trino.password-file: TrinoPassword = %q, %v; want from-file", pw, err)
+	}
+
+	plain, _, err := load(t, []string{"--config.file=/dev/null", "--trino.url=http://127.0.0.1:8080"}, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := plain.TrinoPassword(); err == nil || !strings.Contains(err.Error(), "not https") {
+		t.Errorf("credential over plain HTTP: TrinoPassword = %q, %v; want an error", pw, err)
+	}
+
+	if err := os.WriteFile(filepath.Join(creds, CredentialName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := plain.TrinoPassword(); err != nil || pw != "" {
+		t.Errorf("empty credential: TrinoPassword = %q, %v; want no password", pw, err)
+	}
+
+	if err := os.Remove(filepath.Join(creds, CredentialName)); err != nil {
+		t.Fatal(err)
+	}
+	if pw, err := cfg.TrinoPassword(); err != nil || pw != "" {
+		t.Errorf("no credential: TrinoPassword = %q, %v; want no password", pw, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -189,6 +190,9 @@ func (c *collect) IsBoolFlag() bool   { return c.isBool }
 func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, error) {
 	cfg := Default()
 	var src Source
+	if dir, ok := getenv("CREDENTIALS_DIRECTORY"); ok {
+		cfg.credentialsDir = dir
+	}
 
 	path, explicit := fs.file, fs.file != ""
 	if !explicit {
@@ -303,15 +307,74 @@ func Keys(m map[string]string) []string {
 	return keys
 }
 
-// TrinoPassword returns the configured password, reading the password file
-// when one is named. A trailing newline in the file is dropped.
+// CredentialName is the systemd credential holding the Trino password:
+// the shipped unit loads CredentialFile into $CREDENTIALS_DIRECTORY under
+// this name (LoadCredential=), so the file stays root-owned and 0600 while
+// the daemon runs as a dynamic user.
+const CredentialName = "trino-password"
+
+// CredentialFile is the file the shipped unit passes as the credential, and
+// what operator commands run from a root shell (no CREDENTIALS_DIRECTORY)
+// read instead.
+const CredentialFile = "/etc/scaledownd/trino-password"
+
+// TrinoPassword returns the Trino password, from the first of these that
+// is set (an empty result means no password):
+//
+//  1. trino.password;
+//  2. trino.password-file;
+//  3. the systemd credential $CREDENTIALS_DIRECTORY/trino-password, when
+//     CREDENTIALS_DIRECTORY is set (the shipped unit's LoadCredential=);
+//  4. without CREDENTIALS_DIRECTORY, CredentialFile if it exists.
+//
+// A trailing newline is dropped. A password from 3 or 4 with a trino.url or
+// trino.coordinator-url that is not https is an error: it would travel in
+// clear text.
 func (c Config) TrinoPassword() (string, error) {
-	if c.Trino.PasswordFile == "" {
-		return c.Trino.Password, nil
+	pw, src, err := c.trinoPassword()
+	if err != nil || pw == "" || src == "trino.password" || src == "trino.password-file" {
+		return pw, err
 	}
-	b, err := os.ReadFile(c.Trino.PasswordFile)
+	for key, u := range map[string]string{"trino.url": c.Trino.URL, "trino.coordinator-url": c.Trino.CoordinatorURL} {
+		if u != "" && !strings.HasPrefix(strings.ToLower(u), "https://") {
+			return "", fmt.Errorf("%s: a password is set (%s) but the URL is not https; Trino accepts passwords over HTTPS only and they must not travel in clear text", key, src)
+		}
+	}
+	return pw, nil
+}
+
+// TrinoPasswordSource names where TrinoPassword reads the password from
+// (a key, or a file), and "" when no password is configured anywhere.
+func (c Config) TrinoPasswordSource() (key, file string) {
+	switch {
+	case c.Trino.Password != "":
+		return "trino.password", ""
+	case c.Trino.PasswordFile != "":
+		return "trino.password-file", c.Trino.PasswordFile
+	case c.credentialsDir != "":
+		f := filepath.Join(c.credentialsDir, CredentialName)
+		if _, err := os.Stat(f); err == nil {
+			return "systemd credential " + CredentialName, f
+		}
+	default:
+		if _, err := os.Stat(CredentialFile); err == nil {
+			return CredentialFile, CredentialFile
+		}
+	}
+	return "", ""
+}
+
+func (c Config) trinoPassword() (pw, src string, err error) {
+	src, file := c.TrinoPasswordSource()
+	if file == "" {
+		return c.Trino.Password, src, nil
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("trino.password-file: %w", err)
+		if src == "trino.password-file" {
+			return "", src, fmt.Errorf("trino.password-file: %w", err)
+		}
+		return "", src, fmt.Errorf("trino password (%s): %w", src, err)
 	}
-	return strings.TrimRight(string(b), "\r\n"), nil
+	return strings.TrimRight(string(b), "\r\n"), src, nil
 }

@@ -48,7 +48,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	health.SetReady("queue", "not set up yet")
 
 	var sup *supervisor.Supervisor
-	srv, err := server.New(cfg.Listen, m.Registry, health, func() any {
+	srv, err := server.New(server.Options{Addr: cfg.Listen, WebConfigFile: cfg.Web.Config.File, Logger: log}, m.Registry, health, func() any {
 		if sup == nil {
 			return supervisor.Status{Phase: supervisor.PhaseIdle}
 		}

@@ -19,12 +19,12 @@ import (
 )
 
 // tool returns the path of a Debian-packaged tool, failing with the package
-// to install when it is missing (.ci/run installs it).
+// to install when it is missing (`make setup`, run by `make test`, installs it).
 func tool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found: apt-get install %s", name, pkg)
+		t.Fatalf("%s not found: run make setup (or apt-get install %s)", name, pkg)
 	}
 	return p
 }
@@ -62,25 +62,14 @@ func TestMetricsPassPromtool(t *testing.T) {
 	}
 }
 
-// TestRealPrometheusScrapesADrain runs Debian's Prometheus against the
-// daemon and reads the drain back through Prometheus's HTTP API.
-func TestRealPrometheusScrapesADrain(t *testing.T) {
-	bin := tool(t, "prometheus", "prometheus")
-	env := world(t, testenv.Options{HeartbeatTimeout: 5 * time.Second})
-	finish := env.Trino.AddBlockedTask()
-	defer finish()
-	d, _ := start(t, env.Config(env.Instance))
-
+// startPrometheus runs Debian's Prometheus with one scrape job (YAML for
+// the list under scrape_configs, indented by four spaces) and returns a
+// function that evaluates an instant query through its HTTP API.
+func startPrometheus(t *testing.T, bin, job string) func(q string) (float64, bool) {
+	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: scaledownd
-    static_configs:
-      - targets: [%q]
-`, d.Addr)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"+job), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	web := "127.0.0.1:" + freePort(t)
@@ -98,8 +87,7 @@ scrape_configs:
 			t.Logf("prometheus output:\n%s", logs.String())
 		}
 	})
-
-	query := func(q string) (float64, bool) {
+	return func(q string) (float64, bool) {
 		resp, err := http.Get("http://" + web + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
 			return 0, false
@@ -120,6 +108,12 @@ scrape_configs:
 		v, err := strconv.ParseFloat(s, 64)
 		return v, err == nil
 	}
+}
+
+// prometheusSeesADrain scales the instance in and follows the drain
+// through Prometheus: phase, deadline, tasks, state, then the completion.
+func prometheusSeesADrain(t *testing.T, env *testenv.Env, finish func(), query func(string) (float64, bool)) {
+	t.Helper()
 	testpeers.Eventually(t, 30*time.Second, "prometheus scrapes the daemon", func() bool {
 		v, ok := query(`up{job="scaledownd"}`)
 		return ok && v == 1
@@ -145,4 +139,19 @@ scrape_configs:
 		hb, ok3 := query(`scaledownd_lifecycle_heartbeats_total{result="ok"}`)
 		return ok1 && ok2 && ok3 && n == 1 && c == 1 && hb >= 1
 	})
+}
+
+// TestRealPrometheusScrapesADrain runs Debian's Prometheus against the
+// daemon and reads the drain back through Prometheus's HTTP API.
+func TestRealPrometheusScrapesADrain(t *testing.T) {
+	bin := tool(t, "prometheus", "prometheus")
+	env := world(t, testenv.Options{HeartbeatTimeout: 5 * time.Second})
+	finish := env.Trino.AddBlockedTask()
+	defer finish()
+	d, _ := start(t, env.Config(env.Instance))
+	query := startPrometheus(t, bin, fmt.Sprintf(`  - job_name: scaledownd
+    static_configs:
+      - targets: [%q]
+`, d.Addr))
+	prometheusSeesADrain(t, env, finish, query)
 }

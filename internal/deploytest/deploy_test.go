@@ -4,7 +4,7 @@
 // systemd units verify cleanly and stay hardened, and the packaged default
 // configuration is the daemon's default.
 //
-// The external tools come from Debian packages (.ci/run installs them). A
+// The external tools come from Debian packages (`make setup`, run by `make test`, installs them). A
 // missing tool fails the test with the package to install: these checks
 // are never skipped silently.
 package deploytest

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
@@ -82,6 +85,12 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 		add(queueCheck(ctx, cfg, d.Queue, groupMaxSize(ctx, d.Actions, group)))
 	}
 
+	if c, ok := passwordCheck(cfg); ok {
+		add(c)
+	}
+	if cfg.Web.Config.File != "" {
+		add(webConfigCheck(cfg.Web.Config.File))
+	}
 	if d.Trino != nil {
 		trino := trinoChecks(ctx, cfg, d.Trino)
 		out = append(out, trino...)
@@ -166,6 +175,61 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int)
 			deadLetterFactor, maxSize, deadLetterFactor*maxSize)}
 	}
 	return Check{Name: "queue", OK: true, Detail: detail}
+}
+
+// passwordCheck tells where the Trino password comes from, and warns when
+// the file holding it can be read by users other than its owner: under
+// DynamicUser=yes the daemon needs no such access (the unit's
+// LoadCredential= hands it a private copy), so group or other read bits
+// only widen who can read the secret. ok is false when no password is
+// configured anywhere.
+func passwordCheck(cfg config.Config) (Check, bool) {
+	src, file := cfg.TrinoPasswordSource()
+	if src == "" {
+		return Check{}, false
+	}
+	if file == "" {
+		return Check{Name: "trino-password", OK: true, Warn: true,
+			Detail: "from trino.password (in the config file or environment); prefer " + config.CredentialFile + " (root:root 0600), which the unit passes as a systemd credential"}, true
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return Check{Name: "trino-password", Detail: fmt.Sprintf("%s: %v", src, err)}, true
+	}
+	if mode := fi.Mode().Perm(); mode&0o044 != 0 {
+		return Check{Name: "trino-password", OK: true, Warn: true, Detail: fmt.Sprintf(
+			"%s is readable by other users (mode %04o): chmod 0600 it (owner root); the unit's LoadCredential= gives the daemon its own copy", file, mode)}, true
+	}
+	return Check{Name: "trino-password", OK: true, Detail: fmt.Sprintf("from %s, readable by its owner only", src)}, true
+}
+
+// webConfigCheck loads the listener's web configuration as the daemon does
+// at start-up (YAML, certificate and key, password hashes) and says what it
+// turns on.
+func webConfigCheck(file string) Check {
+	if err := web.Validate(file); err != nil {
+		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v: the daemon would not start", file, err)}
+	}
+	var wc struct {
+		TLS struct {
+			Cert     string `yaml:"cert"`
+			CertFile string `yaml:"cert_file"`
+		} `yaml:"tls_server_config"`
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		err = yaml.Unmarshal(b, &wc)
+	}
+	if err != nil {
+		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v", file, err)}
+	}
+	tlsOn := wc.TLS.Cert != "" || wc.TLS.CertFile != ""
+	detail := fmt.Sprintf("%s: TLS %s, basic auth for %d user(s)", file, map[bool]string{true: "on", false: "off"}[tlsOn], len(wc.Users))
+	if !tlsOn && len(wc.Users) > 0 {
+		return Check{Name: "web-config", OK: true, Warn: true, Detail: detail + "; without TLS the password travels in clear text"}
+	}
+	return Check{Name: "web-config", OK: true, Detail: detail}
 }
 
 func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) []Check {

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/daemon"
 	"github.com/scaledownd/scaledownd/internal/metrics"
 	"github.com/scaledownd/scaledownd/internal/ops"
@@ -155,7 +158,7 @@ func TestStatusOfARunningDaemon(t *testing.T) {
 	var out bytes.Buffer
 	testpeers.Eventually(t, 10*time.Second, "status shows the drain", func() bool {
 		out.Reset()
-		return ops.Status(context.Background(), &out, d.Addr, false) == nil && strings.Contains(out.String(), "draining")
+		return ops.Status(context.Background(), &out, ops.StatusOptions{Listen: d.Addr}, false) == nil && strings.Contains(out.String(), "draining")
 	})
 	for _, want := range []string{"instance_id:  " + env.Instance, "token_prefix: " + token[:8], "asg:          " + testenv.Group} {
 		if !strings.Contains(out.String(), want) {
@@ -246,5 +249,66 @@ func TestCheckAsksTheCoordinatorAboutThisWorker(t *testing.T) {
 	}
 	if env.Trino.State() != "ACTIVE" {
 		t.Fatalf("worker %s after the checks", env.Trino.State())
+	}
+}
+
+// TestCheckWarnsWhenOthersCanReadThePasswordFile: a password file with
+// group or other read bits is a warning naming the mode; a 0600 one passes.
+func TestCheckWarnsWhenOthersCanReadThePasswordFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "trino-password")
+	if err := os.WriteFile(pw, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Trino.PasswordFile = pw
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o400, false}, {0o640, true}, {0o604, true}, {0o644, true}} {
+		if err := os.Chmod(pw, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["trino-password"]
+		if !ok || !c.OK || c.Warn != tc.warn {
+			t.Errorf("mode %04o: trino-password check %+v (present %v), want ok with warning=%v", tc.mode, c, ok, tc.warn)
+		}
+		if tc.warn && !strings.Contains(c.Detail, fmt.Sprintf("%04o", tc.mode)) {
+			t.Errorf("mode %04o: the warning does not name the mode: %s", tc.mode, c.Detail)
+		}
+	}
+	cfg.Trino.PasswordFile = ""
+	if c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["trino-password"]; ok {
+		t.Errorf("no password configured, yet a trino-password check: %+v", c)
+	}
+}
+
+// TestCheckLoadsTheWebConfig: the listener's web configuration is loaded as
+// at start-up; one that would stop the daemon fails the check, basic auth
+// without TLS is a warning.
+func TestCheckLoadsTheWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, yaml string
+		ok, warn   bool
+	}{
+		{"basic auth without TLS", "basic_auth_users:\n  prometheus: " + string(hash) + "\n", true, true},
+		{"a malformed hash", "basic_auth_users:\n  prometheus: not-a-bcrypt-hash\n", false, false},
+		{"an unknown key", "tls_server_config:\n  certfile: x.pem\n", false, false},
+		{"a missing certificate", "tls_server_config:\n  cert_file: nope.pem\n  key_file: nope-key.pem\n", false, false},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yml")
+		if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Web.Config.File = f
+		c, ok := byName(ops.RunChecks(context.Background(), cfg, ops.Deps{}))["web-config"]
+		if !ok || c.OK != tc.ok || c.Warn != tc.warn {
+			t.Errorf("%s: web-config check %+v (present %v), want ok=%v warning=%v", tc.name, c, ok, tc.ok, tc.warn)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func TestStatusWatchPrintsPlainLines(t *testing.T) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ops.Watch(ctx, &out, addr, 5*time.Millisecond); err != nil {
+	if err := ops.Watch(ctx, &out, ops.StatusOptions{Listen: addr}, 5*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if ctx.Err() != nil {

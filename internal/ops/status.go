@@ -1,20 +1,108 @@
 package ops
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
 
+// StatusOptions say how to reach the running daemon's listener.
+type StatusOptions struct {
+	Listen string // listen-address
+	// WebConfigFile is the listener's web.config.file: with TLS on, the
+	// daemon's certificate there is the one trusted (pinned: the request
+	// goes to loopback); with basic auth on, User and PasswordFile are sent.
+	WebConfigFile      string
+	User, PasswordFile string
+}
+
+// webClient returns the scheme and client for the listener, and the
+// credentials to send.
+func (o StatusOptions) webClient() (scheme string, c *http.Client, user, password string, err error) {
+	c = &http.Client{}
+	if o.WebConfigFile == "" {
+		return "http", c, "", "", nil
+	}
+	b, err := os.ReadFile(o.WebConfigFile)
+	if err != nil {
+		return "", nil, "", "", fmt.Errorf("web.config.file: %w", err)
+	}
+	var wc struct {
+		TLS struct {
+			Cert     string `yaml:"cert"`
+			CertFile string `yaml:"cert_file"`
+		} `yaml:"tls_server_config"`
+		Users map[string]string `yaml:"basic_auth_users"`
+	}
+	if err := yaml.Unmarshal(b, &wc); err != nil {
+		return "", nil, "", "", fmt.Errorf("web.config.file %s: %w", o.WebConfigFile, err)
+	}
+	scheme = "http"
+	if wc.TLS.Cert != "" || wc.TLS.CertFile != "" {
+		certPEM := []byte(wc.TLS.Cert)
+		if wc.TLS.CertFile != "" {
+			f := wc.TLS.CertFile
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(filepath.Dir(o.WebConfigFile), f)
+			}
+			if certPEM, err = os.ReadFile(f); err != nil {
+				return "", nil, "", "", fmt.Errorf("web.config.file's certificate: %w", err)
+			}
+		}
+		block, _ := pem.Decode(certPEM)
+		if block == nil {
+			return "", nil, "", "", fmt.Errorf("web.config.file's certificate: no PEM block")
+		}
+		want := block.Bytes
+		scheme = "https"
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{
+			// The address is loopback and the name may be anything: trust
+			// exactly the certificate the daemon serves instead.
+			InsecureSkipVerify: true,
+			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 || !bytes.Equal(raw[0], want) {
+					return errors.New("the listener's certificate is not the one in web.config.file")
+				}
+				return nil
+			},
+		}}
+	}
+	if len(wc.Users) > 0 {
+		if o.User == "" || o.PasswordFile == "" {
+			return "", nil, "", "", fmt.Errorf("the listener asks for basic auth (web.config.file %s): pass --user and --password-file", o.WebConfigFile)
+		}
+		pw, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return "", nil, "", "", fmt.Errorf("--password-file: %w", err)
+		}
+		user, password = o.User, strings.TrimRight(string(pw), "\r\n")
+	}
+	return scheme, c, user, password, nil
+}
+
 // StatusURL is where the running daemon answers /status for a listen
-// address such as ":10180".
+// address such as ":10180" (plain HTTP).
 func StatusURL(listen string) (string, error) {
+	return statusURL("http", listen)
+}
+
+func statusURL(scheme, listen string) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return "", fmt.Errorf("listen-address %q: %w", listen, err)
@@ -22,7 +110,7 @@ func StatusURL(listen string) (string, error) {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/status", nil
+	return scheme + "://" + net.JoinHostPort(host, port) + "/status", nil
 }
 
 // statusDoc is the part of the daemon's /status this package reads.
@@ -37,16 +125,38 @@ type statusDoc struct {
 	Completed       int                 `json:"completed"`
 }
 
-// fetchStatus asks the daemon at url for its status: the whole document
-// and the fields read here.
-func fetchStatus(ctx context.Context, url string) (map[string]any, statusDoc, error) {
+// statusClient is how to ask the running daemon for its status.
+type statusClient struct {
+	url, user, password string
+	http                *http.Client
+}
+
+func (o StatusOptions) client() (statusClient, error) {
+	scheme, c, user, password, err := o.webClient()
+	if err != nil {
+		return statusClient{}, err
+	}
+	url, err := statusURL(scheme, o.Listen)
+	if err != nil {
+		return statusClient{}, err
+	}
+	return statusClient{url: url, user: user, password: password, http: c}, nil
+}
+
+// fetch asks the daemon for its status: the whole document and the fields
+// read here.
+func (c statusClient) fetch(ctx context.Context) (map[string]any, statusDoc, error) {
+	url := c.url
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, statusDoc{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, statusDoc{}, fmt.Errorf("ask the running daemon at %s: %w (is scaledownd running?)", url, err)
 	}
@@ -71,12 +181,12 @@ func fetchStatus(ctx context.Context, url string) (map[string]any, statusDoc, er
 
 // Status fetches the running daemon's status and writes it: as indented
 // JSON with asJSON, else as lines of "key: value".
-func Status(ctx context.Context, w io.Writer, listen string, asJSON bool) error {
-	url, err := StatusURL(listen)
+func Status(ctx context.Context, w io.Writer, o StatusOptions, asJSON bool) error {
+	c, err := o.client()
 	if err != nil {
 		return err
 	}
-	st, doc, err := fetchStatus(ctx, url)
+	st, doc, err := c.fetch(ctx)
 	if err != nil {
 		return err
 	}
@@ -124,8 +234,8 @@ func dash(s string) string {
 // queries, time to the deadline — on one line rewritten in place on a
 // terminal, as plain lines (one per change) otherwise. It returns once an
 // action it saw has finished, or when ctx ends.
-func Watch(ctx context.Context, w io.Writer, listen string, interval time.Duration) error {
-	url, err := StatusURL(listen)
+func Watch(ctx context.Context, w io.Writer, o StatusOptions, interval time.Duration) error {
+	c, err := o.client()
 	if err != nil {
 		return err
 	}
@@ -138,7 +248,7 @@ func Watch(ctx context.Context, w io.Writer, listen string, interval time.Durati
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		_, doc, err := fetchStatus(ctx, url)
+		_, doc, err := c.fetch(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return nil

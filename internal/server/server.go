@@ -1,7 +1,13 @@
 // Package server is scaledownd's HTTP listener: /metrics for Prometheus,
 // /healthz (fails when a main loop stops making progress), /readyz (fails,
 // naming the part, until the daemon is set up) and /status (the action in
-// progress, as JSON). Every endpoint is read-only.
+// progress, as JSON). Every endpoint is a read-only GET.
+//
+// TLS and basic authentication follow the Prometheus exporter convention:
+// a web configuration file (--web.config.file) in the format of
+// prometheus/exporter-toolkit, served by that library as node_exporter
+// does, so the file, its reloading on each connection and its bcrypt
+// password hashes work the same as for every official exporter.
 package server
 
 import (
@@ -18,6 +24,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.uber.org/zap"
 )
 
 // Health tracks liveness (loops that must keep beating) and readiness
@@ -97,13 +105,36 @@ func (h *Health) Ready() (bool, string) {
 
 // Server serves the endpoints.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
+	srv       *http.Server
+	ln        net.Listener
+	webConfig string
+	log       *zap.Logger
 }
 
-// New listens on addr and prepares the handlers. status, if not nil, is
-// rendered as JSON at /status.
-func New(addr string, reg prometheus.Gatherer, h *Health, status func() any) (*Server, error) {
+// Options are the listener's settings.
+type Options struct {
+	Addr string
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth); empty serves plain HTTP without authentication.
+	WebConfigFile string
+	Logger        *zap.Logger // nil: no logging
+}
+
+// New listens on opts.Addr and prepares the handlers. status, if not nil,
+// is rendered as JSON at /status. A web configuration file that does not
+// load (YAML, certificates, password hashes) is an error here, before
+// anything listens.
+func New(opts Options, reg prometheus.Gatherer, h *Health, status func() any) (*Server, error) {
+	if opts.WebConfigFile != "" {
+		if err := web.Validate(opts.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("web.config.file %s: %w", opts.WebConfigFile, err)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	addr := opts.Addr
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
@@ -127,7 +158,9 @@ func New(addr string, reg prometheus.Gatherer, h *Health, status func() any) (*S
 		_ = json.NewEncoder(w).Encode(v)
 	})
 	return &Server{
-		ln: ln,
+		ln:        ln,
+		webConfig: opts.WebConfigFile,
+		log:       log,
 		srv: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
@@ -151,9 +184,12 @@ func answer(w http.ResponseWriter, ok bool, why string) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Serve serves until Shutdown.
+// Serve serves until Shutdown: plain HTTP, or TLS and basic auth as the
+// web configuration file says (re-read on every new connection).
 func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	file := s.webConfig
+	flags := &web.FlagConfig{WebConfigFile: &file}
+	if err := web.Serve(s.ln, s.srv, flags, newSlog(s.log)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", err)
 	}
 	return nil

@@ -42,7 +42,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	beat := h.Watch("sqs-poll", time.Minute)
 	h.SetReady("identity", "resolving instance identity")
 
-	srv, err := New("127.0.0.1:0", prometheus.NewRegistry(), h, func() any { return map[string]string{"phase": "idle"} })
+	srv, err := New(Options{Addr: "127.0.0.1:0"}, prometheus.NewRegistry(), h, func() any { return map[string]string{"phase": "idle"} })
 	if err != nil {
 		t.Fatal(err)
 	}
