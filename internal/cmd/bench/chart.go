@@ -8,23 +8,18 @@ import (
 	"math"
 	"os"
 	"sort"
-	"strings"
+	"strconv"
 )
 
 // chartSeries are the P1 lines, in legend order, with their colours.
-func chartSeries(r *Results) []struct {
+var chartSeries = []struct {
 	Config string
 	Color  color.RGBA
-} {
-	return []struct {
-		Config string
-		Color  color.RGBA
-	}{
-		{cfgSQS, color.RGBA{205, 45, 40, 255}},
-		{cfgIMDS, color.RGBA{35, 110, 200, 255}},
-		{cfgBoth, color.RGBA{40, 150, 60, 255}},
-		{cfgAlways, color.RGBA{230, 140, 0, 255}},
-	}
+}{
+	{cfgSQS, color.RGBA{205, 45, 40, 255}},
+	{cfgIMDS, color.RGBA{35, 110, 200, 255}},
+	{cfgBoth, color.RGBA{40, 150, 60, 255}},
+	{cfgAlways, color.RGBA{230, 140, 0, 255}},
 }
 
 // writeChart draws P1 p99 against fleet size, both axes logarithmic, one
@@ -81,7 +76,7 @@ func writeChart(path string, r *Results) error {
 	text(img, 8, top-22, "p99 (s)", black)
 
 	// Lines.
-	for i, s := range chartSeries(r) {
+	for i, s := range chartSeries {
 		type pt struct {
 			n, v     float64
 			censored bool
@@ -116,39 +111,7 @@ func writeChart(path string, r *Results) error {
 	return f.Close()
 }
 
-func trimFloat(v float64) string {
-	s := formatFloat(v)
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	}
-	return s
-}
-
-func formatFloat(v float64) string {
-	if v == math.Trunc(v) {
-		return itoa(int(v))
-	}
-	// Two decimals are enough for the tick values used.
-	whole := int(v)
-	frac := int(math.Round((v - float64(whole)) * 100))
-	fs := itoa(frac)
-	if frac < 10 {
-		fs = "0" + fs
-	}
-	return itoa(whole) + "." + fs
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
+func trimFloat(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 func hline(img *image.RGBA, x0, x1, y int, c color.RGBA) {
 	for x := x0; x <= x1; x++ {
@@ -235,7 +198,6 @@ var glyphs = map[rune][7]string{
 	' ': {".....", ".....", ".....", ".....", ".....", ".....", "....."},
 	'(': {"...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."},
 	')': {".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."},
-	'@': {".###.", "#...#", "#.###", "#.#.#", "#.###", "#....", ".###."},
 	'-': {".....", ".....", ".....", "#####", ".....", ".....", "....."},
 	'a': {".....", ".....", ".###.", "....#", ".####", "#...#", ".####"},
 	'b': {"#....", "#....", "####.", "#...#", "#...#", "#...#", "####."},

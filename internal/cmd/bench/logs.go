@@ -1,10 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -14,16 +15,13 @@ import (
 // its "source" field says which source (sqs or imds) delivered it first.
 const msgReceived = "lifecycle action received"
 
-// sources records, per instance, which source started each action.
+// sources records, per instance, which source started its latest action.
+// As a zap core it picks that one line out of the in-process daemons'
+// logs, which otherwise go to a file at error level.
 type sources struct {
-	mu   sync.Mutex
-	seen map[string]string // instance id → source of its latest action
-}
-
-func (s *sources) record(instance, source string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seen[instance] = source
+	mu     *sync.Mutex
+	seen   map[string]string
+	fields []zapcore.Field
 }
 
 // Of returns the source that started the instance's latest action.
@@ -33,80 +31,60 @@ func (s *sources) Of(instance string) string {
 	return s.seen[instance]
 }
 
-// captureCore picks the one line it needs out of the daemons' logs. It
-// adds nothing to other entries: the daemons otherwise log at error level.
-type captureCore struct {
-	fields []zapcore.Field
-	sink   *sources
+func (s *sources) Enabled(l zapcore.Level) bool { return l >= zapcore.InfoLevel }
+func (s *sources) Sync() error                  { return nil }
+
+func (s *sources) With(fs []zapcore.Field) zapcore.Core {
+	return &sources{mu: s.mu, seen: s.seen, fields: append(append([]zapcore.Field(nil), s.fields...), fs...)}
 }
 
-func (c *captureCore) Enabled(l zapcore.Level) bool { return l >= zapcore.InfoLevel }
-
-func (c *captureCore) With(fs []zapcore.Field) zapcore.Core {
-	out := &captureCore{sink: c.sink, fields: make([]zapcore.Field, 0, len(c.fields)+len(fs))}
-	out.fields = append(append(out.fields, c.fields...), fs...)
-	return out
-}
-
-func (c *captureCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+func (s *sources) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	if strings.HasPrefix(e.Message, msgReceived) {
-		return ce.AddCore(e, c)
+		return ce.AddCore(e, s)
 	}
 	return ce
 }
 
-func (c *captureCore) Write(_ zapcore.Entry, fs []zapcore.Field) error {
+func (s *sources) Write(_ zapcore.Entry, fs []zapcore.Field) error {
 	var instance, source string
-	for _, list := range [][]zapcore.Field{c.fields, fs} {
-		for _, f := range list {
-			switch f.Key {
-			case "instance_id":
-				instance = f.String
-			case "source":
-				source = f.String
-			}
+	for _, f := range append(append([]zapcore.Field(nil), s.fields...), fs...) {
+		switch f.Key {
+		case "instance_id":
+			instance = f.String
+		case "source":
+			source = f.String
 		}
 	}
-	if instance != "" {
-		c.sink.record(instance, source)
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen[instance] = source
 	return nil
 }
 
-func (c *captureCore) Sync() error { return nil }
-
-// countingWriter counts the error lines the daemons write.
-type countingWriter struct {
-	f     *os.File
-	lines atomic.Int64
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b == '\n' {
-			w.lines.Add(1)
-		}
-	}
-	return w.f.Write(p)
-}
-
-func (w *countingWriter) Sync() error { return nil }
-
-// Close closes the log file.
-func (w *countingWriter) Close() error { return w.f.Close() }
-
-// fleetLogger is the in-process daemons' logger: error level (JSON, to
-// path, counted) plus the capture of which source started each action.
-func fleetLogger(path string) (*zap.Logger, *sources, *countingWriter, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	w := &countingWriter{f: f}
+// fleetLogger is the in-process daemons' logger: errors as JSON to f,
+// plus the capture of which source started each action.
+func fleetLogger(f *os.File) (*zap.Logger, *sources) {
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	errCore := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), zapcore.ErrorLevel)
-	src := &sources{seen: map[string]string{}}
-	log := zap.New(zapcore.NewTee(errCore, &captureCore{sink: src}))
-	return log, src, w, nil
+	src := &sources{mu: &sync.Mutex{}, seen: map[string]string{}}
+	return zap.New(zapcore.NewTee(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.ErrorLevel), src)), src
+}
+
+// sourceFromLog reads which source started the drain from a subprocess
+// daemon's JSON log.
+func sourceFromLog(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var rec struct{ Msg, Source string }
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && strings.HasPrefix(rec.Msg, msgReceived) {
+			return rec.Source
+		}
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
@@ -35,9 +36,9 @@ type sqsProxy struct {
 	lastPoll   map[int]pollRec // daemon index → its latest finished receive
 	cycles     []idleCycle
 
+	byOp     map[string]int64
 	requests atomic.Int64
 	polling  atomic.Int64 // ReceiveMessage calls open now
-	byOp     sync.Map     // op → *atomic.Int64
 }
 
 // pollRec is one finished ReceiveMessage of a daemon.
@@ -79,6 +80,7 @@ func newSQSProxy(upstream string) (*sqsProxy, error) {
 		}},
 		ownerFirst: map[string]time.Time{},
 		lastPoll:   map[int]pollRec{},
+		byOp:       map[string]int64{},
 	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
@@ -104,12 +106,9 @@ func (p *sqsProxy) Requests() int64 { return p.requests.Load() }
 
 // OpCounts returns requests by operation.
 func (p *sqsProxy) OpCounts() map[string]int64 {
-	out := map[string]int64{}
-	p.byOp.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Int64).Load()
-		return true
-	})
-	return out
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.byOp)
 }
 
 // Deletes returns every DeleteMessage so far.
@@ -188,15 +187,6 @@ func (p *sqsProxy) pollDone(idx int, daemon string, start time.Time, body []byte
 	}
 }
 
-func (p *sqsProxy) count(op string) {
-	p.requests.Add(1)
-	c, ok := p.byOp.Load(op)
-	if !ok {
-		c, _ = p.byOp.LoadOrStore(op, new(atomic.Int64))
-	}
-	c.(*atomic.Int64).Add(1)
-}
-
 // messageIDOfHandle reads the message id out of a receipt handle of the
 // fake SQS (base64 of "<message id>#<random>").
 func messageIDOfHandle(h string) string {
@@ -235,7 +225,10 @@ func (p *sqsProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "AmazonSQS.")
-	p.count(op)
+	p.requests.Add(1)
+	p.mu.Lock()
+	p.byOp[op]++
+	p.mu.Unlock()
 	switch op {
 	case "DeleteMessage", "DeleteMessageBatch":
 		var req struct {
