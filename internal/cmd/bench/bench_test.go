@@ -60,11 +60,6 @@ func TestQuickRun(t *testing.T) {
 		if c.Mode == "sqs" && c.N > 1 && c.OwnerWait.N != c.P1.N {
 			t.Errorf("P1 %s: %d owner waits for %d trials", key, c.OwnerWait.N, c.P1.N)
 		}
-		if c.Mode == "both" && c.Runner == "in-process" {
-			if e := c.Events; e == nil || e.Events != c.P1.N || e.NonOwnerLive != 0 || e.SQSRequests == 0 {
-				t.Errorf("P1 %s: events %+v", key, e)
-			}
-		}
 	}
 	for k, seen := range want {
 		if !seen {

@@ -12,16 +12,13 @@ import (
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// EventStats is what one scale-in event — one termination or many at once
-// — cost on the shared queue and Auto Scaling, and what became of each
-// message. P5 has one per mass scale-in; a P1 cell in mode both sums one
-// per termination.
+// EventStats is what a mass scale-in cost on the shared queue and Auto
+// Scaling, and what became of each message.
 type EventStats struct {
-	Events   int     `json:"events"`
 	Messages int     `json:"messages"`
 	WindowS  float64 `json:"window_s"` // first termination → every message off the queue (or the limit)
-	// OpenPolls is the number of receives open at the fake when each
-	// event started, summed: the daemons a message could go to first.
+	// OpenPolls is the number of receives open at the fake when the
+	// event started: the daemons a message could go to first.
 	OpenPolls   int64            `json:"open_polls_at_start"`
 	SQSRequests int64            `json:"sqs_requests"`
 	SQSByOp     map[string]int64 `json:"sqs_requests_by_op"`
@@ -90,7 +87,7 @@ func (w *World) waitOffQueue(ctx context.Context, terms []Termination, limit tim
 func (p probe) finish(terms []Termination) EventStats {
 	w := p.w
 	owner := msgIDs(terms)
-	s := EventStats{Events: 1, Messages: len(owner), WindowS: time.Since(p.start).Seconds(), OpenPolls: p.open,
+	s := EventStats{Messages: len(owner), WindowS: time.Since(p.start).Seconds(), OpenPolls: p.open,
 		SQSRequests: w.Proxy.Requests() - int64(p.req0), SQSByOp: map[string]int64{}, ASGRequests: int64(len(w.ASG.Calls()) - p.asg0)}
 	for op, v := range w.Proxy.OpCounts() {
 		if d := v - p.ops0[op]; d > 0 {
@@ -138,30 +135,6 @@ func (p probe) finish(terms []Termination) EventStats {
 	return s
 }
 
-// add sums another event into s.
-func (s *EventStats) add(o EventStats) {
-	s.Events += o.Events
-	s.Messages += o.Messages
-	s.WindowS += o.WindowS
-	s.OpenPolls += o.OpenPolls
-	s.SQSRequests += o.SQSRequests
-	s.ASGRequests += o.ASGRequests
-	if s.SQSByOp == nil {
-		s.SQSByOp = map[string]int64{}
-	}
-	for k, v := range o.SQSByOp {
-		s.SQSByOp[k] += v
-	}
-	s.Counts = append(s.Counts, o.Counts...)
-	s.MaxReceive = max(s.MaxReceive, o.MaxReceive)
-	s.DeadLettered += o.DeadLettered
-	s.Undeleted += o.Undeleted
-	s.NonOwnerLive += o.NonOwnerLive
-	s.NonOwnerEnded += o.NonOwnerEnded
-	s.OwnerWaits = append(s.OwnerWaits, o.OwnerWaits...)
-	s.OwnerReceived += o.OwnerReceived
-}
-
 // removeLeftovers deletes the messages of terms still on the queue
 // straight at the fake (not counted as any daemon's traffic), so that the
 // next measurement starts from an empty queue. A daemon that receives one
@@ -178,7 +151,7 @@ func (w *World) removeLeftovers(ctx context.Context, terms []Termination) {
 		if len(handles) == 0 {
 			return
 		}
-		parallel(handles, 32, func(h string) { _ = w.deleteDirect(ctx, h) })
+		parallel(len(handles), 32, func(i int) { _ = w.deleteDirect(ctx, handles[i]) })
 	}
 }
 

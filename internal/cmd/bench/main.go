@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/testenv"
@@ -49,7 +53,6 @@ func defaultOptions() Options {
 func main() {
 	o := defaultOptions()
 	flag.BoolVar(&o.Quick, "quick", false, "smoke run: tiny fleets, few trials, short windows (seconds)")
-	flag.DurationVar(&o.Latency, "latency", o.Latency, "per-call latency of the fake SQS and Auto Scaling, as in a region")
 	flag.DurationVar(&o.Budget, "budget", o.Budget, "time the run may take, from -since if given; the sqs and both cells shrink when it falls behind")
 	flag.StringVar(&o.Binary, "binary", o.Binary, "the scaledownd binary for the 1-node and idle runs")
 	flag.StringVar(&o.Lifecycled, "lifecycled", "", "the lifecycled binary P3 runs beside scaledownd (empty: not measured)")
@@ -137,18 +140,16 @@ func (c benchConfig) longPoll() time.Duration {
 	return config.Default().AWS.WaitTime
 }
 
-// rampSpec is one in-process fleet grown through Sizes (P1 at each) with
-// mass scale-ins (P5) at the sizes they name.
+// rampSpec is one in-process fleet grown through the sizes of its P1
+// cells and mass scale-ins (P5). MaxReceive > 0 gives its queue a redrive
+// policy. Est is how long it takes on a quiet 2-core machine: with the
+// time left it scales the budgets of the sequential cells.
 type rampSpec struct {
 	benchConfig
-	Sizes []int
-	Cell  map[int]cellOpts
-	P5    []p5Spec
-	// MaxReceive gives the fleet's queue a redrive policy (0: none).
+	Cell       map[int]cellOpts
+	P5         []p5Spec
 	MaxReceive int
-	// Est is how long the ramp takes on a quiet 2-core machine; with the
-	// time left it scales the budgets of the sequential cells.
-	Est time.Duration
+	Est        time.Duration
 }
 
 // Plan is how much of everything to run.
@@ -188,10 +189,10 @@ func plan(o Options) Plan {
 		q := []p5Spec{{N: 5, K: 2, ReactLimit: 10 * time.Second, DrainLimit: 10 * time.Second}}
 		cell := cells(3, 5*time.Second, 10*time.Second, 5*time.Second, 5)
 		p.Ramps = []rampSpec{
-			{benchConfig: imds, Sizes: []int{5}, Cell: cell, P5: q},
-			{benchConfig: sqs, Sizes: []int{5}, Cell: cell},
-			{benchConfig: both, Sizes: []int{5}, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
-			{benchConfig: always, Sizes: []int{5}, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
+			{benchConfig: imds, Cell: cell, P5: q},
+			{benchConfig: sqs, Cell: cell},
+			{benchConfig: both, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
+			{benchConfig: always, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
 		}
 		p.Bin, p.P3Window = binOpts{Trials: 2, Stagger: 100 * time.Millisecond, MaxParallel: 4, TrialTimeout: 10 * time.Second}, 2*time.Second
 	} else {
@@ -201,17 +202,18 @@ func plan(o Options) Plan {
 		// random-hand-off model.
 		sqsCells := cells(20, 8*time.Second, 15*time.Second, 0, 100, 500, 1000)
 		sqsCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 20 * time.Second, FinishWait: 30 * time.Second}
-		policy := cells(5, 12*time.Second, 30*time.Second, 10*time.Second, 10, 100, 500, 1000)
-		policy[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 30 * time.Second, FinishWait: 30 * time.Second, FollowLimit: 10 * time.Second}
+		policy := cells(5, 12*time.Second, 30*time.Second, 10*time.Second, 100, 500, 1000)
+		both10 := cells(20, 10*time.Second, 30*time.Second, 10*time.Second, 10, 100, 500, 1000)
+		maps.Copy(both10, policy)
 		mass := func(n int) p5Spec {
 			return p5Spec{N: n, K: n / 2, ReactLimit: 60 * time.Second, DrainLimit: 10 * time.Second}
 		}
 		half := []p5Spec{mass(100), mass(500), mass(1000)}
 		p.Ramps = []rampSpec{
-			{benchConfig: imds, Sizes: []int{10, 100, 500, 1000}, Cell: cells(20, 30*time.Second, 30*time.Second, 0, 10, 100, 500, 1000), P5: half[2:], Est: 65 * time.Second},
-			{benchConfig: sqs, Sizes: []int{10, 100, 500, 1000}, Cell: sqsCells, Est: 70 * time.Second},
-			{benchConfig: both, Sizes: []int{10, 100, 500, 1000}, Cell: policy, P5: half, MaxReceive: maxReceiveCount, Est: 150 * time.Second},
-			{benchConfig: always, Sizes: []int{100, 500, 1000}, Cell: policy, P5: half, MaxReceive: maxReceiveCount, Est: 110 * time.Second},
+			{benchConfig: imds, Cell: cells(20, 30*time.Second, 30*time.Second, 0, 10, 100, 500, 1000), P5: half[2:], Est: 65 * time.Second},
+			{benchConfig: sqs, Cell: sqsCells, Est: 70 * time.Second},
+			{benchConfig: both, Cell: both10, P5: half, MaxReceive: maxReceiveCount, Est: 150 * time.Second},
+			{benchConfig: always, Cell: policy, P5: half, MaxReceive: maxReceiveCount, Est: 110 * time.Second},
 		}
 		p.Bin, p.P3Window = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}, 60*time.Second
 	}
@@ -265,20 +267,13 @@ func run(ctx context.Context, o Options) error {
 	}
 	if o.runs("binary") {
 		cells := make([]P1Cell, len(p.Configs))
-		errs := make([]error, len(p.Configs))
-		var wg sync.WaitGroup
-		for i, c := range p.Configs {
-			wg.Add(1)
-			go func() { defer wg.Done(); cells[i], errs[i] = runP1Binary(ctx, c, p.Bin) }()
+		if err := each(len(cells), func(i int) (err error) { cells[i], err = runP1Binary(ctx, p.Configs[i], p.Bin); return err }); err != nil {
+			return fmt.Errorf("P1 1-node: %w", err)
 		}
-		wg.Wait()
-		for i, c := range cells {
-			if errs[i] != nil {
-				return fmt.Errorf("P1 1-node %s: %w", p.Configs[i].Name, errs[i])
-			}
+		for _, c := range cells {
 			say("P1 %-12s N=1    (binary): %s", c.Config, c.short())
-			res.P1 = append(res.P1, c)
 		}
+		res.P1 = append(res.P1, cells...)
 	}
 	if err := <-p3done; err != nil {
 		return fmt.Errorf("P3: %w", err)
@@ -289,26 +284,12 @@ func run(ctx context.Context, o Options) error {
 		}
 	}
 
-	// The in-process fleets share the CPU: one at a time (a smoke run
-	// side by side: nothing there is timed finely).
+	// The in-process fleets share the CPU: one at a time.
 	var ramps []rampSpec
 	for _, r := range p.Ramps {
 		if o.runs(r.Name) {
 			ramps = append(ramps, r)
 		}
-	}
-	if o.Quick {
-		errs := make([]error, len(ramps))
-		var wg sync.WaitGroup
-		for i, r := range ramps {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = runRamp(ctx, o, p, r, dir, res, say, 1) }()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		ramps = nil
 	}
 	for i, r := range ramps {
 		// Scale the sequential cells to the time left, so that `make
@@ -358,11 +339,10 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 		return err
 	}
 	defer logf.Close()
-	log, src := fleetLogger(logf)
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logf, zapcore.ErrorLevel))
 	f := &Fleet{W: w, Conf: r.benchConfig, Log: log, nodes: map[string]*Node{}}
 	defer f.Close()
-	rampStart := time.Now()
-	stops := slices.Clone(r.Sizes)
+	stops := slices.Collect(maps.Keys(r.Cell))
 	for _, s := range r.P5 {
 		stops = append(stops, s.N)
 	}
@@ -380,18 +360,18 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 			settle = r.longPoll() + time.Second
 		}
 		time.Sleep(settle)
-		if co, ok := r.Cell[n]; ok && slices.Contains(r.Sizes, n) {
+		if co, ok := r.Cell[n]; ok {
 			if r.Mode != "imds" && scale < 1 {
 				co.Budget = max(5*time.Second, time.Duration(float64(co.Budget)*scale))
 				co.TrialTimeout = max(10*time.Second, time.Duration(float64(co.TrialTimeout)*scale))
 			}
 			if r.Mode == "sqs" && n >= 1000 && scale < 0.3 {
 				say("P1 %-12s N=%-4d skipped: behind schedule", r.Name, n)
-				res.add(func(rs *Results) { rs.Skipped = append(rs.Skipped, fmt.Sprintf("P1 %s at %d nodes", r.Name, n)) })
+				res.Skipped = append(res.Skipped, fmt.Sprintf("P1 %s at %d nodes", r.Name, n))
 			} else {
-				c := runP1Cell(ctx, f, src, co)
+				c := runP1Cell(ctx, f, co)
 				say("P1 %-12s N=%-4d (in-process): %s", r.Name, n, c.short())
-				res.add(func(rs *Results) { rs.P1 = append(rs.P1, c) })
+				res.P1 = append(res.P1, c)
 			}
 		}
 		for _, s := range r.P5 {
@@ -401,18 +381,17 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 			if scale < 1 {
 				s.ReactLimit = max(20*time.Second, time.Duration(float64(s.ReactLimit)*scale))
 			}
-			p5 := runP5(ctx, f, src, s, r.MaxReceive, si == len(stops)-1)
+			p5 := runP5(ctx, f, s, r.MaxReceive, si == len(stops)-1)
 			say("P5 %-11s N=%d K=%d: all reacted in %.1fs (%d/%d), %d SQS requests, max receive count %d, owners received %d, dead-lettered %d, non-owner deletes of live actions %d, left %d",
 				r.Name, s.N, s.K, p5.AllReactedS, p5.Reacted, p5.K, p5.SQSRequests, p5.MaxReceive, p5.OwnerReceived, p5.DeadLettered, p5.NonOwnerLive, p5.Undeleted)
-			res.add(func(rs *Results) { rs.P5 = append(rs.P5, p5) })
+			res.P5 = append(res.P5, p5)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 	if r.Mode == "both" {
-		ir := w.idleCycles(r.Name, f.Size(), rampStart, r.longPoll())
-		res.add(func(rs *Results) { rs.Idle = append(rs.Idle, ir) })
+		res.Idle = append(res.Idle, w.idleCycles(r.Name, f.Size(), r.longPoll()))
 	}
 	return nil
 }
@@ -428,9 +407,9 @@ type IdleResult struct {
 	SteadyPerMin float64 `json:"steady_requests_per_daemon_per_min"`
 }
 
-func (w *World) idleCycles(config string, n int, from time.Time, longPoll time.Duration) IdleResult {
+func (w *World) idleCycles(config string, n int, longPoll time.Duration) IdleResult {
 	var gaps []float64
-	for _, c := range w.Proxy.IdleCycles(from, time.Now()) {
+	for _, c := range w.Proxy.IdleCycles() {
 		if _, leaving := w.terminated.Load(c.Daemon); !leaving && c.PrevDur >= longPoll*9/10 {
 			gaps = append(gaps, c.Gap.Seconds())
 		}
@@ -440,6 +419,18 @@ func (w *World) idleCycles(config string, n int, from time.Time, longPoll time.D
 		r.SteadyPerMin = 60 / r.CycleS.Mean
 	}
 	return r
+}
+
+// each runs fn(0) … fn(n-1) side by side and joins their errors.
+func each(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = fn(i) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // short is a one-line summary for the progress log.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -16,7 +17,7 @@ type P1Trial struct {
 	Node     string  `json:"node"`
 	Seconds  float64 `json:"p1_s"`
 	Censored bool    `json:"censored,omitempty"`
-	Source   string  `json:"source,omitempty"`   // which source started the drain: sqs or imds
+	Source   string  `json:"source,omitempty"`   // sqs or imds, see startedBy
 	Receives int     `json:"receives,omitempty"` // the message's receive count when it was followed to the end
 	// OwnerWaitS: message sent → the first receive that handed it to its
 	// owner (0 when the owner never received it).
@@ -48,9 +49,6 @@ type P1Cell struct {
 	OtherCores float64 `json:"other_processes_cores"`
 	WallS      float64 `json:"wall_s"`
 	Errors     int     `json:"completion_errors,omitempty"`
-	// Events sums each termination's queue traffic (mode both, where each
-	// termination is followed until its message is off the queue).
-	Events *EventStats `json:"events,omitempty"`
 }
 
 // cellOpts bound one cell.
@@ -95,6 +93,21 @@ func (c *P1Cell) summarise(fz *finisher, m cpuMeter) {
 	c.WallS = time.Since(m.start).Seconds()
 }
 
+// startedBy is the signal that started t's drain: sqs if its owner had
+// received the message (at owned) before the worker's PUT DRAINING.
+func startedBy(t Termination, owned time.Time) string {
+	at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining)
+	switch {
+	case !ok:
+		return ""
+	case t.MsgID != "" && !owned.IsZero() && owned.Before(at):
+		return "sqs"
+	case t.Node.IMDS != nil:
+		return "imds"
+	}
+	return ""
+}
+
 // react waits for t's reaction, at most timeout, and fills the trial.
 func react(ctx context.Context, t Termination, timeout time.Duration) (P1Trial, bool) {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
@@ -113,35 +126,27 @@ func react(ctx context.Context, t Termination, timeout time.Duration) (P1Trial, 
 // terminations run one at a time: in sqs mode the next starts once the
 // owner holds its message, in mode both once the message is off the
 // queue. In imds mode they overlap, o.Stagger apart.
-func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
+func runP1Cell(ctx context.Context, f *Fleet, o cellOpts) P1Cell {
 	mode := f.Conf.Mode
 	cell := P1Cell{Config: f.Conf.Name, Mode: mode, N: f.Size(), Runner: "in-process", Planned: o.Trials}
 	m, fz := newCPUMeter(), &finisher{}
 	var mu sync.Mutex
 	one := func(n *Node) bool {
-		var pr probe
-		if mode == "both" {
-			pr = f.W.startProbe()
-		}
 		t := f.W.Terminate(n, mode, f.W.QueueURL)
 		tr, ok := react(ctx, t, o.TrialTimeout)
 		if mode == "both" {
+			// Followed until its message is off the queue (deleted by its
+			// owner, or as stale), then what is left is removed, so the
+			// next termination's queue is its own.
 			f.W.waitOffQueue(ctx, []Termination{t}, min(o.FollowLimit, o.TrialTimeout))
-			ev := pr.finish([]Termination{t})
-			if ev.Undeleted > 0 {
-				f.W.removeLeftovers(ctx, []Termination{t})
-			}
-			mu.Lock()
-			if cell.Events == nil {
-				cell.Events = &EventStats{}
-			}
-			cell.Events.add(ev)
-			mu.Unlock()
+			f.W.removeLeftovers(ctx, []Termination{t})
 		}
+		owned, _ := f.W.Proxy.OwnerReceivedAt(t.MsgID)
+		tr.Source = startedBy(t, owned)
 		if t.MsgID != "" {
 			tr.Receives = f.W.SQS.Receives(t.QueueURL, t.MsgID)
-			if at, seen := f.W.Proxy.OwnerReceivedAt(t.MsgID); seen {
-				tr.OwnerWaitS = at.Sub(t.T0).Seconds()
+			if !owned.IsZero() {
+				tr.OwnerWaitS = owned.Sub(t.T0).Seconds()
 			}
 		}
 		mu.Lock()
@@ -194,12 +199,6 @@ func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
 	wg.Wait()
 	f.Settle(o.FinishWait + 30*time.Second)
 	f.replacePending(ctx)
-	// The job logs its source after the PUT DRAINING: read at the end.
-	for i, tr := range cell.Trials {
-		if !tr.Censored {
-			cell.Trials[i].Source = src.Of(tr.Node)
-		}
-	}
 	cell.summarise(fz, m)
 	return cell
 }
@@ -210,7 +209,7 @@ type binOpts struct {
 	Dir          string
 	Latency, HBT time.Duration
 	Trials       int
-	Stagger      time.Duration // a new 1-node world every Stagger
+	Stagger      time.Duration
 	MaxParallel  int
 	TrialTimeout time.Duration
 }
@@ -245,30 +244,19 @@ func runP1Binary(ctx context.Context, c benchConfig, o binOpts) (P1Cell, error) 
 	defer w.Close()
 	m, fz := newCPUMeter(), &finisher{}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
 	var errs []error
-	sem := make(chan struct{}, o.MaxParallel)
-	for i := 0; i < o.Trials && ctx.Err() == nil; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			tr, err := oneBinaryTrial(ctx, w, c, i, o, fz)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
+	parallel(o.Trials, o.MaxParallel, func(i int) {
+		time.Sleep(time.Until(m.start.Add(time.Duration(i) * o.Stagger))) // a new world every Stagger
+		tr, err := oneBinaryTrial(ctx, w, c, i, o, fz)
+		mu.Lock()
+		defer mu.Unlock()
+		if errs = append(errs, err); err == nil {
 			cell.Trials = append(cell.Trials, tr)
-		}()
-		time.Sleep(o.Stagger)
-	}
-	wg.Wait()
+		}
+	})
 	cell.summarise(fz, m)
-	if len(cell.Trials) == 0 && len(errs) > 0 {
-		return cell, errs[0]
+	if len(cell.Trials) == 0 {
+		return cell, errors.Join(errs...)
 	}
 	return cell, nil
 }
@@ -280,7 +268,6 @@ func oneBinaryTrial(ctx context.Context, w *World, c benchConfig, i int, o binOp
 	w.ASG.AddInstance(n.ID, benchGroup, "InService")
 	logPath := filepath.Join(o.Dir, fmt.Sprintf("p1-%s-%d.log", c.Name, i))
 	settings := binSettings(w, n, c, queue, filepath.Join(o.Dir, "state-"+n.ID))
-	settings["LOG_LEVEL"] = "info" // the one line naming the source that started the drain
 	p, err := startDaemon(ctx, o.Binary, logPath, settings)
 	if err != nil {
 		return P1Trial{}, err
@@ -299,15 +286,16 @@ func oneBinaryTrial(ctx context.Context, w *World, c benchConfig, i int, o binOp
 	time.Sleep(settle)
 	t := w.Terminate(n, c.Mode, queue)
 	tr, _ := react(ctx, t, o.TrialTimeout)
-	if t.MsgID != "" {
-		tr.Receives = w.SQS.Receives(queue, t.MsgID)
+	var owned time.Time // only the owner polls a 1-node world's queue
+	for _, m := range w.SQS.Messages(queue) {
+		tr.Receives, owned = m.ReceiveCount, m.FirstReceivedAt
 	}
+	tr.Source = startedBy(t, owned)
 	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	fz.wait(fctx, w, t)
 	if t.MsgID != "" {
 		_ = w.SQS.WaitDeleted(fctx, queue, t.MsgID)
 	}
-	tr.Source = sourceFromLog(logPath)
 	return tr, nil
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
@@ -30,7 +28,6 @@ type P3Result struct {
 	AWSPerMin  float64        `json:"aws_requests_per_min"`
 	AWSByOp    map[string]int `json:"aws_requests_by_op"`
 	IMDSPerMin float64        `json:"imds_requests_per_min"`
-	StartupAWS map[string]int `json:"startup_aws_requests_by_op"`
 }
 
 // P3Pair is scaledownd beside lifecycled: the same window, the same
@@ -89,23 +86,21 @@ func watch(ctx context.Context, pid int, start time.Time, window time.Duration, 
 func runP3(ctx context.Context, configs []benchConfig, def benchConfig, o p3Opts) ([]P3Result, P3Pair, error) {
 	start := time.Now().Add(o.Settle) // the window, after start-up
 	out := make([]P3Result, len(configs))
-	errs := make([]error, len(configs)+1)
-	var wg sync.WaitGroup
-	for i, c := range configs {
-		wg.Add(1)
-		go func() { defer wg.Done(); out[i], errs[i] = oneP3(ctx, c, o, start, nil) }()
-	}
 	pair := P3Pair{Commit: LifecycledCommit, Binary: o.Lifecycled, Interval: o.Interval.String()}
-	wg.Add(1)
-	go func() { defer wg.Done(); errs[len(configs)] = runPair(ctx, def, o, start, &pair) }()
-	wg.Wait()
-	return out, pair, errors.Join(errs...)
+	err := each(len(configs)+1, func(i int) (err error) {
+		if i == len(configs) {
+			return runPair(ctx, def, o, start, &pair)
+		}
+		out[i], err = oneP3(ctx, configs[i], o, start, nil)
+		return err
+	})
+	return out, pair, err
 }
 
 // oneP3 runs one scaledownd binary against its own fake SQS and Auto
 // Scaling, and its own fake IMDS unless aemm is given.
 func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *testpeers.AEMM) (P3Result, error) {
-	r := P3Result{Config: c.Name, Peer: "fake IMDS", StartupAWS: map[string]int{}}
+	r := P3Result{Config: c.Name, Peer: "fake IMDS", AWSByOp: map[string]int{}}
 	w, err := NewWorld(o.Latency, o.HBT, "", 0)
 	if err != nil {
 		return r, err
@@ -142,14 +137,13 @@ func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *
 		return len(n.IMDS.Calls())
 	}
 	time.Sleep(time.Until(start))
-	r.StartupAWS, r.AWSByOp = calls(), map[string]int{}
-	imds0 := imdsCalls()
+	startup, imds0 := calls(), imdsCalls()
 	if err := watch(ctx, p.cmd.Process.Pid, start, o.Window, &r); err != nil {
 		return r, err
 	}
 	total := 0
 	for k, v := range calls() {
-		if d := v - r.StartupAWS[k]; d > 0 {
+		if d := v - startup[k]; d > 0 {
 			r.AWSByOp[k], total = d, total+d
 		}
 	}
@@ -195,16 +189,13 @@ func runPair(ctx context.Context, def benchConfig, o p3Opts, start time.Time, pa
 	}
 	defer lc.stop()
 	pair.Lifecycled = P3Result{Config: "lifecycled", Peer: "amazon-ec2-metadata-mock"}
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		pair.Scaledownd, errs[0] = oneP3(ctx, def, o, start, aemm)
-	}()
-	errs[1] = watch(ctx, lc.cmd.Process.Pid, start, o.Window, &pair.Lifecycled)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := each(2, func(i int) (err error) {
+		if i == 0 {
+			pair.Scaledownd, err = oneP3(ctx, def, o, start, aemm)
+			return err
+		}
+		return watch(ctx, lc.cmd.Process.Pid, start, o.Window, &pair.Lifecycled)
+	}); err != nil {
 		return err
 	}
 	if pair.Lifecycled.CPUPercent > 0 && pair.Lifecycled.SteadyRSSMiB > 0 {

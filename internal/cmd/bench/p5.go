@@ -28,7 +28,6 @@ type P5Result struct {
 	EventStats
 	CPUCores    float64 `json:"cpu_cores"`
 	OtherCores  float64 `json:"other_processes_cores"`
-	Completed   int     `json:"completed"`
 	DrainLimitS float64 `json:"drain_limit_s"`
 }
 
@@ -41,7 +40,7 @@ type p5Spec struct {
 
 // runP5 terminates K random nodes back to back and follows them; last
 // says nothing is measured on the fleet afterwards (no replacements).
-func runP5(ctx context.Context, f *Fleet, src *sources, o p5Spec, maxReceive int, last bool) P5Result {
+func runP5(ctx context.Context, f *Fleet, o p5Spec, maxReceive int, last bool) P5Result {
 	r := P5Result{Config: f.Conf.Name, Mode: f.Conf.Mode, N: f.Size(), K: o.K, MaxReceiveCount: maxReceive, DrainLimitS: o.DrainLimit.Seconds()}
 	f.Settle(time.Minute)
 	targets := f.PickIdle(o.K)
@@ -88,10 +87,10 @@ func runP5(ctx context.Context, f *Fleet, src *sources, o p5Spec, maxReceive int
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		parallel(terms, len(terms)+1, func(t Termination) {
+		parallel(len(terms), len(terms)+1, func(i int) {
 			cctx, cancel := context.WithTimeout(ctx, o.ReactLimit+o.DrainLimit)
 			defer cancel()
-			fz.wait(cctx, w, t)
+			fz.wait(cctx, w, terms[i])
 		})
 	}()
 	w.waitOffQueue(ctx, terms, o.DrainLimit)
@@ -103,10 +102,9 @@ func runP5(ctx context.Context, f *Fleet, src *sources, o p5Spec, maxReceive int
 		w.removeLeftovers(ctx, terms)
 	}
 	<-done
-	r.Completed = len(fz.p2)
 	for i, t := range terms {
-		if !reacted[i].IsZero() {
-			switch src.Of(t.Node.ID) {
+		if owned, _ := w.Proxy.OwnerReceivedAt(t.MsgID); !reacted[i].IsZero() {
+			switch startedBy(t, owned) {
 			case "sqs":
 				r.SourceSQS++
 			case "imds":
@@ -115,7 +113,7 @@ func runP5(ctx context.Context, f *Fleet, src *sources, o p5Spec, maxReceive int
 		}
 	}
 	if !last {
-		parallel(terms, 32, func(t Termination) { f.Replace(ctx, t.Node) })
+		parallel(len(terms), 32, func(i int) { f.Replace(ctx, terms[i].Node) })
 	}
 	return r
 }

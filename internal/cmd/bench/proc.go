@@ -18,8 +18,8 @@ import (
 // proc is a subprocess under measurement: the real scaledownd binary, or
 // lifecycled.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan error
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // cleanEnv is the environment of a subprocess: static test credentials,
@@ -48,8 +48,8 @@ func startProc(logPath string, env []string, name string, args ...string) (*proc
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.exited) }()
 	return p, nil
 }
 
@@ -69,35 +69,31 @@ func startDaemon(ctx context.Context, binary, logPath string, settings map[strin
 	if err != nil {
 		return nil, fmt.Errorf("%w (run make build first)", err)
 	}
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
-		if resp, err := client.Get("http://127.0.0.1:" + port + "/readyz"); err == nil {
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://127.0.0.1:" + port + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return p, nil
 			}
 		}
 		select {
-		case err := <-p.done:
-			return nil, fmt.Errorf("%s exited before it was ready: %v (log %s)", binary, err, logPath)
-		case <-ctx.Done():
-			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-p.exited:
+			return nil, fmt.Errorf("%s exited before it was ready (log %s)", binary, logPath)
+		default:
 		}
 	}
 	p.stop()
-	return nil, fmt.Errorf("%s not ready after 15 s (log %s)", binary, logPath)
+	return nil, fmt.Errorf("%s not ready within 15 s (log %s)", binary, logPath)
 }
 
 // stop sends SIGTERM and waits up to 5 s, then kills.
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.exited
 	}
 }
 
@@ -169,7 +165,7 @@ func machineBusy() time.Duration {
 	return time.Duration(busy) * time.Second / 100 // USER_HZ
 }
 
-// cpuMeter measures the bench's own CPU and other processes' over a span.
+// cpuMeter measures the bench's CPU and other processes' over a span.
 type cpuMeter struct {
 	start           time.Time
 	self, own, busy time.Duration

@@ -175,16 +175,6 @@ func (r *Results) markdown(before *Results) string {
 		t.row(n, fmt.Sprintf("%.0f / %.0f / %.0f", q[0], q[1], q[2]), secs(q[0]*bounce), secs(q[1]*bounce), secs(q[2]*bounce), fmt.Sprintf("%.0f %%", 100*math.Pow(1-1/float64(n), maxReceiveCount)))
 	}
 	t.end()
-	t = newTable(&b, "One node at a time (mode both)", "N", "Terminations", "SQS requests per termination", "Owners that received their message", "Open receives when sent (mean)", "Max receive count", "Dead-lettered", "Non-owner deletes of live actions", "Not deleted")
-	for _, c := range r.P1 {
-		if e := c.Events; e != nil && e.Events > 0 {
-			k := float64(e.Events)
-			t.row(c.Config, c.N, e.Events, fmt.Sprintf("%.0f (%s)", float64(e.SQSRequests)/k, opsText(e.SQSByOp, k)), fmt.Sprintf("%d of %d", e.OwnerReceived, e.Messages),
-				fmt.Sprintf("%.0f", float64(e.OpenPolls)/k), e.MaxReceive, e.DeadLettered, "**"+fmt.Sprint(e.NonOwnerLive)+"**", e.Undeleted)
-		}
-	}
-	t.end()
-
 	w("## P2 — completion overhead\n\n")
 	t = newTable(&b, "Sample", "n", "p50", "p95", "p99", "max")
 	for _, k := range slices.Sorted(maps.Keys(r.P2)) {
@@ -194,7 +184,7 @@ func (r *Results) markdown(before *Results) string {
 	t.end()
 
 	w("## P3 — idle footprint of the real binary\n\n")
-	t = newTable(&b, "Config", "Metadata peer", "Window", "Peak RSS (VmHWM)", "Steady RSS (median VmRSS)", "CPU (schedstat)", "AWS requests/min", "IMDS requests/min", "AWS requests in start-up")
+	t = newTable(&b, "Config", "Metadata peer", "Window", "Peak RSS (VmHWM)", "Steady RSS (median VmRSS)", "CPU (schedstat)", "AWS requests/min", "IMDS requests/min")
 	for _, p := range append(slices.Clone(r.P3), r.Pair.Scaledownd, r.Pair.Lifecycled) {
 		if p.Config == "" {
 			continue
@@ -206,7 +196,7 @@ func (r *Results) markdown(before *Results) string {
 			imds = "–"
 		}
 		t.row(p.Config, p.Peer, fmt.Sprintf("%.0f s", p.WindowS), fmt.Sprintf("%.1f MiB", p.PeakRSSMiB), fmt.Sprintf("%.1f MiB", p.SteadyRSSMiB),
-			fmt.Sprintf("%.4f %%", p.CPUPercent), aws, imds, opsText(p.StartupAWS, 1))
+			fmt.Sprintf("%.4f %%", p.CPUPercent), aws, imds)
 	}
 	t.end()
 	pr := r.Pair
@@ -282,12 +272,9 @@ func allReacted(p P5Result) string {
 func (r *Results) targets(b *strings.Builder) {
 	t := newTable(b, "Target", "Config", "Measured", "")
 	for _, cfg := range []string{cfgBoth, cfgSQS, cfgIMDS, cfgAlways} {
-		for _, x := range []struct {
-			n      int
-			target float64
-		}{{1, targetP1One}, {500, targetP1At500}} {
-			if c, ok := r.cell(cfg, x.n); ok {
-				t.row(fmt.Sprintf("P1 %d node(s) p99 ≤ %.0f s", x.n, x.target), cfg, pct(c.P1, c.P1.P99), mark(c.P1.P99 <= x.target && c.P1.Censored == 0))
+		for n, target := range map[int]float64{1: targetP1One, 500: targetP1At500} {
+			if c, ok := r.cell(cfg, n); ok {
+				t.row(fmt.Sprintf("P1 p99 at %d nodes ≤ %.0f s", n, target), cfg, pct(c.P1, c.P1.P99), mark(c.P1.P99 <= target && c.P1.Censored == 0))
 			}
 		}
 	}

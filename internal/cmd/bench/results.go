@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/config"
@@ -37,15 +36,6 @@ type Results struct {
 	Load    map[string]float64 `json:"load"` // load average at start and end, other processes' cores
 	ToolS   float64            `json:"tool_runtime_s"`
 	MakeS   float64            `json:"make_bench_runtime_s,omitempty"`
-
-	mu sync.Mutex
-}
-
-// add changes the results under their lock (smoke fleets run side by side).
-func (r *Results) add(fn func(*Results)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fn(r)
 }
 
 func newResults(o Options, p Plan) *Results {

@@ -48,17 +48,17 @@ func geometricQuantile(n int, q float64) float64 {
 	return math.Ceil(math.Log(1-q) / math.Log(1-1/float64(n)))
 }
 
-// parallel runs fn on every x, at most par at a time, and waits.
-func parallel[T any](xs []T, par int, fn func(T)) {
+// parallel runs fn(0) … fn(n-1), at most par at a time, and waits.
+func parallel(n, par int, fn func(i int)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, par)
-	for _, x := range xs {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			fn(x)
+			fn(i)
 		}()
 	}
 	wg.Wait()

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,12 +139,15 @@ type Fleet struct {
 
 // Add starts count new nodes, 32 at a time.
 func (f *Fleet) Add(ctx context.Context, count int) error {
-	errs := make([]error, count)
-	idx := make([]int, count)
-	for i := range idx {
-		idx[i] = i
-	}
-	parallel(idx, 32, func(i int) { errs[i] = f.addOne(ctx) })
+	var mu sync.Mutex
+	var errs []error
+	parallel(count, 32, func(int) {
+		if err := f.addOne(ctx); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	})
 	return errors.Join(errs...)
 }
 
@@ -173,7 +178,6 @@ func (f *Fleet) addOne(ctx context.Context) error {
 	return nil
 }
 
-// Size is the number of running nodes.
 func (f *Fleet) Size() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -243,12 +247,9 @@ func (f *Fleet) Remove(n *Node) {
 // Close stops every node, 64 at a time.
 func (f *Fleet) Close() {
 	f.mu.Lock()
-	var all []*Node
-	for _, n := range f.nodes {
-		all = append(all, n)
-	}
+	all := slices.Collect(maps.Values(f.nodes))
 	f.mu.Unlock()
-	parallel(all, 64, f.Remove)
+	parallel(len(all), 64, func(i int) { f.Remove(all[i]) })
 }
 
 // Termination is one scale-in of one node as the harness started it.
