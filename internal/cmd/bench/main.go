@@ -1,9 +1,6 @@
 // Command bench measures scaledownd against the wire-level test peers and
-// writes BENCHMARKS.md (tables), bench/results.json and bench/p1.png.
-// `make bench` runs it; docs/benchmarks.md says what each figure means and
-// how it is measured. -quick is a smoke run of seconds, -from re-renders
-// the report from a results.json, -phases runs a part, -before adds a
-// saved run's figures beside this one's.
+// writes BENCHMARKS.md (tables), bench/results.json and bench/p1.png for
+// `make bench`; docs/benchmarks.md is the method. -quick is a smoke run.
 package main
 
 import (
@@ -194,7 +191,7 @@ func plan(o Options) Plan {
 			{benchConfig: both, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
 			{benchConfig: always, Cell: cell, P5: q, MaxReceive: maxReceiveCount},
 		}
-		p.Bin, p.P3Window = binOpts{Trials: 2, Stagger: 100 * time.Millisecond, MaxParallel: 4, TrialTimeout: 10 * time.Second}, 2*time.Second
+		p.Bin, p.P3Window = binOpts{Trials: 2, Stagger: 100 * time.Millisecond, MaxParallel: 4, TrialTimeout: 10 * time.Second}, 4*time.Second
 	} else {
 		// Budgets keep `make bench` under 10 minutes on 2 cores. sqs cells
 		// are short: the fake hands a message to the scheduler's pick of
@@ -215,7 +212,7 @@ func plan(o Options) Plan {
 			{benchConfig: both, Cell: both10, P5: half, MaxReceive: maxReceiveCount, Est: 150 * time.Second},
 			{benchConfig: always, Cell: policy, P5: half, MaxReceive: maxReceiveCount, Est: 110 * time.Second},
 		}
-		p.Bin, p.P3Window = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}, 60*time.Second
+		p.Bin, p.P3Window = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}, p.SQSIdle+both.longPoll()+5*time.Second
 	}
 	p.Bin.Latency, p.Bin.HBT, p.Bin.Binary = o.Latency, p.HBT, o.Binary
 	return p
@@ -242,46 +239,32 @@ func run(ctx context.Context, o Options) error {
 	res := newResults(o, p)
 	meter := newCPUMeter()
 
-	// P3 watches idle binaries for a minute beside P4 and the 1-node runs
-	// (light: a few binaries at a time); the fleets wait for it.
-	p3done := make(chan error, 1)
-	if o.runs("p3") {
-		say("P3: %d idle binaries and lifecycled for %s", len(p.Configs)+1, p.P3Window)
-		go func() {
-			var err error
+	// P3 watches idle binaries for a paced poll cycle beside P4 and the
+	// 1-node runs (light: a few binaries at a time); the fleets wait.
+	cells := make([]P1Cell, len(p.Configs)) // the 1-node runs, side by side
+	if err := each(len(cells)+2, func(i int) (err error) {
+		switch {
+		case i == len(cells) && o.runs("p3"):
 			po := p3Opts{binOpts: p.Bin, Window: p.P3Window, Settle: 3 * time.Second, Lifecycled: o.Lifecycled, Interval: p.IMDS}
 			res.P3, res.Pair, err = runP3(ctx, p.Configs, p.Configs[3], po)
-			p3done <- err
-		}()
-	} else {
-		p3done <- nil
-	}
-	for _, hbt := range p.P4 {
-		if o.runs("p4") {
-			r, err := runP4(ctx, hbt)
-			if err != nil {
-				return fmt.Errorf("P4 %s: %w", hbt, err)
+		case i == len(cells)+1 && o.runs("p4"):
+			for _, hbt := range p.P4 {
+				r, err := runP4(ctx, hbt)
+				if err != nil {
+					return err
+				}
+				res.P4 = append(res.P4, r)
 			}
-			res.P4 = append(res.P4, r)
+		case i < len(cells) && o.runs("binary"):
+			cells[i], err = runP1Binary(ctx, p.Configs[i], p.Bin)
+			say("P1 %-12s N=1    (binary): %s", cells[i].Config, cells[i].short())
 		}
+		return err
+	}); err != nil {
+		return err
 	}
 	if o.runs("binary") {
-		cells := make([]P1Cell, len(p.Configs))
-		if err := each(len(cells), func(i int) (err error) { cells[i], err = runP1Binary(ctx, p.Configs[i], p.Bin); return err }); err != nil {
-			return fmt.Errorf("P1 1-node: %w", err)
-		}
-		for _, c := range cells {
-			say("P1 %-12s N=1    (binary): %s", c.Config, c.short())
-		}
 		res.P1 = append(res.P1, cells...)
-	}
-	if err := <-p3done; err != nil {
-		return fmt.Errorf("P3: %w", err)
-	}
-	for _, r := range append(res.P3, res.Pair.Scaledownd, res.Pair.Lifecycled) {
-		if r.Config != "" {
-			say("P3 %-11s (%s): RSS %.1f MiB, CPU %.4f%%, AWS %.1f/min", r.Config, r.Peer, r.SteadyRSSMiB, r.CPUPercent, r.AWSPerMin)
-		}
 	}
 
 	// The in-process fleets share the CPU: one at a time.
@@ -365,14 +348,9 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 				co.Budget = max(5*time.Second, time.Duration(float64(co.Budget)*scale))
 				co.TrialTimeout = max(10*time.Second, time.Duration(float64(co.TrialTimeout)*scale))
 			}
-			if r.Mode == "sqs" && n >= 1000 && scale < 0.3 {
-				say("P1 %-12s N=%-4d skipped: behind schedule", r.Name, n)
-				res.Skipped = append(res.Skipped, fmt.Sprintf("P1 %s at %d nodes", r.Name, n))
-			} else {
-				c := runP1Cell(ctx, f, co)
-				say("P1 %-12s N=%-4d (in-process): %s", r.Name, n, c.short())
-				res.P1 = append(res.P1, c)
-			}
+			c := runP1Cell(ctx, f, co)
+			say("P1 %-12s N=%-4d (in-process): %s", r.Name, n, c.short())
+			res.P1 = append(res.P1, c)
 		}
 		for _, s := range r.P5 {
 			if s.N != n {
@@ -382,43 +360,15 @@ func runRamp(ctx context.Context, o Options, p Plan, r rampSpec, dir string, res
 				s.ReactLimit = max(20*time.Second, time.Duration(float64(s.ReactLimit)*scale))
 			}
 			p5 := runP5(ctx, f, s, r.MaxReceive, si == len(stops)-1)
-			say("P5 %-11s N=%d K=%d: all reacted in %.1fs (%d/%d), %d SQS requests, max receive count %d, owners received %d, dead-lettered %d, non-owner deletes of live actions %d, left %d",
-				r.Name, s.N, s.K, p5.AllReactedS, p5.Reacted, p5.K, p5.SQSRequests, p5.MaxReceive, p5.OwnerReceived, p5.DeadLettered, p5.NonOwnerLive, p5.Undeleted)
+			say("P5 %-11s N=%d K=%d: all reacted in %.1fs (%d), %d SQS requests, owners received %d, dead-lettered %d, non-owner deletes of live actions %d",
+				r.Name, s.N, s.K, p5.AllReactedS, p5.Reacted, p5.SQSRequests, p5.OwnerReceived, p5.DeadLettered, p5.NonOwnerLive)
 			res.P5 = append(res.P5, p5)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
-	if r.Mode == "both" {
-		res.Idle = append(res.Idle, w.idleCycles(r.Name, f.Size(), r.longPoll()))
-	}
 	return nil
-}
-
-// IdleResult is how often a fleet's idle daemons polled the queue: from a
-// receive that came back empty after a full long poll to the same
-// daemon's next receive, for daemons never terminated.
-type IdleResult struct {
-	Config       string  `json:"config"`
-	N            int     `json:"n"`
-	Cycles       int     `json:"idle_cycles"`
-	CycleS       Dist    `json:"idle_cycle_s"`
-	SteadyPerMin float64 `json:"steady_requests_per_daemon_per_min"`
-}
-
-func (w *World) idleCycles(config string, n int, longPoll time.Duration) IdleResult {
-	var gaps []float64
-	for _, c := range w.Proxy.IdleCycles() {
-		if _, leaving := w.terminated.Load(c.Daemon); !leaving && c.PrevDur >= longPoll*9/10 {
-			gaps = append(gaps, c.Gap.Seconds())
-		}
-	}
-	r := IdleResult{Config: config, N: n, Cycles: len(gaps), CycleS: Summarise(gaps, 0)}
-	if r.CycleS.Mean > 0 {
-		r.SteadyPerMin = 60 / r.CycleS.Mean
-	}
-	return r
 }
 
 // each runs fn(0) … fn(n-1) side by side and joins their errors.
@@ -441,11 +391,7 @@ func (c P1Cell) short() string {
 
 // machine describes where the figures were taken.
 func machine() string {
-	var mem float64
 	var cpu string
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:")), "%f", &mem)
-	}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -455,5 +401,5 @@ func machine() string {
 		}
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return fmt.Sprintf("%d cores, %.1f GiB, %s, Linux %s, %s", runtime.NumCPU(), mem/(1<<20), cpu, strings.TrimSpace(string(kernel)), runtime.Version())
+	return fmt.Sprintf("%d cores, %s, Linux %s, %s", runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)), runtime.Version())
 }

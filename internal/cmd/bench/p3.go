@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
@@ -106,11 +107,13 @@ func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *
 		return r, err
 	}
 	defer w.Close()
-	n := newNode(c.Mode, 0)
+	mode := c.Mode
 	if aemm != nil {
-		n.ID, r.Peer = testpeers.AEMMInstance, "amazon-ec2-metadata-mock"
-		n.IMDS.Close()
-		n.IMDS = nil
+		mode, r.Peer = "sqs", "amazon-ec2-metadata-mock" // no fake IMDS
+	}
+	n := newNode(mode, 0)
+	if aemm != nil {
+		n.ID = testpeers.AEMMInstance
 	}
 	defer n.closePeers()
 	w.ASG.AddInstance(n.ID, benchGroup, "InService")
@@ -124,32 +127,26 @@ func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *
 	}
 	defer p.stop()
 	calls := func() map[string]int {
-		m := map[string]int{}
-		for _, call := range append(w.SQS.Calls(), w.ASG.Calls()...) {
+		m, all := map[string]int{}, append(w.SQS.Calls(), w.ASG.Calls()...)
+		if n.IMDS != nil {
+			all = append(all, n.IMDS.Calls()...)
+		}
+		for _, call := range all {
 			m[call.Service+":"+call.Op]++
 		}
 		return m
 	}
-	imdsCalls := func() int {
-		if n.IMDS == nil {
-			return 0
-		}
-		return len(n.IMDS.Calls())
-	}
 	time.Sleep(time.Until(start))
-	startup, imds0 := calls(), imdsCalls()
+	startup := calls()
 	if err := watch(ctx, p.cmd.Process.Pid, start, o.Window, &r); err != nil {
 		return r, err
 	}
-	total := 0
 	for k, v := range calls() {
-		if d := v - startup[k]; d > 0 {
-			r.AWSByOp[k], total = d, total+d
+		if d := float64(v-startup[k]) / (r.WindowS / 60); strings.HasPrefix(k, "imds:") {
+			r.IMDSPerMin += d
+		} else if d > 0 {
+			r.AWSByOp[k], r.AWSPerMin = v-startup[k], r.AWSPerMin+d
 		}
-	}
-	r.AWSPerMin = float64(total) / (r.WindowS / 60)
-	if n.IMDS != nil {
-		r.IMDSPerMin = float64(imdsCalls()-imds0) / (r.WindowS / 60)
 	}
 	return r, nil
 }
@@ -161,11 +158,11 @@ func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *
 // SQS queue subscribed to it, which the local peers do not offer.
 func runPair(ctx context.Context, def benchConfig, o p3Opts, start time.Time, pair *P3Pair) error {
 	if o.Lifecycled == "" {
-		pair.Missing = "no lifecycled binary given (make bench LIFECYCLED=/path/to/lifecycled), and the module proxy did not serve github.com/buildkite/lifecycled@" + LifecycledCommit[:12]
+		pair.Missing = "no lifecycled binary: `make bench LIFECYCLED=<binary>` was not given, and no module proxy served github.com/buildkite/lifecycled@" + LifecycledCommit[:12]
 		return nil
 	}
 	if _, err := os.Stat(o.Lifecycled); err != nil {
-		pair.Missing = fmt.Sprintf("lifecycled binary %s: %v", o.Lifecycled, err)
+		pair.Missing = "the lifecycled binary given does not exist"
 		return nil
 	}
 	bin, err := testpeers.AEMMBinary(filepath.Join(os.TempDir(), "scaledownd-aemm-"+testpeers.AEMMVersion))

@@ -121,16 +121,12 @@ func readProc(pid int) (procStat, error) {
 			s.VmHWM = kb << 10
 		}
 	}
-	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
-	if err != nil {
-		return s, err
-	}
+	tasks, _ := filepath.Glob(filepath.Join(dir, "task", "*", "schedstat"))
 	for _, t := range tasks {
-		if b, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "schedstat")); err == nil {
-			if fs := strings.Fields(string(b)); len(fs) > 0 {
-				ns, _ := strconv.ParseInt(fs[0], 10, 64)
-				s.CPU += time.Duration(ns)
-			}
+		var ns int64
+		if b, err := os.ReadFile(t); err == nil {
+			_, _ = fmt.Sscan(string(b), &ns)
+			s.CPU += time.Duration(ns)
 		}
 	}
 	return s, nil
@@ -155,10 +151,9 @@ func machineBusy() time.Duration {
 	b, _ := os.ReadFile("/proc/stat")
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	var busy int64
+	var busy, n int64
 	for i := 1; i < len(f) && i <= 8; i++ {
-		if i != 4 && i != 5 { // idle, iowait
-			n, _ := strconv.ParseInt(f[i], 10, 64)
+		if _, _ = fmt.Sscan(f[i], &n); i != 4 && i != 5 { // not idle, iowait
 			busy += n
 		}
 	}
@@ -183,12 +178,8 @@ func (m cpuMeter) cores() (self, other float64) {
 }
 
 // loadAvg is the 1-minute load average.
-func loadAvg() float64 {
+func loadAvg() (v float64) {
 	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
+	fmt.Sscan(string(b), &v)
 	return v
 }

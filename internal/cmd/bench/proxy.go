@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,26 +34,10 @@ type sqsProxy struct {
 	deletes []deleteRec
 	// ownerFirst is when each message was first handed to its owner.
 	ownerFirst map[string]time.Time
-	lastPoll   map[int]pollRec // daemon index → its latest finished receive
-	cycles     []idleCycle
 	byOp       map[string]int64
 
 	requests atomic.Int64
 	polling  atomic.Int64 // ReceiveMessage calls open now
-}
-
-// pollRec is one finished ReceiveMessage of a daemon.
-type pollRec struct {
-	start time.Time
-	dur   time.Duration
-	empty bool
-}
-
-// idleCycle is the time from a daemon's receive that came back empty
-// (after PrevDur) to its next receive.
-type idleCycle struct {
-	Daemon       string
-	Gap, PrevDur time.Duration
 }
 
 // deleteRec is one DeleteMessage (or batch entry) a daemon sent.
@@ -82,7 +65,7 @@ func newSQSProxy(upstream string) (*sqsProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &sqsProxy{url: "http://" + ln.Addr().String(), ownerFirst: map[string]time.Time{}, lastPoll: map[int]pollRec{}, byOp: map[string]int64{}}
+	p := &sqsProxy{url: "http://" + ln.Addr().String(), ownerFirst: map[string]time.Time{}, byOp: map[string]int64{}}
 	tr := &http.Transport{MaxIdleConns: 8192, MaxIdleConnsPerHost: 8192, IdleConnTimeout: time.Minute}
 	p.client = &http.Client{Transport: tr}
 	p.rp = &httputil.ReverseProxy{
@@ -139,13 +122,6 @@ func (p *sqsProxy) OwnerReceivedAt(messageID string) (time.Time, bool) {
 	return at, ok
 }
 
-// IdleCycles returns the idle cycles so far.
-func (p *sqsProxy) IdleCycles() []idleCycle {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.cycles)
-}
-
 // messageIDOfHandle reads the message id out of a receipt handle of the
 // fake SQS (base64 of "<message id>#<random>").
 func messageIDOfHandle(h string) string {
@@ -195,11 +171,6 @@ func (p *sqsProxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 	case "ReceiveMessage":
 		p.polling.Add(1)
-		p.mu.Lock()
-		if last, ok := p.lastPoll[idx]; ok && last.empty {
-			p.cycles = append(p.cycles, idleCycle{Daemon: c.daemon, Gap: c.start.Sub(last.start), PrevDur: last.dur})
-		}
-		p.mu.Unlock()
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
 }
@@ -243,7 +214,6 @@ func (p *sqsProxy) pollDone(c *call, body []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lastPoll[c.idx] = pollRec{start: c.start, dur: now.Sub(c.start), empty: empty}
 	for _, id := range own {
 		if _, seen := p.ownerFirst[id]; !seen {
 			p.ownerFirst[id] = now

@@ -30,9 +30,7 @@ type Results struct {
 	Pair    P3Pair             `json:"p3_lifecycled"`
 	P4      []P4Result         `json:"p4"`
 	P5      []P5Result         `json:"p5"`
-	Idle    []IdleResult       `json:"idle"`
 	GoBench []string           `json:"go_benchmarks"`
-	Skipped []string           `json:"skipped,omitempty"`
 	Load    map[string]float64 `json:"load"` // load average at start and end, other processes' cores
 	ToolS   float64            `json:"tool_runtime_s"`
 	MakeS   float64            `json:"make_bench_runtime_s,omitempty"`

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,8 +40,6 @@ type World struct {
 	Proxy    *sqsProxy
 	QueueURL string
 	Dir      string
-	// terminated holds the instance ids terminations were started for.
-	terminated sync.Map
 }
 
 // NewWorld starts the shared peers with per-call latency on SQS and Auto
@@ -265,7 +267,6 @@ type Termination struct {
 // does: the instance enters Terminating:Wait, then (by mode) the
 // notification goes on the queue and/or metadata shows Terminated.
 func (w *World) Terminate(n *Node, mode, queueURL string) Termination {
-	w.terminated.Store(n.ID, true)
 	token := w.ASG.StartAction(benchGroup, benchHook, n.ID)
 	body := w.ASG.Message(token).Direct()
 	t := Termination{Node: n, Token: token, QueueURL: queueURL, T0: time.Now()}
@@ -288,26 +289,11 @@ func stateAt(w *testpeers.TrinoWorker, state string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// waitDraining waits until the node's worker received PUT DRAINING.
-func waitDraining(ctx context.Context, t Termination) (time.Time, error) {
-	for {
-		if at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining); ok {
-			return at, nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("%s: no DRAINING: %w", t.Node.ID, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-}
-
 // finisher collects the P2 samples (DRAINED → CompleteLifecycleAction at
 // the fake, before its injected latency) of completed terminations.
 type finisher struct {
-	mu     sync.Mutex
-	p2     []float64
-	errors int
+	mu sync.Mutex
+	p2 []float64
 }
 
 // wait waits until t's action ended and records its P2 sample.
@@ -322,9 +308,62 @@ func (fz *finisher) wait(ctx context.Context, w *World, t Termination) {
 	}
 	fz.mu.Lock()
 	defer fz.mu.Unlock()
-	if err != nil || act.State != testpeers.AutoScalingActionCompleted || !ok || arrived.IsZero() {
-		fz.errors++
-		return
+	if err == nil && act.State == testpeers.AutoScalingActionCompleted && ok && !arrived.IsZero() {
+		fz.p2 = append(fz.p2, arrived.Sub(drained).Seconds())
 	}
-	fz.p2 = append(fz.p2, arrived.Sub(drained).Seconds())
+}
+
+// msgIDs are the messages the terminations put on the queue.
+func msgIDs(terms []Termination) map[string]Termination {
+	out := map[string]Termination{}
+	for _, t := range terms {
+		if t.MsgID != "" {
+			out[t.MsgID] = t
+		}
+	}
+	return out
+}
+
+// onQueue returns the receipt handles ("" if never received) of the
+// messages of ids still on the queue: not deleted, not dead-lettered.
+func (w *World) onQueue(ids map[string]Termination) (handles []string) {
+	for _, m := range w.SQS.Messages(w.QueueURL) {
+		if _, ok := ids[m.ID]; ok && !m.Deleted && m.MovedTo == "" {
+			handles = append(handles, m.ReceiptHandle)
+		}
+	}
+	return handles
+}
+
+// waitOffQueue waits until every message of terms is off the queue, at
+// most limit.
+func (w *World) waitOffQueue(ctx context.Context, terms []Termination, limit time.Duration) {
+	ids := msgIDs(terms)
+	for end := time.Now().Add(limit); len(w.onQueue(ids)) > 0 && time.Now().Before(end) && ctx.Err() == nil; {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// removeLeftovers deletes the messages of terms still on the queue
+// straight at the fake (not counted as any daemon's traffic), so that the
+// next measurement starts from an empty queue. A daemon that receives one
+// meanwhile replaces its handle, so it tries again, for at most 5 s.
+func (w *World) removeLeftovers(ctx context.Context, terms []Termination) {
+	ids := msgIDs(terms)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && ctx.Err() == nil; {
+		handles := slices.DeleteFunc(w.onQueue(ids), func(h string) bool { return h == "" })
+		if len(handles) == 0 {
+			return
+		}
+		parallel(len(handles), 32, func(i int) {
+			body, _ := json.Marshal(map[string]string{"QueueUrl": w.QueueURL, "ReceiptHandle": handles[i]})
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, w.SQS.URL()+"/", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+			req.Header.Set("X-Amz-Target", "AmazonSQS.DeleteMessage")
+			if resp, err := w.Proxy.client.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
 }
