@@ -75,12 +75,14 @@ func (r *Results) write(o Options) error {
 			return err
 		}
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(o.JSON, append(b, '\n'), 0o644); err != nil {
-		return err
+	if o.JSON != "" { // "": re-rendering
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.JSON, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	if err := writeChart(o.Chart, r); err != nil {
 		return err
