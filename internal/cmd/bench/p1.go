@@ -153,7 +153,7 @@ func runP1Cell(ctx context.Context, f *Fleet, o cellOpts) P1Cell {
 			defer f.bg.Done()
 			wait := o.FinishWait
 			if !ok {
-				wait = time.Second
+				wait = time.Second // its drain has not even started
 			}
 			cctx, cancel := context.WithTimeout(ctx, wait)
 			defer cancel()
@@ -201,13 +201,9 @@ func runP1Cell(ctx context.Context, f *Fleet, o cellOpts) P1Cell {
 
 // binOpts configure the runs of the real binary.
 type binOpts struct {
-	Binary       string
-	Dir          string
-	Latency, HBT time.Duration
-	Trials       int
-	Stagger      time.Duration
-	MaxParallel  int
-	TrialTimeout time.Duration
+	Binary, Dir                         string
+	Latency, HBT, Stagger, TrialTimeout time.Duration
+	Trials, MaxParallel                 int
 }
 
 // binSettings is the configuration of one subprocess daemon: production

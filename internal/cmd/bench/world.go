@@ -96,12 +96,12 @@ func memoryBase() string {
 // Node is one simulated instance: its daemon, its Trino worker and (in
 // imds and both modes) its own instance metadata service.
 type Node struct {
-	Index  int
 	ID     string
+	Index  int
+	busy   bool // a termination is under way
 	Trino  *testpeers.TrinoWorker
 	IMDS   *testpeers.IMDS
 	Daemon *testenv.Daemon
-	busy   bool // a termination is under way
 }
 
 var nodeSeq atomic.Int64
