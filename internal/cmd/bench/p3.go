@@ -35,7 +35,6 @@ type P3Result struct {
 // amazon-ec2-metadata-mock, the same 1 s metadata poll.
 type P3Pair struct {
 	Commit     string   `json:"lifecycled_commit"`
-	Binary     string   `json:"lifecycled_binary"`
 	Missing    string   `json:"missing,omitempty"` // why lifecycled did not run
 	Interval   string   `json:"poll_interval"`
 	Scaledownd P3Result `json:"scaledownd"`
@@ -87,7 +86,7 @@ func watch(ctx context.Context, pid int, start time.Time, window time.Duration, 
 func runP3(ctx context.Context, configs []benchConfig, def benchConfig, o p3Opts) ([]P3Result, P3Pair, error) {
 	start := time.Now().Add(o.Settle) // the window, after start-up
 	out := make([]P3Result, len(configs))
-	pair := P3Pair{Commit: LifecycledCommit, Binary: o.Lifecycled, Interval: o.Interval.String()}
+	pair := P3Pair{Commit: LifecycledCommit, Interval: o.Interval.String()}
 	err := each(len(configs)+1, func(i int) (err error) {
 		if i == len(configs) {
 			return runPair(ctx, def, o, start, &pair)
