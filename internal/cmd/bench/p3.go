@@ -190,11 +190,14 @@ func runPair(ctx context.Context, def benchConfig, o p3Opts, start time.Time, pa
 			pair.Scaledownd, err = oneP3(ctx, def, o, start, aemm)
 			return err
 		}
-		return watch(ctx, lc.cmd.Process.Pid, start, o.Window, &pair.Lifecycled)
+		if watch(ctx, lc.cmd.Process.Pid, start, o.Window, &pair.Lifecycled) != nil && ctx.Err() == nil {
+			pair.Missing, pair.Lifecycled = "lifecycled stopped before the window ended", P3Result{}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
-	if pair.Lifecycled.CPUPercent > 0 && pair.Lifecycled.SteadyRSSMiB > 0 {
+	if pair.Missing == "" && pair.Lifecycled.CPUPercent > 0 && pair.Lifecycled.SteadyRSSMiB > 0 {
 		pair.CPURatio = pair.Scaledownd.CPUPercent / pair.Lifecycled.CPUPercent
 		pair.RSSRatio = pair.Scaledownd.SteadyRSSMiB / pair.Lifecycled.SteadyRSSMiB
 	}
