@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -172,7 +173,7 @@ func (r *Results) markdown(before *Results) string {
 			fmt.Sprintf("%.4f %%", p.CPUPercent), aws, imds)
 	}
 	pr := r.Pair
-	t = newTable(&b, "Beside lifecycled `"+pr.Commit[:min(12, len(pr.Commit))]+"`", "scaledownd (`both`)", "lifecycled (spot listener)", "Ratio", "Target", "")
+	t = newTable(&b, "Beside lifecycled `"+cmp.Or(pr.Commit, LifecycledCommit)[:12]+"`", "scaledownd (`both`)", "lifecycled (spot listener)", "Ratio", "Target", "")
 	switch {
 	case pr.Missing != "":
 		t.row("not measured", pr.Missing, "–", "–", "–", "–")
