@@ -199,9 +199,9 @@ func plan(o Options) Plan {
 		// random-hand-off model.
 		sqsCells := cells(20, 8*time.Second, 15*time.Second, 0, 100, 500, 1000)
 		sqsCells[10] = cellOpts{Trials: 20, Budget: 10 * time.Second, TrialTimeout: 20 * time.Second, FinishWait: 30 * time.Second}
-		policy := cells(5, 12*time.Second, 30*time.Second, 10*time.Second, 100, 500, 1000)
+		bothCells := cells(5, 12*time.Second, 30*time.Second, 10*time.Second, 100, 500, 1000)
 		both10 := cells(20, 10*time.Second, 30*time.Second, 10*time.Second, 10, 100, 500, 1000)
-		maps.Copy(both10, policy)
+		maps.Copy(both10, bothCells)
 		mass := func(n int) p5Spec {
 			return p5Spec{N: n, K: n / 2, ReactLimit: 60 * time.Second, DrainLimit: 10 * time.Second}
 		}
@@ -210,7 +210,7 @@ func plan(o Options) Plan {
 			{benchConfig: imds, Cell: cells(20, 30*time.Second, 30*time.Second, 0, 10, 100, 500, 1000), P5: half[2:], Est: 65 * time.Second},
 			{benchConfig: sqs, Cell: sqsCells, Est: 70 * time.Second},
 			{benchConfig: both, Cell: both10, P5: half, MaxReceive: maxReceiveCount, Est: 150 * time.Second},
-			{benchConfig: always, Cell: policy, P5: half, MaxReceive: maxReceiveCount, Est: 110 * time.Second},
+			{benchConfig: always, Cell: bothCells, P5: half, MaxReceive: maxReceiveCount, Est: 110 * time.Second},
 		}
 		p.Bin, p.P3Window = binOpts{Trials: 20, Stagger: 300 * time.Millisecond, MaxParallel: 10, TrialTimeout: 30 * time.Second}, p.SQSIdle+both.longPoll()+5*time.Second
 	}

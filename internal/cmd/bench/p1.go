@@ -255,7 +255,7 @@ func runP1Binary(ctx context.Context, c benchConfig, o binOpts) (P1Cell, error) 
 
 func oneBinaryTrial(ctx context.Context, w *World, c benchConfig, i int, o binOpts, fz *finisher) (P1Trial, error) {
 	queue := w.SQS.CreateQueue(fmt.Sprintf("q-%s-%d", c.Name, i), testpeers.SQSQueueOptions{})
-	n := newNode(c.Mode, 0)
+	n := newNode(c.Mode)
 	defer n.closePeers()
 	w.ASG.AddInstance(n.ID, benchGroup, "InService")
 	logPath := filepath.Join(o.Dir, fmt.Sprintf("p1-%s-%d.log", c.Name, i))

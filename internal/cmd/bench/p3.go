@@ -110,7 +110,7 @@ func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *
 	if aemm != nil {
 		mode, r.Peer = "sqs", "amazon-ec2-metadata-mock" // no fake IMDS
 	}
-	n := newNode(mode, 0)
+	n := newNode(mode)
 	if aemm != nil {
 		n.ID = testpeers.AEMMInstance
 	}

@@ -107,12 +107,12 @@ type Node struct {
 var nodeSeq atomic.Int64
 
 // newNode starts the node's own peers (no daemon yet).
-func newNode(mode string, index int) *Node {
+func newNode(mode string) *Node {
 	id := fmt.Sprintf("i-0b%015x", uint64(nodeSeq.Add(1))<<20|uint64(rand.IntN(1<<20)))
 	// DRAINED comes two grace periods after DRAINING: 50–550 ms puts it
 	// at a random point of the daemon's Trino poll cycle.
 	grace := 50*time.Millisecond + rand.N(500*time.Millisecond)
-	n := &Node{ID: id, Index: index, Trino: testpeers.NewTrino(testpeers.TrinoOptions{Version: "476", GracePeriod: grace, NodeID: id})}
+	n := &Node{ID: id, Trino: testpeers.NewTrino(testpeers.TrinoOptions{Version: "476", GracePeriod: grace, NodeID: id})}
 	if mode != "sqs" {
 		n.IMDS = testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: id, Region: benchRegion})
 		n.IMDS.SetTargetLifecycleState("InService")
@@ -154,7 +154,7 @@ func (f *Fleet) Add(ctx context.Context, count int) error {
 }
 
 func (f *Fleet) addOne(ctx context.Context) error {
-	n := newNode(f.Conf.Mode, -1)
+	n := newNode(f.Conf.Mode)
 	n.Index = f.W.Proxy.Register(n.ID)
 	f.W.ASG.AddInstance(n.ID, benchGroup, "InService")
 	c := config.Default()
