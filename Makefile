@@ -73,7 +73,7 @@ e2e: tools ## A real Trino 476 cluster (fetched into .cache/trino) drained by th
 # from LIFECYCLED=/path, else the pinned commit installed from a module proxy that serves it.
 LIFECYCLED_VERSION := aae4e9e7640ac2100c3378b502ab9d75ac1683ff
 LIFECYCLED ?=
-bench: tools ## Benchmarks (8–10 min): P1–P5 in sqs/imds/both modes, lifecycled beside the default → BENCHMARKS.md, bench/results.json, bench/p1.png.
+bench: ## Benchmarks (8–10 min): P1–P5 in sqs/imds/both modes, lifecycled beside the default → BENCHMARKS.md, bench/results.json, bench/p1.png.
 	@set -eo pipefail; start=$$(date +%s.%N); \
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/bench; \
 	mkdir -p build; lc='$(LIFECYCLED)'; \
