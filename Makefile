@@ -71,10 +71,19 @@ e2e: tools ## A real Trino 476 cluster (fetched into .cache/trino) drained by th
 	scripts/e2e.sh
 
 .PHONY: bench
-bench: ## Benchmarks (8–10 min): fleets of 1–1,000 in sqs/imds/both modes and mode both's polling policies → BENCHMARKS.md, bench/results.json, bench/p1.png.
+# lifecycled, the external peer P3 runs beside the daemon (docs/benchmarks.md): the binary
+# from LIFECYCLED=/path, else the pinned commit installed from a module proxy that serves it.
+LIFECYCLED_VERSION := aae4e9e7640ac2100c3378b502ab9d75ac1683ff
+LIFECYCLED ?=
+bench: ## Benchmarks (8–10 min): P1–P5 in sqs/imds/both modes, lifecycled beside the default → BENCHMARKS.md, bench/results.json, bench/p1.png.
 	@set -eo pipefail; start=$$(date +%s.%N); \
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/scaledownd ./internal/cmd/bench; \
-	mkdir -p build; \
+	mkdir -p build; lc='$(LIFECYCLED)'; \
+	if [ -z "$$lc" ]; then \
+		if GOBIN=$(TOOLS) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '-s -w' github.com/buildkite/lifecycled/cmd/lifecycled@$(LIFECYCLED_VERSION) 2>build/lifecycled-install.txt; \
+		then lc=$(TOOLS)/lifecycled; else echo "lifecycled not installed (build/lifecycled-install.txt): the report says so"; fi; \
+	fi; \
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 300ms -count 1 ./pkg/lifecycle/ | tee build/bench-go.txt; \
-	bin/bench -binary $(BIN) -gobench build/bench-go.txt -since $$start \
+	before=; if [ -f bench/before-issue12.json ]; then before='-before bench/before-issue12.json'; fi; \
+	bin/bench -binary $(BIN) -lifecycled "$$lc" -gobench build/bench-go.txt $$before -since $$start \
 		-out BENCHMARKS.md -results bench/results.json -chart bench/p1.png

@@ -1,285 +1,131 @@
 package main
 
 import (
+	"bytes"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
 	"math"
 	"os"
-	"sort"
-	"strings"
+	"slices"
+	"strconv"
 )
 
 // chartSeries are the P1 lines, in legend order, with their colours.
-func chartSeries(r *Results) []struct {
+var chartSeries = []struct {
 	Config string
 	Color  color.RGBA
-} {
-	return []struct {
-		Config string
-		Color  color.RGBA
-	}{
-		{cfgSQS, color.RGBA{205, 45, 40, 255}},
-		{cfgIMDS, color.RGBA{35, 110, 200, 255}},
-		{cfgBoth, color.RGBA{40, 150, 60, 255}},
-		{cfgAlways, color.RGBA{230, 140, 0, 255}},
-	}
+}{
+	{cfgSQS, color.RGBA{205, 45, 40, 255}},
+	{cfgIMDS, color.RGBA{35, 110, 200, 255}},
+	{cfgBoth, color.RGBA{40, 150, 60, 255}},
+	{cfgAlways, color.RGBA{230, 140, 0, 255}},
 }
 
 // writeChart draws P1 p99 against fleet size, both axes logarithmic, one
-// line per configuration; a censored point (a lower bound) is a hollow
-// square. Labels use a tiny built-in bitmap font.
+// line per configuration, dashed lines at the 1 s and 2 s targets; a
+// censored point (a lower bound) is a hollow square.
 func writeChart(path string, r *Results) error {
-	const (
-		W, H                     = 960, 560
-		left, right, top, bottom = 90, 210, 30, 70
-	)
+	const W, H, left, right, top, bottom = 960, 560, 90, 210, 30, 70
 	img := image.NewRGBA(image.Rect(0, 0, W, H))
 	draw.Draw(img, img.Bounds(), &image.Uniform{color.White}, image.Point{}, draw.Src)
-	black := color.RGBA{0, 0, 0, 255}
-	grey := color.RGBA{210, 210, 210, 255}
-	darkGrey := color.RGBA{120, 120, 120, 255}
-
-	xMin, xMax := 0.0, 3.0  // log10 of 1 … 1000
-	yMin, yMax := -2.0, 2.0 // log10 of 0.01 s … 100 s
-	px := func(n float64) int {
-		return left + int((math.Log10(n)-xMin)/(xMax-xMin)*float64(W-left-right))
+	black, grey, dark := color.RGBA{0, 0, 0, 255}, color.RGBA{210, 210, 210, 255}, color.RGBA{120, 120, 120, 255}
+	px := func(n float64) int { return left + int(math.Log10(n)/3*(W-left-right)) } // 1 … 1000
+	py := func(s float64) int {                                                     // 0.01 s … 100 s
+		return H - bottom - int((math.Min(math.Log10(math.Max(s, 0.01)), 2)+2)/4*(H-top-bottom))
 	}
-	py := func(s float64) int {
-		v := math.Log10(math.Max(s, 0.01))
-		v = math.Min(v, yMax)
-		return H - bottom - int((v-yMin)/(yMax-yMin)*float64(H-top-bottom))
-	}
-
-	// Grid and ticks.
 	for _, n := range []float64{1, 10, 100, 500, 1000} {
-		x := px(n)
-		vline(img, x, top, H-bottom, grey)
-		label := trimFloat(n)
-		text(img, x-textWidth(label)/2, H-bottom+10, label, black)
+		rect(img, px(n), top, px(n), H-bottom, grey)
+		label := strconv.FormatFloat(n, 'f', -1, 64)
+		text(img, px(n)-len(label)*6, H-bottom+10, label, black)
 	}
 	for _, s := range []float64{0.01, 0.1, 1, 10, 100} {
-		y := py(s)
-		hline(img, left, W-right, y, grey)
-		label := trimFloat(s)
-		text(img, left-10-textWidth(label), y-7, label, black)
+		rect(img, left, py(s), W-right, py(s), grey)
+		label := strconv.FormatFloat(s, 'f', -1, 64)
+		text(img, left-10-len(label)*12, py(s)-7, label, black)
 	}
-	// Targets: 1 s (1 node) and 2 s (500 nodes), dashed.
 	for _, s := range []float64{1, 2} {
-		y := py(s)
 		for x := left; x < W-right; x += 8 {
-			hline(img, x, min(x+4, W-right), y, darkGrey)
+			rect(img, x, py(s), min(x+4, W-right), py(s), dark)
 		}
+		text(img, W-right+6, py(s)-2-14*int(s-1), strconv.Itoa(int(s))+"s", dark)
 	}
-	text(img, W-right+6, py(2)-16, "2s", darkGrey)
-	text(img, W-right+6, py(1)-2, "1s", darkGrey)
-	// Axes.
-	hline(img, left, W-right, H-bottom, black)
-	vline(img, left, top, H-bottom, black)
-	text(img, (left+W-right)/2-textWidth("fleet size")/2, H-bottom+36, "fleet size", black)
+	rect(img, left, H-bottom, W-right, H-bottom, black)
+	rect(img, left, top, left, H-bottom, black)
+	text(img, (left+W-right)/2-60, H-bottom+36, "fleet size", black)
 	text(img, 8, top-22, "p99 (s)", black)
-
-	// Lines.
-	for i, s := range chartSeries(r) {
-		type pt struct {
-			n, v     float64
-			censored bool
-		}
-		var pts []pt
+	for i, s := range chartSeries {
+		var cells []P1Cell
 		for _, c := range r.P1 {
 			if c.Config == s.Config && c.P1.N > 0 {
-				pts = append(pts, pt{float64(c.N), c.P1.P99, c.P1.Censored > 0 && c.P1.P99 >= c.P1.Max})
+				cells = append(cells, c)
 			}
 		}
-		sort.Slice(pts, func(a, b int) bool { return pts[a].n < pts[b].n })
-		for j := 1; j < len(pts); j++ {
-			line(img, px(pts[j-1].n), py(pts[j-1].v), px(pts[j].n), py(pts[j].v), s.Color)
+		slices.SortFunc(cells, func(a, b P1Cell) int { return a.N - b.N })
+		for j, c := range cells {
+			if j > 0 {
+				line(img, px(float64(cells[j-1].N)), py(cells[j-1].P1.P99), px(float64(c.N)), py(c.P1.P99), s.Color)
+			}
+			marker(img, px(float64(c.N)), py(c.P1.P99), s.Color, c.P1.Censored > 0 && c.P1.P99 >= c.P1.Max)
 		}
-		for _, p := range pts {
-			marker(img, px(p.n), py(p.v), s.Color, p.censored)
-		}
-		// Legend.
-		ly := top + 10 + i*24
-		line(img, W-right+20, ly+6, W-right+48, ly+6, s.Color)
-		marker(img, W-right+34, ly+6, s.Color, false)
-		text(img, W-right+56, ly, s.Config, black)
+		ly := top + 16 + i*24
+		line(img, W-right+20, ly, W-right+48, ly, s.Color)
+		marker(img, W-right+34, ly, s.Color, false)
+		text(img, W-right+56, ly-6, s.Config, black)
 	}
-	f, err := os.Create(path)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
 		return err
 	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
-func trimFloat(v float64) string {
-	s := formatFloat(v)
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
-	}
-	return s
+// rect fills the rectangle from (x0, y0) to (x1, y1) inclusive.
+func rect(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
+	draw.Draw(img, image.Rect(x0, y0, x1+1, y1+1), &image.Uniform{c}, image.Point{}, draw.Src)
 }
 
-func formatFloat(v float64) string {
-	if v == math.Trunc(v) {
-		return itoa(int(v))
-	}
-	// Two decimals are enough for the tick values used.
-	whole := int(v)
-	frac := int(math.Round((v - float64(whole)) * 100))
-	fs := itoa(frac)
-	if frac < 10 {
-		fs = "0" + fs
-	}
-	return itoa(whole) + "." + fs
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
-
-func hline(img *image.RGBA, x0, x1, y int, c color.RGBA) {
-	for x := x0; x <= x1; x++ {
-		img.SetRGBA(x, y, c)
-	}
-}
-
-func vline(img *image.RGBA, x, y0, y1 int, c color.RGBA) {
-	for y := y0; y <= y1; y++ {
-		img.SetRGBA(x, y, c)
-	}
-}
-
-// line draws a 2-pixel-wide line (Bresenham).
+// line draws a 2-pixel-wide line.
 func line(img *image.RGBA, x0, y0, x1, y1 int, c color.RGBA) {
-	dx, dy := abs(x1-x0), -abs(y1-y0)
-	sx, sy := sign(x1-x0), sign(y1-y0)
-	err := dx + dy
-	for {
-		for ox := 0; ox < 2; ox++ {
-			for oy := 0; oy < 2; oy++ {
-				img.SetRGBA(x0+ox, y0+oy, c)
-			}
-		}
-		if x0 == x1 && y0 == y1 {
-			return
-		}
-		e2 := 2 * err
-		if e2 >= dy {
-			err += dy
-			x0 += sx
-		}
-		if e2 <= dx {
-			err += dx
-			y0 += sy
-		}
+	steps := max(abs(x1-x0), abs(y1-y0), 1)
+	for i := 0; i <= steps; i++ {
+		x, y := x0+(x1-x0)*i/steps, y0+(y1-y0)*i/steps
+		rect(img, x, y, x+1, y+1, c)
 	}
 }
 
 // marker draws a 9×9 square, hollow for a lower bound.
 func marker(img *image.RGBA, x, y int, c color.RGBA, hollow bool) {
-	for dx := -4; dx <= 4; dx++ {
-		for dy := -4; dy <= 4; dy++ {
-			edge := dx == -4 || dx == 4 || dy == -4 || dy == 4
-			if !hollow || edge || (abs(dx) == 3 || abs(dy) == 3) {
-				img.SetRGBA(x+dx, y+dy, c)
-			} else {
-				img.SetRGBA(x+dx, y+dy, color.RGBA{255, 255, 255, 255})
-			}
-		}
+	rect(img, x-4, y-4, x+4, y+4, c)
+	if hollow {
+		rect(img, x-2, y-2, x+2, y+2, color.RGBA{255, 255, 255, 255})
 	}
 }
 
-func abs(v int) int {
-	if v < 0 {
-		return -v
-	}
-	return v
+func abs(v int) int { return max(v, -v) }
+
+// glyphs is a 5×7 bitmap font for the characters the chart uses: 35 bits
+// a glyph, row by row from the top, the leftmost pixel first.
+var glyphs = map[rune]uint64{
+	'0': 0x3a33ae62e, '1': 0x11842108e, '2': 0x3a211111f, '3': 0x78217043e, '4': 0x08ca97c42,
+	'5': 0x7e1e0862e, '6': 0x1910f462e, '7': 0x7c2222108, '8': 0x3a317462e, '9': 0x3a317844c,
+	'.': 0x00000018c, '(': 0x088842082, ')': 0x208210888, '-': 0x0000f8000, 'a': 0x000e0be2f,
+	'b': 0x421e8c63e, 'd': 0x042f8c62f, 'e': 0x000e8fe0e, 'f': 0x191e42108, 'h': 0x421e8c631,
+	'i': 0x100c2108e, 'l': 0x30842108e, 'm': 0x001aad6b5, 'o': 0x000e8c62e, 'p': 0x001e8fa10,
+	'q': 0x000f8bc21, 's': 0x000f8383e, 't': 0x211e42126, 'w': 0x00118d6aa, 'y': 0x00118bc2e,
+	'z': 0x001f1111f,
 }
 
-func sign(v int) int {
-	switch {
-	case v < 0:
-		return -1
-	case v > 0:
-		return 1
-	}
-	return 0
-}
-
-// glyphs is a 5×7 bitmap font for the characters the chart uses.
-var glyphs = map[rune][7]string{
-	'0': {".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."},
-	'1': {"..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."},
-	'2': {".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"},
-	'3': {"####.", "....#", "....#", ".###.", "....#", "....#", "####."},
-	'4': {"...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."},
-	'5': {"#####", "#....", "####.", "....#", "....#", "#...#", ".###."},
-	'6': {"..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."},
-	'7': {"#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."},
-	'8': {".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."},
-	'9': {".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."},
-	'.': {".....", ".....", ".....", ".....", ".....", ".##..", ".##.."},
-	' ': {".....", ".....", ".....", ".....", ".....", ".....", "....."},
-	'(': {"...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."},
-	')': {".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."},
-	'@': {".###.", "#...#", "#.###", "#.#.#", "#.###", "#....", ".###."},
-	'-': {".....", ".....", ".....", "#####", ".....", ".....", "....."},
-	'a': {".....", ".....", ".###.", "....#", ".####", "#...#", ".####"},
-	'b': {"#....", "#....", "####.", "#...#", "#...#", "#...#", "####."},
-	'd': {"....#", "....#", ".####", "#...#", "#...#", "#...#", ".####"},
-	'e': {".....", ".....", ".###.", "#...#", "#####", "#....", ".###."},
-	'f': {"..##.", ".#...", "####.", ".#...", ".#...", ".#...", ".#..."},
-	'h': {"#....", "#....", "####.", "#...#", "#...#", "#...#", "#...#"},
-	'i': {"..#..", ".....", ".##..", "..#..", "..#..", "..#..", ".###."},
-	'l': {".##..", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."},
-	'm': {".....", ".....", "##.#.", "#.#.#", "#.#.#", "#.#.#", "#.#.#"},
-	'o': {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".###."},
-	'p': {".....", ".....", "####.", "#...#", "####.", "#....", "#...."},
-	'q': {".....", ".....", ".####", "#...#", ".####", "....#", "....#"},
-	's': {".....", ".....", ".####", "#....", ".###.", "....#", "####."},
-	't': {".#...", ".#...", "####.", ".#...", ".#...", ".#..#", "..##."},
-	'w': {".....", ".....", "#...#", "#...#", "#.#.#", "#.#.#", ".#.#."},
-	'y': {".....", ".....", "#...#", "#...#", ".####", "....#", ".###."},
-	'z': {".....", ".....", "#####", "...#.", "..#..", ".#...", "#####"},
-}
-
-const glyphScale = 2
-
-func textWidth(s string) int { return len([]rune(s)) * 6 * glyphScale }
-
-// text draws s with its top-left corner at (x, y), each font pixel as a
-// glyphScale square.
+// text draws s with its top-left corner at (x, y), each font pixel a 2×2
+// square.
 func text(img *image.RGBA, x, y int, s string, c color.RGBA) {
 	for _, r := range s {
-		g, ok := glyphs[r]
-		if !ok {
-			g = glyphs[' ']
-		}
-		for row, bits := range g {
-			for col, b := range bits {
-				if b != '#' {
-					continue
-				}
-				for dx := 0; dx < glyphScale; dx++ {
-					for dy := 0; dy < glyphScale; dy++ {
-						img.SetRGBA(x+col*glyphScale+dx, y+row*glyphScale+dy, c)
-					}
-				}
+		for i := range 35 {
+			if glyphs[r]>>(34-i)&1 == 1 {
+				rect(img, x+i%5*2, y+i/5*2, x+i%5*2+1, y+i/5*2+1, c)
 			}
 		}
-		x += 6 * glyphScale
+		x += 12
 	}
 }

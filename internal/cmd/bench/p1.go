@@ -2,8 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
 // P1Trial is one termination's reaction.
@@ -11,52 +17,37 @@ type P1Trial struct {
 	Node     string  `json:"node"`
 	Seconds  float64 `json:"p1_s"`
 	Censored bool    `json:"censored,omitempty"`
-	Source   string  `json:"source,omitempty"`   // which source started the drain: sqs or imds
-	Receives int     `json:"receives,omitempty"` // ApproximateReceiveCount of the message when the owner had it
-	Requests int64   `json:"sqs_requests,omitempty"`
-	// OwnerWaitS is the time from the message being sent to its owner's
-	// first receive of it (mode both; 0 when the owner never received it).
+	Source   string  `json:"source,omitempty"`   // sqs or imds, see startedBy
+	Receives int     `json:"receives,omitempty"` // the message's receive count when it was followed to the end
+	// OwnerWaitS: message sent → the first receive that handed it to its
+	// owner (0 when the owner never received it).
 	OwnerWaitS float64 `json:"owner_wait_s,omitempty"`
-	// OpenPolls is the number of receives open at the fake when the
-	// message was sent: the daemons it could go to first.
-	OpenPolls int64 `json:"open_polls,omitempty"`
 }
 
-// P1Cell is one mode at one fleet size.
+// P1Cell is one configuration at one fleet size.
 type P1Cell struct {
-	Config string    `json:"config"` // mode, with the IMDS poll interval when not the default
-	Mode   string    `json:"mode"`
-	N      int       `json:"n"`
-	Runner string    `json:"runner"` // binary (subprocess) or in-process
-	Trials []P1Trial `json:"trials"`
-	P1     Dist      `json:"p1"`
-	P2     Dist      `json:"p2"`
-	// P2Samples are the DRAINED → CompleteLifecycleAction times, seconds.
-	P2Samples []float64 `json:"p2_samples_s"`
-	Receives  IntDist   `json:"receives"`
-	// BounceMs is the mean reaction divided by the mean receive count: the
-	// cost of one hand-back on the critical path (sqs mode).
-	BounceMs   float64 `json:"bounce_ms,omitempty"`
-	SourceSQS  int     `json:"source_sqs"`
-	SourceIMDS int     `json:"source_imds"`
-	// CPUCores is the bench process's CPU use during the cell (2 cores =
-	// saturated): above ~1.6 the fleet is CPU-bound and times are inflated.
-	CPUCores float64 `json:"cpu_cores"`
-	// OtherCores is the CPU other processes on the machine used meanwhile.
+	Config  string    `json:"config"`
+	Mode    string    `json:"mode"`
+	N       int       `json:"n"`
+	Runner  string    `json:"runner"` // binary (subprocess) or in-process
+	Planned int       `json:"trials_planned"`
+	Trials  []P1Trial `json:"trials"`
+	P1      Dist      `json:"p1"`
+	// P2Samples: DRAINED → CompleteLifecycleAction, seconds.
+	P2Samples  []float64 `json:"p2_samples_s"`
+	P2         Dist      `json:"p2"`
+	Receives   Dist      `json:"receives"`
+	OwnerWait  Dist      `json:"owner_wait"`
+	SourceSQS  int       `json:"source_sqs"`
+	SourceIMDS int       `json:"source_imds"`
+	// BounceMs is the mean reaction over the mean receive count: one
+	// hand-back's cost on the critical path (sqs mode).
+	BounceMs float64 `json:"bounce_ms,omitempty"`
+	// CPUCores is the bench's CPU use during the cell (2 = saturated),
+	// OtherCores that of the machine's other processes.
+	CPUCores   float64 `json:"cpu_cores"`
 	OtherCores float64 `json:"other_processes_cores"`
 	WallS      float64 `json:"wall_s"`
-	// Planned is the number of trials planned; Limited says the time
-	// budget cut it.
-	Planned int  `json:"trials_planned"`
-	Limited bool `json:"budget_limited,omitempty"`
-	// Overlapped says terminations were started before the previous one
-	// reacted (imds: nothing is shared between targets but the CPU).
-	Overlapped bool   `json:"overlapped,omitempty"`
-	Errors     int    `json:"errors,omitempty"`
-	Note       string `json:"note,omitempty"`
-	// Events sums each termination's queue traffic (mode both, where each
-	// termination is followed until its message is deleted).
-	Events *EventStats `json:"events,omitempty"`
 }
 
 // cellOpts bound one cell.
@@ -66,210 +57,12 @@ type cellOpts struct {
 	TrialTimeout time.Duration // a reaction slower than this is censored
 	Stagger      time.Duration // imds: time between terminations
 	FinishWait   time.Duration // completion and deletion after the reaction
-	// FollowLimit bounds how long, in mode both, a termination's message
-	// is followed after the reaction until it is deleted (0: the rest of
-	// TrialTimeout); what is left then is counted and removed.
-	FollowLimit time.Duration
-}
-
-// finisher collects what happens after the reactions.
-type finisher struct {
-	mu          sync.Mutex
-	completions []Completion
-	errors      int
-}
-
-func (fz *finisher) add(c Completion, err error) {
-	fz.mu.Lock()
-	defer fz.mu.Unlock()
-	if err != nil {
-		fz.errors++
-		return
-	}
-	fz.completions = append(fz.completions, c)
-}
-
-// finish waits in the background for the action's completion (and in sqs
-// mode its message's deletion), then replaces the node.
-//
-// In sqs and both modes the replacement is deferred to replacePending,
-// which the cell calls between terminations: stopping a daemon while its
-// long poll is being answered leaves the message it was handed hidden for
-// the receive's visibility (10 s; 60 s before receives were shortened) — a
-// real hazard of a shared queue (an instance that terminates while others'
-// messages circulate), but one that would make each reaction depend on
-// the harness's timing. The first run of this bench, which replaced nodes
-// at once, saw it: a 10-node reaction took over 30 s.
-func (f *Fleet) finish(ctx context.Context, t Termination, wait time.Duration, fz *finisher) {
-	f.Background(func() {
-		cctx, cancel := context.WithTimeout(ctx, wait)
-		defer cancel()
-		fz.add(f.W.WaitCompleted(cctx, t))
-		if f.Mode == "sqs" {
-			// The owner deletes its message after completing (mode both
-			// waited for the deletion before the next termination).
-			_ = f.W.WaitDeleted(cctx, t)
-		}
-		if f.Mode == "imds" {
-			_ = f.Replace(ctx, t.Node)
-			return
-		}
-		f.mu.Lock()
-		f.finished = append(f.finished, t.Node)
-		f.mu.Unlock()
-	})
-}
-
-// replacePending replaces the nodes whose termination finished; callers
-// make sure no message circulates meanwhile.
-func (f *Fleet) replacePending(ctx context.Context) {
-	f.mu.Lock()
-	done := f.finished
-	f.finished = nil
-	f.mu.Unlock()
-	for _, n := range done {
-		_ = f.Replace(ctx, n)
-	}
-}
-
-// runP1Cell measures reactions in a running fleet. In sqs and both modes
-// terminations run one at a time: the next starts once the previous
-// message no longer circulates. In imds mode they overlap.
-func runP1Cell(ctx context.Context, f *Fleet, src *sources, o cellOpts) P1Cell {
-	cell := P1Cell{Mode: f.Mode, N: f.Size(), Runner: "in-process", Overlapped: f.Mode == "imds", Planned: o.Trials}
-	start, cpu0 := time.Now(), cpuTime()
-	mach0, own0 := machineBusy(), ownCPU()
-	fz := &finisher{}
-	var mu sync.Mutex
-	add := func(tr P1Trial) {
-		mu.Lock()
-		defer mu.Unlock()
-		cell.Trials = append(cell.Trials, tr)
-	}
-	// measure follows one termination until its worker reacts. In mode
-	// both, pr follows it further, until its message is off the queue —
-	// deleted by its owner after the drain, or as stale by another daemon —
-	// so that the next termination's chain is not slowed by this one and
-	// the event's traffic is complete.
-	measure := func(t Termination, pr *probe) (P1Trial, bool) {
-		req0 := f.W.Proxy.Requests()
-		tctx, cancel := context.WithTimeout(ctx, o.TrialTimeout)
-		defer cancel()
-		at, err := WaitDraining(tctx, t, 2*time.Millisecond)
-		tr := P1Trial{Node: t.Node.ID}
-		if err != nil {
-			tr.Seconds, tr.Censored = o.TrialTimeout.Seconds(), true
-		} else {
-			tr.Seconds = at.Sub(t.T0).Seconds()
-		}
-		if pr != nil {
-			deadline, _ := tctx.Deadline()
-			follow := time.Until(deadline)
-			if o.FollowLimit > 0 {
-				follow = min(follow, o.FollowLimit)
-			}
-			f.W.waitOffQueue(tctx, []Termination{t}, follow)
-		}
-		if t.MsgID != "" {
-			tr.Receives = f.W.SQS.Receives(t.QueueURL, t.MsgID)
-		}
-		tr.Requests = f.W.Proxy.Requests() - req0
-		if pr != nil {
-			ev := pr.finish([]Termination{t})
-			if ev.Undeleted > 0 {
-				// Left on the queue (counted): removed, so the next
-				// termination's traffic is its own.
-				f.W.removeLeftovers(ctx, []Termination{t})
-			}
-			tr.OpenPolls = ev.OpenPolls
-			if len(ev.OwnerWaits) > 0 {
-				tr.OwnerWaitS = ev.OwnerWaits[0]
-			}
-			mu.Lock()
-			if cell.Events == nil {
-				cell.Events = &EventStats{}
-			}
-			cell.Events.add(ev)
-			mu.Unlock()
-		}
-		return tr, err == nil
-	}
-
-	if f.Mode == "imds" {
-		var wg sync.WaitGroup
-		for i := 0; i < o.Trials && ctx.Err() == nil; {
-			nodes := f.PickIdle(1)
-			if len(nodes) == 0 {
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			i++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t := f.Terminate(nodes[0])
-				tr, ok := measure(t, nil)
-				add(tr)
-				f.finish(ctx, t, finishWait(o, ok), fz)
-			}()
-			time.Sleep(o.Stagger)
-		}
-		wg.Wait()
-	} else {
-		for len(cell.Trials) < o.Trials && ctx.Err() == nil {
-			if time.Since(start) > o.Budget {
-				cell.Limited = true
-				break
-			}
-			nodes := f.PickIdle(1)
-			if len(nodes) == 0 {
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			var pr *probe
-			if f.Mode == "both" {
-				p := f.W.startProbe()
-				pr = &p
-			}
-			t := f.Terminate(nodes[0])
-			tr, ok := measure(t, pr)
-			add(tr)
-			f.finish(ctx, t, finishWait(o, ok), fz)
-			// Nothing circulates now (the owner holds its message): the
-			// moment to replace the instances that finished.
-			f.replacePending(ctx)
-			if !ok {
-				cell.Note = "a reaction exceeded the trial limit; the cell stopped there"
-				break
-			}
-		}
-	}
-	if !f.Settle(o.FinishWait + 30*time.Second) {
-		cell.Note += " (some completions still pending at the end of the cell)"
-	}
-	f.replacePending(ctx)
-	// Which source started each drain: the job logs it once it has
-	// planned, after the PUT DRAINING, so it is read at the end.
-	for i, tr := range cell.Trials {
-		if !tr.Censored {
-			cell.Trials[i].Source = src.Of(tr.Node)
-		}
-	}
-	wall := time.Since(start)
-	cell.WallS = wall.Seconds()
-	cell.CPUCores = (cpuTime() - cpu0).Seconds() / wall.Seconds()
-	cell.OtherCores = otherCores(mach0, own0, wall)
-	cell.P2Samples = f.W.P2(fz.completions)
-	cell.P2 = Summarise(cell.P2Samples, 0)
-	cell.Errors = fz.errors
-	cell.summarise()
-	return cell
+	FollowLimit  time.Duration // mode both: follow the message this long after the reaction
 }
 
 // summarise fills the cell's distributions from its trials.
-func (c *P1Cell) summarise() {
-	var xs []float64
-	var recv []int
+func (c *P1Cell) summarise(fz *finisher, m cpuMeter) {
+	var xs, recv, waits []float64
 	censored := 0
 	for _, t := range c.Trials {
 		xs = append(xs, t.Seconds)
@@ -277,7 +70,10 @@ func (c *P1Cell) summarise() {
 			censored++
 		}
 		if t.Receives > 0 {
-			recv = append(recv, t.Receives)
+			recv = append(recv, float64(t.Receives))
+		}
+		if t.OwnerWaitS > 0 {
+			waits = append(waits, t.OwnerWaitS)
 		}
 		switch t.Source {
 		case "sqs":
@@ -286,23 +82,212 @@ func (c *P1Cell) summarise() {
 			c.SourceIMDS++
 		}
 	}
-	c.P1 = Summarise(xs, censored)
-	c.Receives = SummariseInts(recv)
-	if c.Mode == "sqs" && c.N > 1 && c.Receives.Mean > 0 && c.P1.N > 0 {
+	c.P1, c.Receives, c.OwnerWait = Summarise(xs, censored), Summarise(recv, 0), Summarise(waits, 0)
+	if c.Mode == "sqs" && c.N > 1 && c.Receives.Mean > 0 {
 		c.BounceMs = c.P1.Mean / c.Receives.Mean * 1000
 	}
+	c.P2Samples, c.P2 = fz.p2, Summarise(fz.p2, 0)
+	c.CPUCores, c.OtherCores = m.cores()
+	c.WallS = time.Since(m.start).Seconds()
 }
 
-// otherCores is the CPU used by other processes since mach0/own0.
-func otherCores(mach0, own0, wall time.Duration) float64 {
-	return max(0, ((machineBusy()-mach0)-(ownCPU()-own0)).Seconds()/wall.Seconds())
-}
-
-// finishWait is how long to wait for a termination's completion: not long
-// when the node never reacted (its drain has not even started).
-func finishWait(o cellOpts, reacted bool) time.Duration {
-	if !reacted {
-		return time.Second
+// startedBy is the signal that started t's drain: sqs if its owner had
+// received the message (at owned) before the worker's PUT DRAINING.
+func startedBy(t Termination, owned time.Time) string {
+	at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining)
+	switch {
+	case !ok:
+		return ""
+	case t.MsgID != "" && !owned.IsZero() && owned.Before(at):
+		return "sqs"
+	case t.Node.IMDS != nil:
+		return "imds"
 	}
-	return o.FinishWait
+	return ""
+}
+
+// react waits for t's worker to receive PUT DRAINING, at most timeout.
+func react(ctx context.Context, t Termination, timeout time.Duration) (P1Trial, bool) {
+	tr := P1Trial{Node: t.Node.ID, Seconds: timeout.Seconds(), Censored: true}
+	for end := time.Now().Add(timeout); time.Now().Before(end) && ctx.Err() == nil; time.Sleep(2 * time.Millisecond) {
+		if at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining); ok {
+			tr.Seconds, tr.Censored = at.Sub(t.T0).Seconds(), false
+			break
+		}
+	}
+	return tr, !tr.Censored
+}
+
+// runP1Cell measures reactions in a running fleet. In sqs and both modes
+// terminations run one at a time: in sqs mode the next starts once the
+// owner holds its message, in mode both once the message is off the
+// queue. In imds mode they overlap, o.Stagger apart.
+func runP1Cell(ctx context.Context, f *Fleet, o cellOpts) P1Cell {
+	mode := f.Conf.Mode
+	cell := P1Cell{Config: f.Conf.Name, Mode: mode, N: f.Size(), Runner: "in-process", Planned: o.Trials}
+	m, fz := newCPUMeter(), &finisher{}
+	var mu sync.Mutex
+	one := func(n *Node) bool {
+		t := f.W.Terminate(n, mode, f.W.QueueURL)
+		tr, ok := react(ctx, t, o.TrialTimeout)
+		if mode == "both" {
+			// Followed until its message is off the queue (deleted by its
+			// owner, or as stale), then what is left is removed, so the
+			// next termination's queue is its own.
+			f.W.waitOffQueue(ctx, []Termination{t}, min(o.FollowLimit, o.TrialTimeout))
+			f.W.removeLeftovers(ctx, []Termination{t})
+		}
+		owned, _ := f.W.Proxy.OwnerReceivedAt(t.MsgID)
+		tr.Source = startedBy(t, owned)
+		if t.MsgID != "" {
+			tr.Receives = f.W.SQS.Receives(t.QueueURL, t.MsgID)
+			if !owned.IsZero() {
+				tr.OwnerWaitS = owned.Sub(t.T0).Seconds()
+			}
+		}
+		mu.Lock()
+		cell.Trials = append(cell.Trials, tr)
+		mu.Unlock()
+		f.bg.Add(1)
+		go func() {
+			defer f.bg.Done()
+			wait := o.FinishWait
+			if !ok {
+				wait = time.Second // its drain has not even started
+			}
+			cctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			fz.wait(cctx, f.W, t)
+			if mode == "imds" {
+				f.Replace(ctx, n)
+				return
+			}
+			if mode == "sqs" {
+				_ = f.W.SQS.WaitDeleted(cctx, t.QueueURL, t.MsgID)
+			}
+			f.mu.Lock()
+			f.finished = append(f.finished, n)
+			f.mu.Unlock()
+		}()
+		return ok
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < o.Trials && ctx.Err() == nil && time.Since(m.start) < o.Budget; {
+		nodes := f.PickIdle(1)
+		if len(nodes) == 0 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		i++
+		if mode == "imds" {
+			wg.Add(1)
+			go func() { defer wg.Done(); one(nodes[0]) }()
+			time.Sleep(o.Stagger)
+			continue
+		}
+		ok := one(nodes[0])
+		// Nothing circulates now: the moment to replace finished nodes.
+		f.replacePending(ctx)
+		if !ok {
+			break // a reaction hit the trial limit: the cell stops there
+		}
+	}
+	wg.Wait()
+	f.Settle(o.FinishWait + 30*time.Second)
+	f.replacePending(ctx)
+	cell.summarise(fz, m)
+	return cell
+}
+
+// binOpts configure the runs of the real binary.
+type binOpts struct {
+	Binary, Dir                         string
+	Latency, HBT, Stagger, TrialTimeout time.Duration
+	Trials, MaxParallel                 int
+}
+
+// binSettings is the configuration of one subprocess daemon: production
+// defaults with c's mode, metadata poll and queue pacing, pointed at w.
+func binSettings(w *World, n *Node, c benchConfig, queueURL, stateDir string) map[string]string {
+	s := map[string]string{
+		"AWS_REGION": benchRegion, "AWS_INSTANCE_ID": n.ID, "AWS_QUEUE_URL": queueURL, "AWS_MODE": c.Mode,
+		"AWS_ASG_NAME": benchGroup, "AWS_HOOK_NAME": benchHook, "AWS_SQS_ENDPOINT": w.SQS.URL(),
+		"AWS_AUTOSCALING_ENDPOINT": w.ASG.URL(), "AWS_IMDS_POLL_INTERVAL": c.IMDS.String(),
+		"AWS_SQS_IDLE_INTERVAL": c.SQSIdle.String(), "TRINO_URL": n.Trino.URL(), "STATE_DIR": stateDir,
+	}
+	if c.WaitTime > 0 {
+		s["AWS_WAIT_TIME"] = c.WaitTime.String()
+	}
+	if n.IMDS != nil {
+		s["AWS_IMDS_ENDPOINT"] = n.IMDS.URL()
+	}
+	return s
+}
+
+// runP1Binary measures the 1-node reaction of the real binary. Every
+// trial is its own 1-node world (own queue, instance, worker, metadata
+// service), so trials overlap without sharing anything but the machine.
+func runP1Binary(ctx context.Context, c benchConfig, o binOpts) (P1Cell, error) {
+	cell := P1Cell{Config: c.Name, Mode: c.Mode, N: 1, Runner: "binary", Planned: o.Trials}
+	w, err := NewWorld(o.Latency, o.HBT, "", 0)
+	if err != nil {
+		return cell, err
+	}
+	defer w.Close()
+	m, fz := newCPUMeter(), &finisher{}
+	var mu sync.Mutex
+	var errs []error
+	parallel(o.Trials, o.MaxParallel, func(i int) {
+		time.Sleep(time.Until(m.start.Add(time.Duration(i) * o.Stagger))) // a new world every Stagger
+		tr, err := oneBinaryTrial(ctx, w, c, i, o, fz)
+		mu.Lock()
+		defer mu.Unlock()
+		if errs = append(errs, err); err == nil {
+			cell.Trials = append(cell.Trials, tr)
+		}
+	})
+	cell.summarise(fz, m)
+	if len(cell.Trials) == 0 {
+		return cell, errors.Join(errs...)
+	}
+	return cell, nil
+}
+
+func oneBinaryTrial(ctx context.Context, w *World, c benchConfig, i int, o binOpts, fz *finisher) (P1Trial, error) {
+	queue := w.SQS.CreateQueue(fmt.Sprintf("q-%s-%d", c.Name, i), testpeers.SQSQueueOptions{})
+	n := newNode(c.Mode)
+	defer n.closePeers()
+	w.ASG.AddInstance(n.ID, benchGroup, "InService")
+	logPath := filepath.Join(o.Dir, fmt.Sprintf("p1-%s-%d.log", c.Name, i))
+	settings := binSettings(w, n, c, queue, filepath.Join(o.Dir, "state-"+n.ID))
+	p, err := startDaemon(ctx, o.Binary, logPath, settings)
+	if err != nil {
+		return P1Trial{}, err
+	}
+	defer p.stop()
+	// Let the first long poll open (a paced daemon's start-up poll end:
+	// the termination finds it as it is most of the time, not polling),
+	// and land the termination at a random point of the metadata poll.
+	settle := 150 * time.Millisecond
+	if c.paced() {
+		settle = c.longPoll() + time.Second
+	}
+	if c.Mode != "sqs" {
+		settle += rand.N(c.IMDS)
+	}
+	time.Sleep(settle)
+	t := w.Terminate(n, c.Mode, queue)
+	tr, _ := react(ctx, t, o.TrialTimeout)
+	var owned time.Time // only the owner polls a 1-node world's queue
+	for _, m := range w.SQS.Messages(queue) {
+		tr.Receives, owned = m.ReceiveCount, m.FirstReceivedAt
+	}
+	tr.Source = startedBy(t, owned)
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	fz.wait(fctx, w, t)
+	if t.MsgID != "" {
+		_ = w.SQS.WaitDeleted(fctx, queue, t.MsgID)
+	}
+	return tr, nil
 }

@@ -3,145 +3,203 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
-	"sync"
+	"strings"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// P3Result is the idle footprint of the real binary in one configuration.
+// LifecycledCommit is the buildkite/lifecycled commit P3 compares with
+// (also LIFECYCLED_VERSION in the Makefile).
+const LifecycledCommit = "aae4e9e7640ac2100c3378b502ab9d75ac1683ff"
+
+// P3Result is the idle footprint of one process over the P3 window.
 type P3Result struct {
-	Config       string  `json:"config"` // mode, with the IMDS poll interval where it matters
-	Mode         string  `json:"mode"`
-	IMDSInterval string  `json:"imds_poll_interval,omitempty"`
+	Config       string  `json:"config"`
+	Peer         string  `json:"imds_peer"` // fake IMDS, or amazon-ec2-metadata-mock
 	WindowS      float64 `json:"window_s"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`   // VmHWM at the end (includes start-up)
 	SteadyRSSMiB float64 `json:"steady_rss_mib"` // median VmRSS over the window
-	CPUPercent   float64 `json:"cpu_percent"`    // (utime+stime) / window, % of one core
-	// CPUPercentSched is the same from /proc/pid/schedstat (ns resolution).
-	CPUPercentSched float64        `json:"cpu_percent_schedstat"`
-	AWSPerMin       float64        `json:"aws_requests_per_min"`
-	AWSByOp         map[string]int `json:"aws_requests_by_op"`
-	IMDSPerMin      float64        `json:"imds_requests_per_min"`
-	StartupAWS      map[string]int `json:"startup_aws_requests_by_op"`
+	// CPUPercent is time on a CPU over the window, summed over all
+	// threads' schedstat (ns), in % of one core.
+	CPUPercent float64        `json:"cpu_percent"`
+	AWSPerMin  float64        `json:"aws_requests_per_min"`
+	AWSByOp    map[string]int `json:"aws_requests_by_op"`
+	IMDSPerMin float64        `json:"imds_requests_per_min"`
 }
 
-// runP3 runs each configuration's binary (all at once, each against its
-// own peers), lets it settle, then watches it idle for window.
-func runP3(ctx context.Context, configs []benchConfig, o binOpts, window time.Duration) ([]P3Result, error) {
-	out := make([]P3Result, len(configs))
-	errs := make([]error, len(configs))
-	var wg sync.WaitGroup
-	for i, c := range configs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i], errs[i] = oneP3(ctx, c, o, window)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+// P3Pair is scaledownd beside lifecycled: the same window, the same
+// amazon-ec2-metadata-mock, the same 1 s metadata poll.
+type P3Pair struct {
+	Commit     string   `json:"lifecycled_commit"`
+	Missing    string   `json:"missing,omitempty"` // why lifecycled did not run
+	Interval   string   `json:"poll_interval"`
+	Scaledownd P3Result `json:"scaledownd"`
+	Lifecycled P3Result `json:"lifecycled"`
+	CPURatio   float64  `json:"cpu_ratio"` // scaledownd / lifecycled
+	RSSRatio   float64  `json:"rss_ratio"` // steady RSS, scaledownd / lifecycled
 }
 
-func oneP3(ctx context.Context, c benchConfig, o binOpts, window time.Duration) (P3Result, error) {
-	r := P3Result{Config: c.Name, Mode: c.Mode, WindowS: window.Seconds(), AWSByOp: map[string]int{}, StartupAWS: map[string]int{}}
-	if c.Mode != "sqs" {
-		r.IMDSInterval = c.IMDS.String()
-	}
-	w, err := NewWorld(o.Latency, o.HBT, "")
-	if err != nil {
-		return r, err
-	}
-	defer w.Close()
-	n := &Node{ID: newInstanceID()}
-	n.Trino = testpeers.NewTrino(testpeers.TrinoOptions{Version: "476", NodeID: n.ID})
-	if c.Mode != "sqs" {
-		n.IMDS = testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: n.ID, Region: benchRegion})
-		n.IMDS.SetTargetLifecycleState("InService")
-	}
-	defer n.closePeers()
-	w.ASG.AddInstance(n.ID, benchGroup, "InService")
-	settings := binSettings(w, n, c, w.QueueURL, filepath.Join(o.Dir, "state-p3-"+n.ID))
-	p, err := startBinary(ctx, o.Binary, filepath.Join(o.Dir, "p3-"+c.Name+".log"), settings)
-	if err != nil {
-		return r, err
-	}
-	defer p.stop()
-	time.Sleep(2 * time.Second) // start-up calls are done; idle from here
+// p3Opts are P3's inputs.
+type p3Opts struct {
+	binOpts
+	Window, Settle time.Duration
+	Lifecycled     string // binary; "" or missing: not measured
+	Interval       time.Duration
+}
 
-	awsCalls := func() []testpeers.Call { return append(w.SQS.Calls(), w.ASG.Calls()...) }
-	imdsCalls := func() int {
-		if n.IMDS == nil {
-			return 0
-		}
-		return len(n.IMDS.Calls())
-	}
-	before := awsCalls()
-	for _, call := range before {
-		r.StartupAWS[call.Service+":"+call.Op]++
-	}
-	imds0 := imdsCalls()
-	s0, err := readProc(p.Pid())
+// watch samples pid from start for window and fills the footprint.
+func watch(ctx context.Context, pid int, start time.Time, window time.Duration, r *P3Result) error {
+	time.Sleep(time.Until(start))
+	s0, err := readProc(pid)
 	if err != nil {
-		return r, err
+		return fmt.Errorf("%s: %w", r.Config, err)
 	}
-	start := time.Now()
 	var rss []float64
-	for time.Since(start) < window {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(time.Second):
+	for time.Since(start) < window && ctx.Err() == nil {
+		time.Sleep(time.Second)
+		if s, err := readProc(pid); err == nil {
+			rss = append(rss, float64(s.RSS)/(1<<20))
 		}
-		if s, err := readProc(p.Pid()); err == nil {
-			rss = append(rss, float64(s.VmRSS)/(1<<20))
-		}
+	}
+	s1, err := readProc(pid)
+	if err != nil {
+		return fmt.Errorf("%s: gone during the window: %w", r.Config, err)
 	}
 	elapsed := time.Since(start)
-	s1, err := readProc(p.Pid())
-	if err != nil {
-		return r, fmt.Errorf("%s: daemon gone during the window: %w", c.Name, err)
-	}
-	r.AWSByOp = diffOps(before, awsCalls())
-	total := 0
-	for _, v := range r.AWSByOp {
-		total += v
-	}
-	mins := elapsed.Minutes()
-	r.AWSPerMin = float64(total) / mins
-	r.IMDSPerMin = float64(imdsCalls()-imds0) / mins
-	r.CPUPercent = float64(s1.CPUTicks-s0.CPUTicks) / clockTicks / elapsed.Seconds() * 100
-	r.CPUPercentSched = (s1.SchedTime - s0.SchedTime).Seconds() / elapsed.Seconds() * 100
+	r.WindowS = elapsed.Seconds()
+	r.CPUPercent = (s1.CPU - s0.CPU).Seconds() / elapsed.Seconds() * 100
 	r.PeakRSSMiB = float64(s1.VmHWM) / (1 << 20)
 	slices.Sort(rss)
 	if len(rss) > 0 {
 		r.SteadyRSSMiB = rss[len(rss)/2]
 	}
-	return r, nil
+	return ctx.Err()
 }
 
-// diffOps counts calls by operation in after that are not in before.
-func diffOps(before, after []testpeers.Call) map[string]int {
-	count := func(cs []testpeers.Call) map[string]int {
-		m := map[string]int{}
-		for _, c := range cs {
-			m[c.Service+":"+c.Op]++
+// runP3 starts every configuration's binary against its own peers, and
+// the pair on one amazon-ec2-metadata-mock, and watches them all idle in
+// one window.
+func runP3(ctx context.Context, configs []benchConfig, def benchConfig, o p3Opts) ([]P3Result, P3Pair, error) {
+	start := time.Now().Add(o.Settle) // the window, after start-up
+	out := make([]P3Result, len(configs))
+	pair := P3Pair{Commit: LifecycledCommit, Interval: o.Interval.String()}
+	err := each(len(configs)+1, func(i int) (err error) {
+		if i == len(configs) {
+			return runPair(ctx, def, o, start, &pair)
+		}
+		out[i], err = oneP3(ctx, configs[i], o, start, nil)
+		return err
+	})
+	return out, pair, err
+}
+
+// oneP3 runs one scaledownd binary against its own fake SQS and Auto
+// Scaling, and its own fake IMDS unless aemm is given.
+func oneP3(ctx context.Context, c benchConfig, o p3Opts, start time.Time, aemm *testpeers.AEMM) (P3Result, error) {
+	r := P3Result{Config: c.Name, Peer: "fake IMDS", AWSByOp: map[string]int{}}
+	w, err := NewWorld(o.Latency, o.HBT, "", 0)
+	if err != nil {
+		return r, err
+	}
+	defer w.Close()
+	mode := c.Mode
+	if aemm != nil {
+		mode, r.Peer = "sqs", "amazon-ec2-metadata-mock" // no fake IMDS
+	}
+	n := newNode(mode)
+	if aemm != nil {
+		n.ID = testpeers.AEMMInstance
+	}
+	defer n.closePeers()
+	w.ASG.AddInstance(n.ID, benchGroup, "InService")
+	settings := binSettings(w, n, c, w.QueueURL, filepath.Join(o.Dir, "state-p3-"+n.ID))
+	if aemm != nil {
+		settings["AWS_IMDS_ENDPOINT"] = aemm.URL
+	}
+	p, err := startDaemon(ctx, o.Binary, filepath.Join(o.Dir, "p3-"+c.Name+"-"+n.ID+".log"), settings)
+	if err != nil {
+		return r, err
+	}
+	defer p.stop()
+	calls := func() map[string]int {
+		m, all := map[string]int{}, append(w.SQS.Calls(), w.ASG.Calls()...)
+		if n.IMDS != nil {
+			all = append(all, n.IMDS.Calls()...)
+		}
+		for _, call := range all {
+			m[call.Service+":"+call.Op]++
 		}
 		return m
 	}
-	b, a := count(before), count(after)
-	out := map[string]int{}
-	for k, v := range a {
-		if d := v - b[k]; d > 0 {
-			out[k] = d
+	time.Sleep(time.Until(start))
+	startup := calls()
+	if err := watch(ctx, p.cmd.Process.Pid, start, o.Window, &r); err != nil {
+		return r, err
+	}
+	for k, v := range calls() {
+		if d := float64(v-startup[k]) / (r.WindowS / 60); strings.HasPrefix(k, "imds:") {
+			r.IMDSPerMin += d
+		} else if d > 0 {
+			r.AWSByOp[k], r.AWSPerMin = v-startup[k], r.AWSPerMin+d
 		}
 	}
-	return out
+	return r, nil
+}
+
+// runPair runs scaledownd's default configuration and lifecycled on one
+// amazon-ec2-metadata-mock (IMDSv2, notices an hour out: both idle).
+// lifecycled runs its spot listener alone at scaledownd's metadata poll
+// interval: its Auto Scaling listener needs an SNS topic and creates an
+// SQS queue subscribed to it, which the local peers do not offer.
+func runPair(ctx context.Context, def benchConfig, o p3Opts, start time.Time, pair *P3Pair) error {
+	if o.Lifecycled == "" {
+		pair.Missing = "no lifecycled binary: `make bench LIFECYCLED=<binary>` was not given, and no module proxy served github.com/buildkite/lifecycled@" + LifecycledCommit[:12]
+		return nil
+	}
+	if _, err := os.Stat(o.Lifecycled); err != nil {
+		pair.Missing = "the lifecycled binary given does not exist"
+		return nil
+	}
+	bin, err := testpeers.AEMMBinary(filepath.Join(os.TempDir(), "scaledownd-aemm-"+testpeers.AEMMVersion))
+	if err != nil {
+		return err
+	}
+	aemm, err := testpeers.StartAEMM(testpeers.AEMMOptions{Binary: bin, Dir: o.Dir,
+		Args: []string{"--asg-termination-delay-sec", "3600", "--mock-delay-sec", "3600", "--rebalance-delay-sec", "3600"}})
+	if err != nil {
+		return err
+	}
+	defer aemm.Close()
+	handler := filepath.Join(o.Dir, "lifecycled-handler.sh")
+	if err := os.WriteFile(handler, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		return err
+	}
+	lc, err := startProc(filepath.Join(o.Dir, "p3-lifecycled.log"), cleanEnv("AWS_REGION="+benchRegion, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+aemm.URL),
+		o.Lifecycled, "--handler", handler, "--instance-id", testpeers.AEMMInstance, "--spot-listener-interval", o.Interval.String(), "--json")
+	if err != nil {
+		return err
+	}
+	defer lc.stop()
+	pair.Lifecycled = P3Result{Config: "lifecycled", Peer: "amazon-ec2-metadata-mock"}
+	if err := each(2, func(i int) (err error) {
+		if i == 0 {
+			pair.Scaledownd, err = oneP3(ctx, def, o, start, aemm)
+			return err
+		}
+		if watch(ctx, lc.cmd.Process.Pid, start, o.Window, &pair.Lifecycled) != nil && ctx.Err() == nil {
+			pair.Missing, pair.Lifecycled = "lifecycled stopped before the window ended", P3Result{}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if pair.Missing == "" && pair.Lifecycled.CPUPercent > 0 && pair.Lifecycled.SteadyRSSMiB > 0 {
+		pair.CPURatio = pair.Scaledownd.CPUPercent / pair.Lifecycled.CPUPercent
+		pair.RSSRatio = pair.Scaledownd.SteadyRSSMiB / pair.Lifecycled.SteadyRSSMiB
+	}
+	return nil
 }

@@ -2,164 +2,161 @@ package main
 
 import (
 	"context"
-	"sort"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/scaledownd/scaledownd/internal/testpeers"
 )
 
-// P5Result is one mass scale-in: K of N nodes terminated at once.
+// P5Result is one mass scale-in: K of N nodes terminated at once, and what
+// it cost on the shared queue and Auto Scaling from the first termination
+// until every message was off the queue (or the limit).
 type P5Result struct {
-	Config string `json:"config"`
-	Mode   string `json:"mode"`
-	N      int    `json:"n"`
-	K      int    `json:"k"`
-	// AllReactedS is the time from the first termination until the last
-	// targeted worker received PUT DRAINING; Reacted counts the targets
-	// that reacted within the run's limit.
+	Config          string `json:"config"`
+	Mode            string `json:"mode"`
+	N               int    `json:"n"`
+	K               int    `json:"k"`
+	MaxReceiveCount int    `json:"max_receive_count_policy"` // the queue's redrive policy (0: none)
+	// AllReactedS: first termination → the last target's PUT DRAINING
+	// (the limit if some never reacted); Reacted counts those that did.
 	AllReactedS  float64 `json:"all_reacted_s"`
 	Reacted      int     `json:"reacted"`
 	Reaction     Dist    `json:"reaction"` // per node, from its own termination
 	WithinTarget int     `json:"within_5s"`
-	// SourceIMDS/SourceSQS count which source started each drain.
-	SourceSQS  int `json:"source_sqs"`
-	SourceIMDS int `json:"source_imds"`
-	// The queue and Auto Scaling traffic from the first termination until
-	// every message was deleted (or the run's limit), and who deleted what.
-	EventStats
-	CPUCores       float64 `json:"cpu_cores"`
-	OtherCores     float64 `json:"other_processes_cores"`
-	Completed      int     `json:"completed"`
-	CompletionErrs int     `json:"completion_errors"`
-	// Removed is how many of its messages were still on the queue after
-	// the event and were removed before the next measurement.
-	Removed int `json:"leftovers_removed,omitempty"`
-	// DrainLimitS is how long the messages were followed after the last
-	// reaction.
-	DrainLimitS float64 `json:"drain_limit_s"`
-	Note        string  `json:"note,omitempty"`
+	SourceSQS    int     `json:"source_sqs"`
+	SourceIMDS   int     `json:"source_imds"`
+	Messages     int     `json:"messages"`
+	// OpenPolls is the number of receives open at the fake when the
+	// terminations began: the daemons a message could go to first.
+	OpenPolls   int64            `json:"open_polls_at_start"`
+	SQSRequests int64            `json:"sqs_requests"`
+	SQSByOp     map[string]int64 `json:"sqs_requests_by_op"`
+	ASGRequests int              `json:"autoscaling_requests"`
+	MaxReceive  int              `json:"max_receive_count"`
+	// DeadLettered: moved to the dead-letter queue by the redrive policy;
+	// Undeleted: still on the queue at the end.
+	DeadLettered int `json:"dead_lettered"`
+	Undeleted    int `json:"not_deleted"`
+	// Delete requests by daemons other than the message's owner, while its
+	// action was live (must never happen) or after it ended (stale clean-up).
+	NonOwnerLive  int `json:"non_owner_deletes_of_live_actions"`
+	NonOwnerEnded int `json:"non_owner_deletes_of_ended_actions"`
+	// OwnerWaits: message sent → the first receive that handed it to its
+	// owner, for each message its owner received.
+	OwnerWaits    []float64 `json:"owner_waits_s"`
+	OwnerReceived int       `json:"owners_received"`
+	CPUCores      float64   `json:"cpu_cores"`
+	OtherCores    float64   `json:"other_processes_cores"`
 }
 
-// p5Opts bound a mass scale-in.
-type p5Opts struct {
-	K          int
-	ReactLimit time.Duration // wait at most this for every target to react
-	DrainLimit time.Duration // then at most this for every message to be deleted
-	// Last says nothing is measured on the fleet afterwards: the
-	// terminated nodes are not replaced.
-	Last bool
+// p5Spec is one mass scale-in: K of N, each target waited for at most
+// ReactLimit, then every message at most DrainLimit.
+type p5Spec struct {
+	N, K                   int
+	ReactLimit, DrainLimit time.Duration
 }
 
-// runP5 terminates K random nodes back to back and follows them.
-func runP5(ctx context.Context, f *Fleet, src *sources, o p5Opts) P5Result {
-	r := P5Result{Mode: f.Mode, N: f.Size(), K: o.K, DrainLimitS: o.DrainLimit.Seconds()}
+// runP5 terminates K random nodes back to back and follows them; last
+// says nothing is measured on the fleet afterwards (no replacements).
+func runP5(ctx context.Context, f *Fleet, o p5Spec, maxReceive int, last bool) P5Result {
 	f.Settle(time.Minute)
-	targets := f.PickIdle(o.K)
-	w := f.W
-	cpu0 := cpuTime()
-	mach0, own0 := machineBusy(), ownCPU()
-
-	pr := w.startProbe()
-	start := time.Now()
-	terms := make([]Termination, len(targets))
-	for i, n := range targets {
-		terms[i] = f.Terminate(n)
+	w, r := f.W, P5Result{Config: f.Conf.Name, Mode: f.Conf.Mode, N: f.Size(), K: o.K, MaxReceiveCount: maxReceive, SQSByOp: map[string]int64{}}
+	req0, ops0, asg0, del0, m := w.Proxy.Requests(), w.Proxy.OpCounts(), len(w.ASG.Calls()), len(w.Proxy.Deletes()), newCPUMeter()
+	r.OpenPolls = w.Proxy.Polling()
+	var terms []Termination
+	for _, n := range f.PickIdle(o.K) {
+		terms = append(terms, w.Terminate(n, r.Mode, w.QueueURL))
 	}
-
-	// Reactions: poll every pending worker's state history.
 	reacted := make([]time.Time, len(terms))
-	pending := len(terms)
-	limit := time.Now().Add(o.ReactLimit)
-	for pending > 0 && time.Now().Before(limit) && ctx.Err() == nil {
+	for pending, limit := len(terms), time.Now().Add(o.ReactLimit); pending > 0 && time.Now().Before(limit) && ctx.Err() == nil; time.Sleep(20 * time.Millisecond) {
 		for i, t := range terms {
-			if !reacted[i].IsZero() {
-				continue
-			}
-			if at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining); ok {
-				reacted[i] = at
-				pending--
+			if at, ok := stateAt(t.Node.Trino, testpeers.TrinoDraining); ok && reacted[i].IsZero() {
+				reacted[i], pending = at, pending-1
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	var xs []float64
-	var last time.Time
+	r.AllReactedS = o.ReactLimit.Seconds()
 	for i, t := range terms {
-		if reacted[i].IsZero() {
-			continue
-		}
-		r.Reacted++
-		d := reacted[i].Sub(t.T0).Seconds()
-		xs = append(xs, d)
-		if d <= 5 {
-			r.WithinTarget++
-		}
-		if reacted[i].After(last) {
-			last = reacted[i]
+		if !reacted[i].IsZero() {
+			r.Reacted++
+			xs = append(xs, reacted[i].Sub(t.T0).Seconds())
+			if xs[len(xs)-1] <= targetP5 {
+				r.WithinTarget++
+			}
+			if r.Reacted == len(terms) {
+				r.AllReactedS = slices.MaxFunc(reacted, time.Time.Compare).Sub(m.start).Seconds()
+			}
 		}
 	}
 	r.Reaction = Summarise(xs, len(terms)-r.Reacted)
-	if r.Reacted == len(terms) {
-		r.AllReactedS = last.Sub(start).Seconds()
-	} else {
-		r.AllReactedS = o.ReactLimit.Seconds()
-		r.Note = "not every target reacted within the limit"
-	}
 
-	// Completions, in the background, and the end of the SQS traffic.
-	fz := &finisher{}
-	var wg sync.WaitGroup
-	for _, t := range terms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	done := make(chan struct{})
+	go func() { // the completions, so that the nodes are replaced after them
+		defer close(done)
+		parallel(len(terms), len(terms)+1, func(i int) {
 			cctx, cancel := context.WithTimeout(ctx, o.ReactLimit+o.DrainLimit)
 			defer cancel()
-			fz.add(w.WaitCompleted(cctx, t))
-		}()
-	}
+			(&finisher{}).wait(cctx, w, terms[i])
+		})
+	}()
 	w.waitOffQueue(ctx, terms, o.DrainLimit)
-	r.EventStats = pr.finish(terms)
-	r.CPUCores = (cpuTime() - cpu0).Seconds() / time.Since(start).Seconds()
-	r.OtherCores = otherCores(mach0, own0, time.Since(start))
-
-	// What the event left on the queue is counted above; it is removed so
-	// the next measurement on this fleet starts from an empty queue.
-	if !o.Last && r.Undeleted > 0 {
-		r.Removed = w.removeLeftovers(ctx, terms)
+	r.SQSRequests, r.ASGRequests = w.Proxy.Requests()-req0, len(w.ASG.Calls())-asg0
+	for op, v := range w.Proxy.OpCounts() {
+		if d := v - ops0[op]; d > 0 {
+			r.SQSByOp[op] = d
+		}
 	}
-
-	wg.Wait()
-	r.Completed = len(fz.completions)
-	r.CompletionErrs = fz.errors
-	// Which source started each drain: the job logs it once it has
-	// planned, after the PUT DRAINING, so it is read at the end.
+	owner := msgIDs(terms)
+	r.Messages = len(owner)
+	for _, msg := range w.SQS.Messages(w.QueueURL) {
+		if _, ok := owner[msg.ID]; ok {
+			r.MaxReceive = max(r.MaxReceive, msg.ReceiveCount)
+			if msg.MovedTo != "" {
+				r.DeadLettered++
+			} else if !msg.Deleted {
+				r.Undeleted++
+			}
+		}
+	}
+	ended := map[string]time.Time{} // token → when the action ended
+	for _, a := range w.ASG.Actions() {
+		ended[a.Token] = a.CompletedAt
+		if a.State == testpeers.AutoScalingActionExpired {
+			ended[a.Token] = a.ExpiredAt
+		}
+	}
+	for _, d := range w.Proxy.Deletes()[del0:] {
+		if t, ok := owner[d.MessageID]; ok && d.Daemon != t.Node.ID {
+			if e := ended[t.Token]; !e.IsZero() && !d.At.Before(e) {
+				r.NonOwnerEnded++
+			} else {
+				r.NonOwnerLive++
+			}
+		}
+	}
 	for i, t := range terms {
-		if reacted[i].IsZero() {
-			continue
+		owned, _ := w.Proxy.OwnerReceivedAt(t.MsgID)
+		if !owned.IsZero() {
+			r.OwnerReceived++
+			r.OwnerWaits = append(r.OwnerWaits, owned.Sub(t.T0).Seconds())
 		}
-		switch src.Of(t.Node.ID) {
-		case "sqs":
-			r.SourceSQS++
-		case "imds":
-			r.SourceIMDS++
+		if !reacted[i].IsZero() {
+			switch startedBy(t, owned) {
+			case "sqs":
+				r.SourceSQS++
+			case "imds":
+				r.SourceIMDS++
+			}
 		}
 	}
-	if o.Last {
-		return r
+	r.CPUCores, r.OtherCores = m.cores()
+	if !last && r.Undeleted > 0 {
+		w.removeLeftovers(ctx, terms) // counted above; the next measurement starts from an empty queue
 	}
-	// Replace the terminated nodes so the fleet keeps its size.
-	parallel(terms, 32, func(t Termination) { _ = f.Replace(ctx, t.Node) })
+	<-done
+	if !last {
+		parallel(len(terms), 32, func(i int) { f.Replace(ctx, terms[i].Node) })
+	}
 	return r
-}
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
