@@ -97,7 +97,7 @@ func (co *Coordinator) BlockingQueries(ctx context.Context, nodeID string) ([]Qu
 		if info.QueryID != "" {
 			b = info.basicQueryInfo
 		}
-		out = append(out, b.query())
+		out = append(out, b.query(co.now()))
 	}
 	slices.SortStableFunc(out, func(a, b Query) int {
 		if a.Elapsed != b.Elapsed {
@@ -123,10 +123,19 @@ type basicQueryInfo struct {
 	} `json:"queryStats"`
 }
 
-func (b basicQueryInfo) query() Query {
+// query describes the query at now. The coordinator's elapsedTime has
+// two decimals in its largest unit ("1.67m", "2.05h"); where that rounds
+// off more than 10 ms, now − createTime is taken instead if it agrees with
+// it (no clock skew beyond the rounding), else elapsedTime as it is.
+func (b basicQueryInfo) query(now time.Time) Query {
 	el, err := ParseDuration(b.QueryStats.ElapsedTime)
 	if err != nil {
 		el = 0
+	}
+	if unit := durationUnit(b.QueryStats.ElapsedTime); unit > time.Second && !b.QueryStats.CreateTime.IsZero() {
+		if own := now.Sub(b.QueryStats.CreateTime); own > el-unit/100 && own < el+unit/100 {
+			el = own
+		}
 	}
 	return Query{ID: b.QueryID, User: b.Session.User, Source: b.Session.Source, State: b.State,
 		Created: b.QueryStats.CreateTime, Elapsed: el}
@@ -208,12 +217,22 @@ func ParseDuration(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("duration %q: %w", s, err)
 	}
-	unit := map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "ms": time.Millisecond,
-		"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[s[i:]]
+	unit := durationUnit(s)
 	if unit == 0 {
 		return 0, fmt.Errorf("duration %q: unknown unit %q", s, s[i:])
 	}
 	return time.Duration(n * float64(unit)), nil
+}
+
+// durationUnit is the unit of an airlift Duration string, or 0.
+func durationUnit(s string) time.Duration {
+	s = strings.TrimSpace(s)
+	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		return 0
+	}
+	return map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "ms": time.Millisecond,
+		"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[s[i:]]
 }
 
 // WorkerQueries lists the queries that hold the worker behind worker: its

@@ -152,16 +152,17 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 	}
 	var last []Query
 	var lastAsk time.Time
+	answered := false
 	warned := false
 	for {
 		now := w.opts.Now()
 		if lastAsk.IsZero() || now.Sub(lastAsk) >= w.opts.Interval {
 			lastAsk = now
 			if qs, ok := w.ask(ctx); ok {
-				if !sameQueries(last, qs) {
+				if !answered || !sameQueries(last, qs) {
 					w.logSet(qs)
 				}
-				last = qs
+				last, answered = qs, true
 			}
 		}
 		if !warned && !warnAt.IsZero() && !w.opts.Now().Before(warnAt) {
