@@ -42,11 +42,12 @@ type Metrics struct {
 	pollErrors    prometheus.Counter
 	staleDeleted  *prometheus.CounterVec
 	receiveCount  prometheus.Histogram
+	mu            sync.Mutex
+	deadline      time.Time
+	now           func() time.Time
+
 	// blocking queries of the drain in progress (from the coordinator)
 	blockingQueries, oldestBlocking prometheus.Gauge
-	mu                              sync.Mutex
-	deadline                        time.Time
-	now                             func() time.Time
 }
 
 // CompletionReasons are the reasons an action is completed.
