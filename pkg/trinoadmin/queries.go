@@ -99,12 +99,7 @@ func (co *Coordinator) BlockingQueries(ctx context.Context, nodeID string) ([]Qu
 		}
 		out = append(out, b.query(co.now()))
 	}
-	slices.SortStableFunc(out, func(a, b Query) int {
-		if a.Elapsed != b.Elapsed {
-			return int(b.Elapsed - a.Elapsed)
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sortQueries(out)
 	return out, nil
 }
 

@@ -1,6 +1,7 @@
 package trinoadmin
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -269,11 +270,8 @@ func capQueries(qs []Query) []Query {
 // sortQueries orders longest running first, then by id.
 func sortQueries(qs []Query) {
 	slices.SortStableFunc(qs, func(a, b Query) int {
-		if a.Elapsed != b.Elapsed {
-			if a.Elapsed > b.Elapsed {
-				return -1
-			}
-			return 1
+		if c := cmp.Compare(b.Elapsed, a.Elapsed); c != 0 {
+			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
