@@ -29,16 +29,6 @@ import (
 // (no error) and 403 for the others'. They need no permission to execute
 // queries.
 
-// Query is a query that still has tasks on the worker.
-type Query struct {
-	ID      string        // e.g. 20261202_175341_00017_5m5pf
-	User    string        // the session user
-	Source  string        // the client's source (X-Trino-Source), may be empty
-	State   string        // the query's state: QUEUED … RUNNING, FINISHING
-	Created time.Time     // when the coordinator created it
-	Elapsed time.Duration // as the coordinator reports it (its queryStats.elapsedTime)
-}
-
 // maxQueryDetails bounds the GET /v1/query/{id} requests of one
 // BlockingQueries call: the oldest unfinished queries are looked at first.
 const maxQueryDetails = 50
