@@ -38,26 +38,6 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 	return trinoadmin.NewDrainer(tc, opts)
 }
 
-// newQueryWatcher follows, while the worker drains, which queries still
-// have tasks on it: from trino.coordinator-url (GET /v1/query, at most once
-// per trinoadmin.MinQueryInterval, same credentials and TLS as the worker).
-// Without a coordinator URL its Run says once that only the task count is
-// known. The job starts watcher.Run(ctx, deadline) when DRAINING is
-// requested and reads watcher.Snapshot() for status and the drain report.
-func newQueryWatcher(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *metrics.Metrics) *trinoadmin.Watcher {
-	opts := trinoadmin.WatcherOptions{
-		Interval:        trinoadmin.MinQueryInterval,
-		Timeout:         trinoadmin.MinQueryInterval, // one question never outlasts the pause between two
-		DeadlineWarning: cfg.Trino.DeadlineWarning,
-		Logger:          log.With(zap.String("component", "trino-queries")),
-		Recorder:        m,
-	}
-	if cfg.Trino.CoordinatorURL != "" {
-		opts.Lister = tc.Coordinator(cfg.Trino.CoordinatorURL).WorkerQueries(tc)
-	}
-	return trinoadmin.NewWatcher(opts)
-}
-
 func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, store *statefile.Store,
 	log *zap.Logger, m *metrics.Metrics) *supervisor.Supervisor {
 	opts := supervisor.Options{

@@ -49,20 +49,24 @@ func TestQueryWatcherWiring(t *testing.T) {
 		s := watcher.Snapshot()
 		return len(s.Current) == 1 && s.Current[0].ID == id && s.Current[0].User == "alice"
 	})
-	testpeers.Eventually(t, 5*time.Second, "the gauge", func() bool { return gauge(t, m, "scaledownd_trino_blocking_queries") == 1 })
+	testpeers.Eventually(t, 5*time.Second, "the gauge", func() bool { return queryGauge(t, m, "scaledownd_trino_oldest_blocking_query_age_seconds") > 0 })
 	if e := logs.FilterMessage("blocking queries").All(); len(e) != 1 || e[0].ContextMap()["component"] != "trino-queries" ||
 		!strings.Contains(e[0].ContextMap()["queries"].([]any)[0].(map[string]any)["query_id"].(string), id) {
 		t.Errorf("log: %v", e)
 	}
 	cancel()
 	<-done
-	if v := gauge(t, m, "scaledownd_trino_blocking_queries"); v != 0 {
-		t.Errorf("scaledownd_trino_blocking_queries = %v after the drain, want 0", v)
+	if v := queryGauge(t, m, "scaledownd_trino_oldest_blocking_query_age_seconds"); v != 0 {
+		t.Errorf("scaledownd_trino_oldest_blocking_query_age_seconds = %v after the drain, want 0", v)
+	}
+	// As the supervisor's QueryLister it answers from the same questions.
+	if qs, err := watcher.BlockingQueries(context.Background()); err != nil || len(qs) != 1 || qs[0].ID != id {
+		t.Errorf("BlockingQueries: %+v, %v", qs, err)
 	}
 }
 
 // gauge reads a gauge without labels from the daemon's registry.
-func gauge(t *testing.T, m *metrics.Metrics, name string) float64 {
+func queryGauge(t *testing.T, m *metrics.Metrics, name string) float64 {
 	t.Helper()
 	families, err := m.Registry.Gather()
 	if err != nil {

@@ -46,8 +46,7 @@ type Metrics struct {
 	deadline      time.Time
 	now           func() time.Time
 
-	// blocking queries of the drain in progress (from the coordinator)
-	blockingQueries, oldestBlocking prometheus.Gauge
+	oldestBlocking prometheus.Gauge // queries.go
 }
 
 // CompletionReasons are the reasons an action is completed.
@@ -62,6 +61,8 @@ func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{Registry: reg, now: time.Now}
+	m.oldestBlocking = newOldestBlockingQuery()
+	reg.MustRegister(m.oldestBlocking)
 
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -127,16 +128,6 @@ func New(version string) *Metrics {
 		Namespace: namespace, Subsystem: "trino", Name: "api_requests_total",
 		Help: "Requests to the local Trino worker, by outcome (ok, forbidden, not-running, error).",
 	}, []string{"outcome"})
-
-	m.blockingQueries = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "trino", Name: "blocking_queries",
-		Help: "Queries with tasks still on the worker during a drain, as the coordinator last listed them (trino.coordinator-url); 0 when idle or unknown.",
-	})
-	m.oldestBlocking = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "trino", Name: "oldest_blocking_query_age_seconds",
-		Help: "How long the longest-running query with tasks still on the worker has run, as the coordinator last listed it; 0 when none.",
-	})
-	reg.MustRegister(m.blockingQueries, m.oldestBlocking)
 
 	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
 		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.awsCalls, m.trinoRequests)
@@ -234,13 +225,6 @@ func (m *Metrics) TrinoState(state string) { setStateSet(m.trinoState, TrinoStat
 
 // TrinoTasks records the worker's active task count.
 func (m *Metrics) TrinoTasks(n int) { m.trinoTasks.Set(float64(n)) }
-
-// BlockingQueries records how many queries hold the drain and how long the
-// oldest has run.
-func (m *Metrics) BlockingQueries(count int, oldest time.Duration) {
-	m.blockingQueries.Set(float64(count))
-	m.oldestBlocking.Set(oldest.Seconds())
-}
 
 // TrinoRequest counts one request to the worker by outcome.
 func (m *Metrics) TrinoRequest(outcome string) { m.trinoRequests.WithLabelValues(outcome).Inc() }

@@ -19,10 +19,11 @@ type QueryLister interface {
 }
 
 // QueryRecorder receives what the watcher knows, for metrics: how many
-// queries hold the drain and how long the oldest has run (0 and 0 when
-// none, or when the watcher stops).
+// queries hold the drain and how long the oldest has run (0 when none, and
+// when Run ends). *metrics.Metrics is one.
 type QueryRecorder interface {
-	BlockingQueries(count int, oldest time.Duration)
+	BlockingQueries(n int)
+	OldestBlockingQuery(age time.Duration)
 }
 
 // Watcher defaults and bounds.
@@ -75,22 +76,30 @@ type QuerySnapshot struct {
 }
 
 // Watcher follows, during one drain at a time, which queries hold this
-// worker: it asks the coordinator at most once per interval, logs the set
-// when it changes, feeds the recorder and, near the deadline, logs at warn
-// the queries that will fail when the action completes. Failures of the
-// coordinator never touch the drain: they are logged, once per distinct
-// error. Safe for concurrent use; Run calls do not overlap.
+// worker: it asks the coordinator at most once per interval, however many
+// callers ask it (Run, and BlockingQueries: it is a QueryLister itself),
+// logs the set when it changes, feeds the recorder and, in Run, near the
+// deadline logs at warn the queries that will fail when the action
+// completes. Failures of the coordinator never touch the drain: they are
+// logged, once per distinct error. Safe for concurrent use; Run calls do
+// not overlap.
 type Watcher struct {
 	opts WatcherOptions
 	log  *zap.Logger
 	once sync.Once // the "no coordinator" notice
 
 	run sync.Mutex // one Run at a time
+	ask sync.Mutex // one question at a time
 
-	mu      sync.Mutex
-	snap    QuerySnapshot
-	waited  map[string]Query
-	lastErr string
+	mu       sync.Mutex
+	snap     QuerySnapshot
+	waited   map[string]Query
+	lastErr  string
+	lastAsk  time.Time // when the last question was asked (zero: never since Run began)
+	lastQs   []Query   // its answer
+	lastFail error     // or its error
+	logged   bool      // a set was logged since Run began
+	loggedQs []Query   // the set last logged
 }
 
 // NewWatcher returns a Watcher.
@@ -110,12 +119,13 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Watcher{opts: opts, log: opts.Logger, snap: QuerySnapshot{Known: opts.Lister != nil}}
+	return &Watcher{opts: opts, log: opts.Logger, snap: QuerySnapshot{Known: opts.Lister != nil}, waited: map[string]Query{}}
 }
 
 type nopQueryRecorder struct{}
 
-func (nopQueryRecorder) BlockingQueries(int, time.Duration) {}
+func (nopQueryRecorder) BlockingQueries(int)               {}
+func (nopQueryRecorder) OldestBlockingQuery(time.Duration) {}
 
 // WarningLead is how long before a deadline the watcher warns, for a drain
 // that starts at start: the configured lead, else min(10 % of the drain,
@@ -142,35 +152,28 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 	w.mu.Lock()
 	w.snap = QuerySnapshot{Known: true}
 	w.waited = map[string]Query{}
-	w.lastErr = ""
+	w.lastErr, w.lastAsk, w.lastQs, w.lastFail, w.logged, w.loggedQs = "", time.Time{}, nil, nil, false, nil
 	w.mu.Unlock()
-	defer w.opts.Recorder.BlockingQueries(0, 0)
+	defer func() {
+		w.opts.Recorder.BlockingQueries(0)
+		w.opts.Recorder.OldestBlockingQuery(0)
+	}()
 
 	start := w.opts.Now()
 	var warnAt time.Time
 	if !deadline.IsZero() {
 		warnAt = deadline.Add(-w.WarningLead(start, deadline))
 	}
-	var last []Query
-	var lastAsk time.Time
-	answered := false
 	warned := false
 	for {
-		now := w.opts.Now()
-		if lastAsk.IsZero() || now.Sub(lastAsk) >= w.opts.Interval {
-			lastAsk = now
-			if qs, ok := w.ask(ctx); ok {
-				if !answered || !sameQueries(last, qs) {
-					w.logSet(qs)
-				}
-				last, answered = qs, true
-			}
-		}
+		_, _ = w.BlockingQueries(ctx) // asks if the last question is an interval old
 		if !warned && !warnAt.IsZero() && !w.opts.Now().Before(warnAt) {
 			warned = true
 			w.warn(deadline)
 		}
-		next := lastAsk.Add(w.opts.Interval)
+		w.mu.Lock()
+		next := w.lastAsk.Add(w.opts.Interval)
+		w.mu.Unlock()
 		if !warned && !warnAt.IsZero() && warnAt.Before(next) {
 			next = warnAt
 		}
@@ -180,17 +183,36 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 	}
 }
 
-// ask asks the coordinator once; ok is false when it did not answer.
-func (w *Watcher) ask(ctx context.Context) ([]Query, bool) {
+// BlockingQueries lists the queries that hold the drain, longest first:
+// the coordinator's answer, asked anew only when the last question is at
+// least one interval old (else the last answer, or its error). Without a
+// coordinator it answers nothing and no error. It makes the Watcher a
+// QueryLister for callers that poll on their own.
+func (w *Watcher) BlockingQueries(ctx context.Context) ([]Query, error) {
+	if w.opts.Lister == nil {
+		return nil, nil
+	}
+	w.ask.Lock()
+	defer w.ask.Unlock()
+	w.mu.Lock()
+	if !w.lastAsk.IsZero() && w.opts.Now().Sub(w.lastAsk) < w.opts.Interval {
+		qs, err := slices.Clone(w.lastQs), w.lastFail
+		w.mu.Unlock()
+		return qs, err
+	}
+	w.lastAsk = w.opts.Now()
+	w.mu.Unlock()
+
 	qctx, cancel := context.WithTimeout(ctx, w.opts.Timeout)
 	qs, err := w.opts.Lister.BlockingQueries(qctx)
 	cancel()
 	if ctx.Err() != nil {
-		return nil, false
+		return nil, ctx.Err()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil {
+		w.lastQs, w.lastFail = nil, err
 		msg := err.Error()
 		w.snap.Err = msg
 		if msg != w.lastErr {
@@ -198,7 +220,7 @@ func (w *Watcher) ask(ctx context.Context) ([]Query, bool) {
 			w.log.Warn("cannot ask the coordinator which queries hold the drain; the drain goes on without it",
 				zap.Error(err))
 		}
-		return nil, false
+		return nil, err
 	}
 	if w.lastErr != "" {
 		w.log.Info("the coordinator answers again about the queries that hold the drain")
@@ -206,17 +228,29 @@ func (w *Watcher) ask(ctx context.Context) ([]Query, bool) {
 	w.lastErr = ""
 	qs = slices.Clone(qs)
 	sortQueries(qs)
+	w.lastQs, w.lastFail = qs, nil
 	w.snap.Err, w.snap.At, w.snap.Current = "", w.opts.Now(), qs
 	for _, q := range qs {
 		w.waited[q.ID] = q
+	}
+	if len(w.waited) > maxWaited { // a lister polled for ever without Run
+		w.waited = map[string]Query{}
+	}
+	if !w.logged || !sameQueries(w.loggedQs, qs) {
+		w.logSet(qs)
+		w.logged, w.loggedQs = true, qs
 	}
 	var oldest time.Duration
 	if len(qs) > 0 {
 		oldest = qs[0].Elapsed
 	}
-	w.opts.Recorder.BlockingQueries(len(qs), oldest)
-	return qs, true
+	w.opts.Recorder.BlockingQueries(len(qs))
+	w.opts.Recorder.OldestBlockingQuery(oldest)
+	return slices.Clone(qs), nil
 }
+
+// maxWaited bounds the queries remembered between two Runs.
+const maxWaited = 10000
 
 func (w *Watcher) logSet(qs []Query) {
 	if len(qs) == 0 {

@@ -28,10 +28,16 @@ type queryRecorder struct {
 	calls  int
 }
 
-func (r *queryRecorder) BlockingQueries(n int, oldest time.Duration) {
+func (r *queryRecorder) BlockingQueries(n int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.count, r.oldest, r.calls = n, oldest, r.calls+1
+	r.count, r.calls = n, r.calls+1
+}
+
+func (r *queryRecorder) OldestBlockingQuery(age time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.oldest = age
 }
 
 func (r *queryRecorder) get() (int, time.Duration, int) {
@@ -256,6 +262,32 @@ func TestWatcherWarnsNearTheDeadlineNamingTheQueryStillRunning(t *testing.T) {
 		if q.ID == done {
 			t.Errorf("query %s of the earlier drain reported for this one", done)
 		}
+	}
+}
+
+// Polled as a QueryLister (the supervisor's own loop), the watcher asks
+// the coordinator at most once per interval and answers from that.
+func TestWatcherAsAListerAsksAtMostOncePerInterval(t *testing.T) {
+	s := watch(t, trinoadmin.WatcherOptions{Interval: time.Hour}, testpeers.TrinoOptions{})
+	id, _ := s.coord.StartQuery("alice", "", s.w1)
+	s.run(t, time.Time{}) // Run asks too, from the same budget
+	eventually(t, "Run's first question", func() bool { return s.watcher.Snapshot().At.After(time.Time{}) })
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		qs, err := s.watcher.BlockingQueries(ctx)
+		if err != nil || len(qs) != 1 || qs[0].ID != id {
+			t.Fatalf("call %d: %+v, %v; want %s", i, qs, err, id)
+		}
+	}
+	if n := s.lister.n.Load(); n != 1 {
+		t.Errorf("%d questions to the coordinator within one interval, want 1", n)
+	}
+	if got := s.logs.FilterMessage("blocking queries").Len(); got != 1 {
+		t.Errorf("%d \"blocking queries\" lines, want 1", got)
+	}
+	without := trinoadmin.NewWatcher(trinoadmin.WatcherOptions{})
+	if qs, err := without.BlockingQueries(ctx); qs != nil || err != nil {
+		t.Errorf("without a coordinator: %v, %v; want nothing", qs, err)
 	}
 }
 
