@@ -73,6 +73,7 @@ type Lifecycle struct {
 type Trino struct {
 	URL                string        `yaml:"url" help:"Base URL of the local Trino worker."`
 	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE, and a drain reports which queries still have tasks on this worker (GET /v1/query, at most every 10 s). Same user, password and TLS settings as the worker."`
+	DeadlineWarning    time.Duration `yaml:"deadline-warning" help:"How long before the action's deadline the queries still running on the worker (they fail when the action completes) are logged at warn; needs trino.coordinator-url. 0: 10 % of the time from DRAINING to the deadline, at most 5m."`
 	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
 	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
 	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only)."`
@@ -84,7 +85,6 @@ type Trino struct {
 	PollInterval       time.Duration `yaml:"poll-interval" help:"How often the worker's state and tasks are read during a drain."`
 	RequestTimeout     time.Duration `yaml:"request-timeout" help:"Deadline of every call to the worker."`
 	NotRunningWindow   time.Duration `yaml:"not-running-window" help:"How long the worker must refuse connections before it counts as not running (nothing to drain)."`
-	DeadlineWarning    time.Duration `yaml:"deadline-warning" help:"How long before the action's deadline the queries still running on the worker (they fail when the action completes) are logged at warn; needs trino.coordinator-url. 0: 10 % of the time from DRAINING to the deadline, at most 5m."`
 }
 
 // Log holds logging settings.
