@@ -142,9 +142,7 @@ func (w *Watcher) WarningLead(start, deadline time.Time) time.Duration {
 // slate: Snapshot then describes this drain.
 func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 	if w.opts.Lister == nil {
-		w.once.Do(func() {
-			w.log.Info("no trino.coordinator-url: the drain knows only the worker's task count, not which queries hold it")
-		})
+		w.sayUnknown()
 		return
 	}
 	w.run.Lock()
@@ -186,10 +184,12 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 // BlockingQueries lists the queries that hold the drain, longest first:
 // the coordinator's answer, asked anew only when the last question is at
 // least one interval old (else the last answer, or its error). Without a
-// coordinator it answers nothing and no error. It makes the Watcher a
-// QueryLister for callers that poll on their own.
+// coordinator it answers nothing and no error (and says once that only the
+// task count is known). It makes the Watcher a QueryLister for callers
+// that poll on their own.
 func (w *Watcher) BlockingQueries(ctx context.Context) ([]Query, error) {
 	if w.opts.Lister == nil {
+		w.sayUnknown()
 		return nil, nil
 	}
 	w.ask.Lock()
@@ -247,6 +247,12 @@ func (w *Watcher) BlockingQueries(ctx context.Context) ([]Query, error) {
 	w.opts.Recorder.BlockingQueries(len(qs))
 	w.opts.Recorder.OldestBlockingQuery(oldest)
 	return slices.Clone(qs), nil
+}
+
+func (w *Watcher) sayUnknown() {
+	w.once.Do(func() {
+		w.log.Info("no trino.coordinator-url: the drain knows only the worker's task count, not which queries hold it")
+	})
 }
 
 // maxWaited bounds the queries remembered between two Runs.

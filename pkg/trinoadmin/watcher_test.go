@@ -391,6 +391,9 @@ func TestWatcherWithoutCoordinatorSaysSoOnce(t *testing.T) {
 	w := trinoadmin.NewWatcher(trinoadmin.WatcherOptions{Logger: zap.New(core)})
 	for i := 0; i < 3; i++ {
 		w.Run(context.Background(), time.Now().Add(time.Minute)) // returns at once
+		if qs, err := w.BlockingQueries(context.Background()); qs != nil || err != nil {
+			t.Errorf("BlockingQueries: %v, %v; want nothing", qs, err)
+		}
 	}
 	if got := logs.FilterMessage("no trino.coordinator-url: the drain knows only the worker's task count, not which queries hold it").Len(); got != 1 {
 		t.Errorf("said %d times, want once", got)
