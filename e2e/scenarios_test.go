@@ -386,16 +386,20 @@ func TestD_ForbiddenUserCompletesAtTheDeadline(t *testing.T) {
 // finishes with the right result, CONTINUE follows DRAINED, heartbeats keep
 // the action alive, the worker exits and the coordinator drops it.
 func TestA_AutoDrainKeepsInFlightQuery(t *testing.T) {
-	s := begin(t, "A-auto", nil)
+	s := begin(t, "A-auto", map[string]string{"SCALEDOWND_TRINO_COORDINATOR_URL": readCluster(t).CoordURL})
 	q := s.longQueryInFlight(longQuery)
 	token, msgID, sent := terminate(t, s.env)
 	t.Logf("lifecycle message sent %s after the query started", sent.Sub(q.Submitted).Round(time.Millisecond))
 
 	s.states.waitFor(t, "DRAINING", 30*time.Second)
+	// Which queries hold the drain, asked of the real coordinator as the
+	// daemon asks it (see daemonReportsQueries).
+	qw := watchBlockingQueries(t, s.c, s.w1, time.Now().Add(10*time.Minute))
 	res := q.wait(t, 10*time.Minute)
 	res.expectCount(t, q, longQueryCount)
 	t.Logf("query %s FINISHED in %s with %d", q.ID, res.Elapsed.Round(time.Millisecond), longQueryCount)
 	act := waitAction(t, s.env, token, 3*time.Minute)
+	qw.stop()
 	completedContinue(t, act)
 	waitDeleted(t, s.env, msgID, 30*time.Second)
 	goneAt := s.pid.wait(t, 60*time.Second)
@@ -420,6 +424,12 @@ func TestA_AutoDrainKeepsInFlightQuery(t *testing.T) {
 		t.Fatalf("query %s ran no task on worker-1: %s", q.ID, describeTasks(all))
 	}
 	w1End := lastEnd(t, mine)
+	created, ended := coordinatorTimes(t, s.c, q.ID)
+	held := w1End.Sub(created)
+	watched := checkQueryNamed(t, "the watcher", qw.loggedQueries(), asMaps(qw.w.Snapshot().Waited), q.ID, queryUser, held)
+	if daemonReportsQueries {
+		checkDrainReport(t, s, q.ID, queryUser, held, s.states.first("DRAINED"), act.CompletedAt)
+	}
 	for _, tk := range all {
 		if tk.State != "FINISHED" {
 			t.Errorf("task of stage %s on %s ended %s", tk.Stage, tk.Node, tk.State)
@@ -460,6 +470,10 @@ func TestA_AutoDrainKeepsInFlightQuery(t *testing.T) {
 
 	s.detail("query", longQuery)
 	s.detail("query runtime", secs(res.Elapsed))
+	s.detail("query elapsed (system.runtime.queries end - created)", secs(ended.Sub(created)))
+	s.detail("query held worker-1 (created -> its last task there ended)", secs(held))
+	s.detail("watcher's elapsed at its last look (10 s questions)", fmt.Sprintf("%.1fs", watched))
+	s.detail("watcher's blocking-queries lines", len(qw.loggedQueries()))
 	s.detail("message sent after query start", secs(sent.Sub(q.Submitted)))
 	s.detail("DRAINING requested → DRAINED (Trino log)", secs(drained.At.Sub(drainReq.At)))
 	s.detail("query end → DRAINED", secs(drained.At.Sub(res.Finished)))

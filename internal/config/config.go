@@ -78,7 +78,8 @@ type Lifecycle struct {
 // Trino holds how to reach and drain the local worker.
 type Trino struct {
 	URL                string        `yaml:"url" help:"Base URL of the local Trino worker."`
-	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE. Same user, password and TLS settings as the worker."`
+	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE, and a drain reports which queries still have tasks on this worker (GET /v1/query, at most every 10 s). Same user, password and TLS settings as the worker."`
+	DeadlineWarning    time.Duration `yaml:"deadline-warning" help:"How long before the action's deadline the queries still running on the worker (they fail when the action completes) are logged at warn; needs trino.coordinator-url. 0: 10 % of the time from DRAINING to the deadline, at most 5m."`
 	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
 	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
 	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only). With neither this nor trino.password, the systemd credential trino-password is used (the unit loads /etc/scaledownd/trino-password; README, Trino prerequisites)."`
@@ -276,6 +277,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Trino.NotRunningWindow < 0 {
 		bad("trino.not-running-window", "must not be negative, got %s", c.Trino.NotRunningWindow)
+	}
+	if c.Trino.DeadlineWarning < 0 || c.Trino.DeadlineWarning > 48*time.Hour {
+		bad("trino.deadline-warning", "must be between 0 (automatic) and 48h, got %s", c.Trino.DeadlineWarning)
 	}
 
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {

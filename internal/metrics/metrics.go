@@ -47,6 +47,8 @@ type Metrics struct {
 	mu            sync.Mutex
 	deadline      time.Time
 	now           func() time.Time
+
+	oldestBlocking prometheus.Gauge // queries.go
 }
 
 // CompletionReasons are the reasons an action is completed.
@@ -61,6 +63,8 @@ func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{Registry: reg, now: time.Now}
+	m.oldestBlocking = newOldestBlockingQuery()
+	reg.MustRegister(m.oldestBlocking)
 
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",

@@ -103,6 +103,15 @@ type TrinoOptions struct {
 	StartupDelay time.Duration
 	// Addr is the listen address (default "127.0.0.1:0").
 	Addr string
+	// QueryViewDenied are users a file-based "queries" rule gives no
+	// "view": on a coordinator they see only their own queries in
+	// GET /v1/query and get 403 for the others' GET /v1/query/{id}.
+	// Everybody else may view every query (476 with no "queries" rules).
+	QueryViewDenied []string
+	// QueryExecuteDenied are users a "queries" rule gives no "execute":
+	// their statements fail with PERMISSION_DENIED ("Access Denied: Cannot
+	// execute query") at the first GET, as on 476.
+	QueryExecuteDenied []string
 	// Now is the clock for StateHistory, Requests and uptime (default time.Now).
 	// Timers (grace periods, tasks) always run on real time.
 	Now func() time.Time
@@ -223,6 +232,7 @@ type TrinoWorker struct {
 	nodeHist []TrinoNodeChange
 	queries  map[string]*trinoQuery
 	querySeq int
+	running  []*trinoRunning // StartQuery's queries, for GET /v1/query
 }
 
 // NewTrino starts a fake Trino node on loopback. It panics if it cannot listen.
@@ -345,7 +355,14 @@ func (w *TrinoWorker) AddBlockedTask() (finish func()) {
 	defer w.mu.Unlock()
 	w.taskSeq++
 	qid := fmt.Sprintf("%s_%05d_fake%d", w.now().UTC().Format("20060102_150405"), w.taskSeq, w.major%100)
-	t := &trinoTask{id: qid + ".1.0.0", queryID: qid, state: trinoTaskRunning}
+	_, finish = w.addTaskLocked(qid + ".1.0.0")
+	return finish
+}
+
+// addTaskLocked adds a running task (failed at once on a dead process).
+func (w *TrinoWorker) addTaskLocked(taskID string) (*trinoTask, func()) {
+	qid, _, _ := strings.Cut(taskID, ".")
+	t := &trinoTask{id: taskID, queryID: qid, state: trinoTaskRunning}
 	w.tasks[t.id] = t
 	if w.proc.dead {
 		t.state = trinoTaskFailed
@@ -354,7 +371,7 @@ func (w *TrinoWorker) AddBlockedTask() (finish func()) {
 		w.proc.created++
 	}
 	w.broadcastLocked()
-	return func() {
+	return t, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		if t.state == trinoTaskRunning {
@@ -796,6 +813,10 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 	get := r.Method == http.MethodGet || r.Method == http.MethodHead
 	if w.opts.Coordinator && (r.URL.Path == "/v1/statement" || strings.HasPrefix(r.URL.Path, "/v1/statement/")) {
 		w.statement(rw, r, body)
+		return
+	}
+	if w.opts.Coordinator && (r.URL.Path == "/v1/query" || strings.HasPrefix(r.URL.Path, "/v1/query/")) {
+		w.queryResource(rw, r)
 		return
 	}
 	switch r.URL.Path {
@@ -1350,6 +1371,8 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 type trinoQuery struct {
 	id, slug string
 	sql      string
+	user     string
+	source   string
 	created  time.Time
 	failure  *trinoQueryError // parse or support error: FAILED at the first GET
 	ran      bool             // rows are read at the first executing page
@@ -1512,7 +1535,8 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 			trinoMethodNotAllowed(rw, "HEAD,POST,OPTIONS")
 			return
 		}
-		if _, ok := w.authenticate(rw, r); !ok {
+		user, ok := w.authenticate(rw, r)
+		if !ok {
 			return
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
@@ -1521,6 +1545,11 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 		}
 		w.mu.Lock()
 		q := w.newQueryLocked(string(body))
+		q.user, q.source = user, r.Header.Get("X-Trino-Source")
+		if slices.Contains(w.opts.QueryExecuteDenied, user) {
+			q.failure = trinoFailure(4, "PERMISSION_DENIED", "USER_ERROR", "io.trino.spi.security.AccessDeniedException",
+				"Access Denied: Cannot execute query", nil)
+		}
 		doc := w.queryPageLocked(base, q, "queued", 0)
 		w.mu.Unlock()
 		trinoJSON(rw, doc)
@@ -1566,13 +1595,19 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 	}
 }
 
-func (w *TrinoWorker) newQueryLocked(sql string) *trinoQuery {
-	w.querySeq++
-	now := w.now()
+// instanceLocked is the coordinator's five-character part of its query
+// ids, the same for every query of the process (here: of the address).
+func (w *TrinoWorker) instanceLocked() string {
 	h := fnv.New64a()
 	_, _ = io.WriteString(h, w.addr)
 	instance := strconv.FormatUint(h.Sum64()%60466176, 36) // 36^5: five characters at most
-	instance = strings.Repeat("0", 5-len(instance)) + instance
+	return strings.Repeat("0", 5-len(instance)) + instance
+}
+
+func (w *TrinoWorker) newQueryLocked(sql string) *trinoQuery {
+	w.querySeq++
+	now := w.now()
+	instance := w.instanceLocked()
 	var slug [20]byte
 	_, _ = rand.Read(slug[:])
 	q := &trinoQuery{

@@ -70,6 +70,23 @@ type trinoContractCase struct {
 	wantFinal string // the last answer's stats.state
 	wantErr   string // error.errorName
 	wantErrAt [2]int // error.errorLocation line and column
+
+	// query resource steps (GET /v1/query…): startQuery starts the long
+	// query as trinoOwner from source trinoSource and waits until it runs a
+	// task on a worker; "{started}" in path is its id; checkJSON checks a
+	// 200 answer; blocking runs trinoadmin's BlockingQueries for the node
+	// the query runs on (wantListed: it lists the query); stopQuery
+	// cancels it as its owner and waits until it is FAILED.
+	startQuery, stopQuery bool
+	checkJSON             func(t *testing.T, body []byte, q *trinoStarted)
+	blocking              bool
+	wantListed            bool
+}
+
+// trinoStarted is the query a group's startQuery step started.
+type trinoStarted struct {
+	id   string
+	node string // a worker it runs a task on
 }
 
 func trinoStr(s string) *string { return &s }
@@ -207,6 +224,29 @@ var trinoContractCases = func() []trinoContractCase {
 			wantStatus: 400, wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgEmptyStatement)},
 		{name: "statement-get", group: C, method: "GET", path: "/v1/statement", user: trinoMgr,
 			wantStatus: 405, wantBodyEq: trinoStr(""), wantHeaders: map[string]string{"Allow": "HEAD,POST,OPTIONS"}},
+		{name: "statement-execute-denied", group: C, user: "viewer", sql: trinoNodeQuery(`'coordinator'`), wantFinal: "FAILED",
+			wantErr: "PERMISSION_DENIED", wantBody: []string{"Access Denied: Cannot execute query"}},
+		// --- coordinator: the query resource, while another user's query
+		// runs on the workers (which queries hold a drain)
+		{name: "query-start", group: C, startQuery: true},
+		{name: "query-list-viewer", group: C, method: "GET", path: "/v1/query", user: trinoMgr, wantStatus: 200, wantCT: trinoJSONCT,
+			checkJSON: trinoCheckListed(true)},
+		{name: "query-list-no-view", group: C, method: "GET", path: "/v1/query", user: "carol", wantStatus: 200, wantCT: trinoJSONCT,
+			checkJSON: trinoCheckListed(false)},
+		{name: "query-list-anonymous", group: C, method: "GET", path: "/v1/query", wantStatus: 401, wantBodyEq: trinoStr(TrinoMsgNoIdentity)},
+		{name: "query-list-post", group: C, method: "POST", path: "/v1/query", user: trinoMgr, wantStatus: 405,
+			wantHeaders: map[string]string{"Allow": "GET,OPTIONS"}},
+		{name: "query-detail-viewer", group: C, method: "GET", path: "/v1/query/{started}", user: trinoMgr, wantStatus: 200, wantCT: trinoJSONCT,
+			checkJSON: trinoCheckDetail},
+		{name: "query-detail-no-view", group: C, method: "GET", path: "/v1/query/{started}", user: "carol", wantStatus: 403,
+			wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgQueryForbidden)},
+		{name: "query-detail-anonymous", group: C, method: "GET", path: "/v1/query/{started}", wantStatus: 401, wantBodyEq: trinoStr(TrinoMsgNoIdentity)},
+		{name: "query-detail-unknown", group: C, method: "GET", path: "/v1/query/20200101_000000_00000_abcde", user: trinoMgr, wantStatus: 410,
+			wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgQueryGone)},
+		{name: "query-blocking-viewer", group: C, blocking: true, user: trinoMgr, wantListed: true},
+		{name: "query-blocking-no-view", group: C, blocking: true, user: "carol", wantListed: false},
+		{name: "query-stop", group: C, stopQuery: true},
+		{name: "query-blocking-after-stop", group: C, blocking: true, user: trinoMgr, wantListed: false},
 		{name: "statement-unknown-query", group: C, method: "GET", path: "/v1/statement/executing/20200101_000000_00000_abcde/y0123/1", user: trinoMgr,
 			wantStatus: 404, wantCT: "text/plain", wantBodyEq: trinoStr(TrinoMsgQueryNotFound)},
 		// --- coordinator: node state
@@ -229,6 +269,10 @@ type trinoContractTarget struct {
 	grace time.Duration
 	slack time.Duration
 	poll  time.Duration
+	// startQuery/stopQuery start and cancel the query of a startQuery
+	// step on a fake (a real coordinator runs trinoLongQuery).
+	startQuery func() (id, node string)
+	stopQuery  func(id string)
 }
 
 func TestTrinoContract(t *testing.T) {
@@ -249,15 +293,38 @@ func TestTrinoContract(t *testing.T) {
 					var tgt trinoContractTarget
 					if kind == "fake" {
 						t.Parallel()
-						f := NewTrino(TrinoOptions{Coordinator: group == "coordinator", GracePeriod: 200 * time.Millisecond, Environment: "e2e"})
+						f := NewTrino(TrinoOptions{Coordinator: group == "coordinator", GracePeriod: 200 * time.Millisecond, Environment: "e2e",
+							QueryViewDenied: []string{"carol"}, QueryExecuteDenied: []string{"viewer"}})
 						t.Cleanup(f.Close)
 						tgt = trinoContractTarget{url: f.URL(), grace: 200 * time.Millisecond, slack: 300 * time.Millisecond, poll: 10 * time.Millisecond}
+						if group == "coordinator" {
+							wk := NewTrino(TrinoOptions{NodeID: "worker-1", Environment: "e2e"})
+							t.Cleanup(wk.Close)
+							tgt.startQuery = func() (string, string) {
+								id, _ := f.StartQuery(trinoOwner, trinoSource, wk) // cancelled by DELETE
+								return id, "worker-1"
+							}
+							tgt.stopQuery = func(id string) {
+								req, _ := http.NewRequest(http.MethodDelete, f.URL()+"/v1/query/"+id, nil)
+								req.Header.Set("X-Trino-User", trinoOwner)
+								if resp, err := http.DefaultClient.Do(req); err == nil {
+									resp.Body.Close()
+								}
+							}
+						}
 					} else {
 						u := os.Getenv(realEnv[group])
 						if u == "" {
 							t.Skipf("%s not set: no real Trino %s to check the contract against", realEnv[group], group)
 						}
 						tgt = trinoContractTarget{url: strings.TrimRight(u, "/"), grace: realGrace, slack: 2 * time.Second, poll: 50 * time.Millisecond}
+						tgt.stopQuery = func(id string) {
+							req, _ := http.NewRequest(http.MethodDelete, tgt.url+"/v1/query/"+id, nil)
+							req.Header.Set("X-Trino-User", trinoOwner)
+							if resp, err := http.DefaultClient.Do(req); err == nil {
+								resp.Body.Close()
+							}
+						}
 					}
 					trinoRunContract(t, tgt, group)
 				})
@@ -270,6 +337,12 @@ func trinoRunContract(t *testing.T, tgt trinoContractTarget, group string) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	last := time.Now()
 	n := 0
+	var started *trinoStarted
+	defer func() {
+		if started != nil && tgt.stopQuery != nil {
+			tgt.stopQuery(started.id)
+		}
+	}()
 	for _, c := range trinoContractCases {
 		if c.group != group {
 			continue
@@ -280,6 +353,23 @@ func trinoRunContract(t *testing.T, tgt trinoContractTarget, group string) {
 			if c.sql != "" {
 				trinoRunStatement(t, client, tgt, c)
 				return
+			}
+			switch {
+			case c.startQuery:
+				started = trinoStartQuery(t, client, tgt)
+				return
+			case c.stopQuery:
+				trinoStopQuery(t, client, tgt, started)
+				return
+			case c.blocking:
+				trinoCheckBlocking(t, tgt, c, started)
+				return
+			}
+			if strings.Contains(c.path, "{started}") {
+				if started == nil {
+					t.Fatal("no query started in this group")
+				}
+				c.path = strings.ReplaceAll(c.path, "{started}", started.id)
 			}
 			if c.method == "" {
 				timeout := time.Duration(c.maxGrace*float64(tgt.grace)) + tgt.slack
@@ -349,6 +439,9 @@ func trinoRunContract(t *testing.T, tgt trinoContractTarget, group string) {
 				if strings.Contains(body, s) {
 					t.Errorf("body %q contains %q", trinoClip(body), s)
 				}
+			}
+			if c.checkJSON != nil && resp.StatusCode == http.StatusOK {
+				c.checkJSON(t, raw, started)
 			}
 			if c.wantState != "" {
 				if got := trinoGetState(client, tgt.url); got != c.wantState {
@@ -443,13 +536,13 @@ var (
 
 // trinoStatementCall sends one request of the protocol and decodes the
 // answer, checking the parts every answer shares.
-func trinoStatementCall(t *testing.T, client *http.Client, tgt trinoContractTarget, method, url, body string) trinoStatementDoc {
+func trinoStatementCall(t *testing.T, client *http.Client, tgt trinoContractTarget, method, url, body, user string) trinoStatementDoc {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("X-Trino-User", trinoMgr)
+	req.Header.Set("X-Trino-User", user)
 	if body != "" {
 		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	}
@@ -524,7 +617,11 @@ func trinoStatementCall(t *testing.T, client *http.Client, tgt trinoContractTarg
 
 // trinoRunStatement runs a statement step of the contract.
 func trinoRunStatement(t *testing.T, client *http.Client, tgt trinoContractTarget, c trinoContractCase) {
-	doc := trinoStatementCall(t, client, tgt, http.MethodPost, tgt.url+"/v1/statement", c.sql)
+	user := c.user
+	if user == "" {
+		user = trinoMgr
+	}
+	doc := trinoStatementCall(t, client, tgt, http.MethodPost, tgt.url+"/v1/statement", c.sql, user)
 	id, states := doc.ID, []string{doc.Stats.State}
 	if c.cancel {
 		if doc.NextURI == "" {
@@ -554,7 +651,7 @@ func trinoRunStatement(t *testing.T, client *http.Client, tgt trinoContractTarge
 		if time.Now().After(deadline) || pages > 500 {
 			t.Fatalf("query %s not done after %d pages (states %v)", id, pages, states)
 		}
-		doc = trinoStatementCall(t, client, tgt, http.MethodGet, doc.NextURI, "")
+		doc = trinoStatementCall(t, client, tgt, http.MethodGet, doc.NextURI, "", user)
 		if s := doc.Stats.State; s != states[len(states)-1] {
 			states = append(states, s)
 		}

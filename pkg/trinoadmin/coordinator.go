@@ -43,6 +43,7 @@ type Coordinator struct {
 	// backoff is the first pause before repeating a nextUri GET that met
 	// 429, 502, 503, 504 or a network error; it grows by itself per attempt.
 	backoff time.Duration
+	now     func() time.Time
 }
 
 // Coordinator returns a Coordinator for the coordinator at rawURL, with the
@@ -50,7 +51,7 @@ type Coordinator struct {
 // validation rejects it first) makes every query fail with that error, so a
 // launch waiting for the coordinator is abandoned rather than continued.
 func (c *Client) Coordinator(rawURL string) *Coordinator {
-	co := &Coordinator{http: c.http, user: c.user, pass: c.password, queryTimeout: 30 * time.Second, backoff: 100 * time.Millisecond}
+	co := &Coordinator{http: c.http, user: c.user, pass: c.password, queryTimeout: 30 * time.Second, backoff: 100 * time.Millisecond, now: time.Now}
 	u, err := url.Parse(rawURL)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":

@@ -21,7 +21,9 @@
 #
 # Security: every node uses file-based system access control (<dir>/etc/rules.json):
 # everyone may read system information and query all catalogs, only user `scaledownd`
-# may write system information (PUT /v1/info/state).
+# may write system information (PUT /v1/info/state). Query rules: `scaledownd` may run
+# and view every query (not kill), `carol` may run queries but view only her own,
+# `viewer` may view but not run, everybody else may run, view and kill.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -198,6 +200,12 @@ write_common_etc() { # DIR
 {
   "catalogs": [
     { "allow": "all" }
+  ],
+  "queries": [
+    { "user": "scaledownd", "allow": ["execute", "view"] },
+    { "user": "carol", "allow": ["execute"] },
+    { "user": "viewer", "allow": ["view"] },
+    { "allow": ["execute", "view", "kill"] }
   ],
   "system_information": [
     { "user": "scaledownd", "allow": ["read", "write"] },

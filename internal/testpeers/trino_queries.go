@@ -1,0 +1,366 @@
+package testpeers
+
+// The coordinator's query resource, as Trino 476 serves it
+// (docs/trino-476-api.md, "Which queries hold a drain"):
+//
+//	GET    /v1/query          every query the user may view, BasicQueryInfo
+//	GET    /v1/query/{id}     one query (QueryInfo) with its stage tree and
+//	                          each task's nodeId and state
+//	DELETE /v1/query/{id}     cancel (the owner): 204
+//
+// All need an identity (401 otherwise). A user in
+// TrinoOptions.QueryViewDenied sees only its own queries in the list and
+// gets 403 "Error 403 Forbidden: HTTP 403 Forbidden" for the others'; an
+// unknown id is 410 "Error 410 Gone: HTTP 410 Gone"; other methods 405.
+// The list holds the statement-protocol queries the fake ran (FINISHED or
+// FAILED) and the queries started with StartQuery.
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Wire texts of the query resource observed on 476.
+const (
+	TrinoMsgQueryForbidden = "Error 403 Forbidden: HTTP 403 Forbidden"
+	TrinoMsgQueryGone      = "Error 410 Gone: HTTP 410 Gone"
+)
+
+// trinoRunning is a query started with StartQuery: one task on each of its
+// workers, RUNNING until finished or cancelled.
+type trinoRunning struct {
+	id, user, source, sql string
+	created               time.Time
+	ended                 time.Time
+	canceled              bool
+	workers               []*TrinoWorker
+	tasks                 []*trinoTask
+	finish                []func()
+}
+
+// StartQuery makes the coordinator run a query of user, sent from source,
+// with one running task on each of workers (the workers count them as
+// active tasks). It is listed RUNNING by GET /v1/query until finish is
+// called (idempotent), then FINISHED; a task that failed because its
+// worker's process ended makes it FAILED. It returns the query id.
+func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (id string, finish func()) {
+	w.mu.Lock()
+	w.querySeq++
+	now := w.now()
+	id = fmt.Sprintf("%s_%05d_%s", now.UTC().Format("20060102_150405"), w.querySeq, w.instanceLocked())
+	w.mu.Unlock()
+	q := &trinoRunning{id: id, user: user, source: source, created: now, workers: workers,
+		sql: "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN tpch.tiny.orders b"}
+	for i, wk := range workers {
+		wk.mu.Lock()
+		t, fin := wk.addTaskLocked(fmt.Sprintf("%s.1.%d.0", id, i))
+		wk.mu.Unlock()
+		q.tasks = append(q.tasks, t)
+		q.finish = append(q.finish, fin)
+	}
+	w.mu.Lock()
+	w.running = append(w.running, q)
+	w.broadcastLocked()
+	w.mu.Unlock()
+	return id, func() { w.endQuery(q, false) }
+}
+
+func (w *TrinoWorker) endQuery(q *trinoRunning, cancel bool) {
+	w.mu.Lock()
+	if !q.ended.IsZero() {
+		w.mu.Unlock()
+		return
+	}
+	q.ended, q.canceled = w.now(), cancel
+	w.mu.Unlock()
+	for i, wk := range q.workers {
+		if !cancel {
+			q.finish[i]()
+			continue
+		}
+		wk.mu.Lock()
+		if q.tasks[i].state == trinoTaskRunning {
+			q.tasks[i].state = trinoTaskFailed // CANCELED on the wire
+			wk.broadcastLocked()
+		}
+		wk.mu.Unlock()
+	}
+}
+
+// trinoTaskView is a task as the coordinator reports it.
+type trinoTaskView struct {
+	id, node, state string
+}
+
+// view renders the query's state and its tasks, taking the workers' locks
+// one at a time (never with the coordinator's held).
+func (q *trinoRunning) view() (state string, tasks []trinoTaskView) {
+	state = "RUNNING"
+	failed := false
+	for i, wk := range q.workers {
+		wk.mu.Lock()
+		st := q.tasks[i].state
+		wk.mu.Unlock()
+		s := "RUNNING"
+		switch {
+		case st == trinoTaskFinished:
+			s = "FINISHED"
+		case st == trinoTaskFailed && q.canceled:
+			s = "CANCELED"
+		case st == trinoTaskFailed:
+			s, failed = "FAILED", true
+		}
+		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, node: wk.opts.NodeID, state: s})
+	}
+	switch {
+	case q.canceled || failed:
+		state = "FAILED"
+	case !q.ended.IsZero():
+		state = "FINISHED"
+	}
+	return state, tasks
+}
+
+// trinoQuerySession is the part of the session the fake fills in.
+type trinoQuerySession struct {
+	QueryID       string   `json:"queryId"`
+	User          string   `json:"user"`
+	OriginalUser  string   `json:"originalUser"`
+	Groups        []string `json:"groups"`
+	Principal     string   `json:"principal,omitempty"`
+	Source        string   `json:"source,omitempty"`
+	TimeZoneKey   int      `json:"timeZoneKey"`
+	Locale        string   `json:"locale"`
+	UserAgent     string   `json:"userAgent,omitempty"`
+	Start         string   `json:"start"`
+	ProtocolName  string   `json:"protocolName"`
+	TimeZone      string   `json:"timeZone"`
+	ClientTags    []string `json:"clientTags"`
+	ResourceEsts  struct{} `json:"resourceEstimates"`
+	SystemProps   struct{} `json:"systemProperties"`
+	CatalogProps  struct{} `json:"catalogProperties"`
+	PreparedStmts struct{} `json:"preparedStatements"`
+}
+
+type trinoQueryStats struct {
+	CreateTime         string  `json:"createTime"`
+	QueuedTime         string  `json:"queuedTime"`
+	ElapsedTime        string  `json:"elapsedTime"`
+	ExecutionTime      string  `json:"executionTime"`
+	FailedTasks        int     `json:"failedTasks"`
+	TotalDrivers       int     `json:"totalDrivers"`
+	QueuedDrivers      int     `json:"queuedDrivers"`
+	RunningDrivers     int     `json:"runningDrivers"`
+	CompletedDrivers   int     `json:"completedDrivers"`
+	BlockedDrivers     int     `json:"blockedDrivers"`
+	FullyBlocked       bool    `json:"fullyBlocked"`
+	BlockedReasons     []any   `json:"blockedReasons"`
+	ProgressPercentage float64 `json:"progressPercentage"`
+	RunningPercentage  float64 `json:"runningPercentage"`
+}
+
+// trinoBasicQueryInfo is one GET /v1/query entry, keys in 476's order.
+type trinoBasicQueryInfo struct {
+	QueryID         string            `json:"queryId"`
+	Session         trinoQuerySession `json:"session"`
+	ResourceGroupID []string          `json:"resourceGroupId"`
+	State           string            `json:"state"`
+	Scheduled       bool              `json:"scheduled"`
+	Self            string            `json:"self"`
+	Query           string            `json:"query"`
+	QueryStats      trinoQueryStats   `json:"queryStats"`
+	QueryType       string            `json:"queryType"`
+	RetryPolicy     string            `json:"retryPolicy"`
+}
+
+type trinoTaskStatusJSON struct {
+	TaskID     string `json:"taskId"`
+	TaskInstID string `json:"taskInstanceId"`
+	Version    int    `json:"version"`
+	State      string `json:"state"`
+	Self       string `json:"self"`
+	NodeID     string `json:"nodeId"`
+}
+
+type trinoTaskInfoJSON struct {
+	TaskStatus    trinoTaskStatusJSON `json:"taskStatus"`
+	LastHeartbeat string              `json:"lastHeartbeat"`
+	NeedsPlan     bool                `json:"needsPlan"`
+}
+
+type trinoStageJSON struct {
+	StageID   string              `json:"stageId"`
+	State     string              `json:"state"`
+	Tasks     []trinoTaskInfoJSON `json:"tasks"`
+	SubStages []trinoStageJSON    `json:"subStages"`
+}
+
+// trinoQueryInfo is GET /v1/query/{id}: BasicQueryInfo's keys plus the
+// stage tree (476 also sends inputs, warnings, … which the fake leaves out).
+type trinoQueryInfo struct {
+	QueryID     string            `json:"queryId"`
+	Session     trinoQuerySession `json:"session"`
+	State       string            `json:"state"`
+	Self        string            `json:"self"`
+	FieldNames  []string          `json:"fieldNames"`
+	Query       string            `json:"query"`
+	QueryStats  trinoQueryStats   `json:"queryStats"`
+	OutputStage *trinoStageJSON   `json:"outputStage,omitempty"`
+	Warnings    []any             `json:"warnings"`
+	QueryType   string            `json:"queryType"`
+	RetryPolicy string            `json:"retryPolicy"`
+	Pruned      bool              `json:"pruned"`
+	Scheduled   bool              `json:"scheduled"`
+}
+
+// trinoQueryRow is one query as both answers describe it.
+type trinoQueryRow struct {
+	basic trinoBasicQueryInfo
+	tasks []trinoTaskView
+}
+
+// queryRows lists every query the coordinator knows, oldest first.
+func (w *TrinoWorker) queryRows(base string) []trinoQueryRow {
+	w.mu.Lock()
+	var rows []trinoQueryRow
+	now := w.now()
+	row := func(id, user, source, sql, state string, created, ended time.Time) trinoQueryRow {
+		end := now
+		if !ended.IsZero() {
+			end = ended
+		}
+		b := trinoBasicQueryInfo{QueryID: id, ResourceGroupID: []string{"global"}, State: state, Scheduled: true,
+			Self: base + "/v1/query/" + id, Query: sql, QueryType: "SELECT", RetryPolicy: "NONE"}
+		b.Session = trinoQuerySession{QueryID: id, User: user, OriginalUser: user, Groups: []string{}, Principal: user,
+			Source: source, Locale: "en_US", Start: created.UTC().Format(time.RFC3339Nano), ProtocolName: "Trino",
+			TimeZone: "UTC", ClientTags: []string{}}
+		el := TrinoDuration(end.Sub(created))
+		b.QueryStats = trinoQueryStats{CreateTime: created.UTC().Format("2006-01-02T15:04:05.000Z"), QueuedTime: "1.19ms",
+			ElapsedTime: el, ExecutionTime: el, BlockedReasons: []any{}}
+		return trinoQueryRow{basic: b}
+	}
+	for _, q := range w.queries {
+		state := "FINISHED"
+		if q.failure != nil || q.canceled {
+			state = "FAILED"
+		}
+		rows = append(rows, row(q.id, q.user, q.source, q.sql, state, q.created, q.created))
+	}
+	running := slices.Clone(w.running)
+	w.mu.Unlock()
+	for _, q := range running {
+		state, tasks := q.view()
+		w.mu.Lock()
+		r := row(q.id, q.user, q.source, q.sql, state, q.created, q.ended)
+		w.mu.Unlock()
+		r.tasks = tasks
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(a, b trinoQueryRow) int { return strings.Compare(a.basic.QueryID, b.basic.QueryID) })
+	return rows
+}
+
+func (w *TrinoWorker) mayView(user, owner string) bool {
+	return user == owner || !slices.Contains(w.opts.QueryViewDenied, user)
+}
+
+// queryResource serves /v1/query and /v1/query/{id}.
+func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
+	base := "http://" + r.Host
+	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1/query"), "/")
+	if id == "" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			trinoMethodNotAllowed(rw, "GET,OPTIONS")
+			return
+		}
+		user, ok := w.authenticate(rw, r)
+		if !ok {
+			return
+		}
+		list := []trinoBasicQueryInfo{}
+		for _, q := range w.queryRows(base) {
+			if w.mayView(user, q.basic.Session.User) {
+				list = append(list, q.basic)
+			}
+		}
+		trinoJSON(rw, list)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete {
+		trinoMethodNotAllowed(rw, "DELETE,GET,OPTIONS")
+		return
+	}
+	user, ok := w.authenticate(rw, r)
+	if !ok {
+		return
+	}
+	var found *trinoQueryRow
+	for _, q := range w.queryRows(base) {
+		if q.basic.QueryID == id {
+			found = &q
+			break
+		}
+	}
+	switch {
+	case found == nil:
+		trinoText(rw, http.StatusGone, "text/plain", TrinoMsgQueryGone)
+		return
+	case !w.mayView(user, found.basic.Session.User):
+		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgQueryForbidden)
+		return
+	}
+	if r.Method == http.MethodDelete {
+		w.mu.Lock()
+		var q *trinoRunning
+		for _, c := range w.running {
+			if c.id == id {
+				q = c
+			}
+		}
+		w.mu.Unlock()
+		if q != nil {
+			w.endQuery(q, true)
+		}
+		rw.WriteHeader(http.StatusNoContent)
+		return
+	}
+	b := found.basic
+	info := trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
+		Query: b.Query, QueryStats: b.QueryStats, Warnings: []any{}, QueryType: b.QueryType, RetryPolicy: b.RetryPolicy,
+		Scheduled: true}
+	stage := &trinoStageJSON{StageID: id + ".0", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
+	if len(found.tasks) > 0 {
+		sub := trinoStageJSON{StageID: id + ".1", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
+		for _, t := range found.tasks {
+			if t.state == "RUNNING" {
+				sub.State, stage.State = "RUNNING", "RUNNING"
+			}
+			url := base // a real coordinator names the worker's own URL
+			for _, wk := range w.runningWorkers(id) {
+				if wk.opts.NodeID == t.node {
+					url = wk.URL()
+				}
+			}
+			sub.Tasks = append(sub.Tasks, trinoTaskInfoJSON{TaskStatus: trinoTaskStatusJSON{TaskID: t.id,
+				TaskInstID: t.id, Version: 2, State: t.state, Self: url + "/v1/task/" + t.id, NodeID: t.node},
+				LastHeartbeat: b.QueryStats.CreateTime})
+		}
+		stage.SubStages = append(stage.SubStages, sub)
+	}
+	info.OutputStage = stage
+	trinoJSON(rw, info)
+}
+
+func (w *TrinoWorker) runningWorkers(id string) []*TrinoWorker {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, q := range w.running {
+		if q.id == id {
+			return q.workers
+		}
+	}
+	return nil
+}
