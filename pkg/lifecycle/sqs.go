@@ -97,10 +97,24 @@ type SQSOptions struct {
 	// no longer waiting), so they stop circulating on a shared queue.
 	Stale StaleChecker
 	// Pace, if set, is waited on between receives (mode both: see Pacer).
-	// Nil polls continuously.
-	Pace interface {
-		Wait(ctx context.Context) error
-	}
+	// Nil polls continuously, but for the pause after a receive that
+	// brought nothing new (see foreignPause).
+	Pace Pace
+}
+
+// Pace paces the receives of an SQSSource; *Pacer is one.
+type Pace interface {
+	// Wait returns when the next receive may start: after at least
+	// atLeast, and while polling is paced after the idle interval (or as
+	// soon as polling turns continuous), or when ctx ends (with its
+	// error).
+	Wait(ctx context.Context, atLeast time.Duration) error
+	// Paced reports whether polling is paced now (the next receive is an
+	// idle one, with a short wait).
+	Paced() bool
+	// Delivered tells the pacer that this instance's own termination
+	// message has been received: the queue is no longer urgent for it.
+	Delivered()
 }
 
 // receiveVisibility is how long a receive hides a message. It only has to
@@ -111,6 +125,49 @@ type SQSOptions struct {
 // messages it took from their owners for seconds, not a minute.
 const receiveVisibility = 10 * time.Second
 
+// How the source keeps from spinning on other instances' messages. A
+// message handed back with visibility 0 is at once visible to every
+// daemon again — its own daemon included, which a non-zero visibility
+// would keep waiting — and the daemon that handed it back would take it
+// back with its very next receive. So:
+//
+//   - The first time this daemon sees a message, it hands it back at once
+//     (visibility 0): nobody's owner is slowed by it.
+//   - A receive that brought nothing new — only messages this daemon has
+//     seen before, none of them its own — is followed by a pause of
+//     foreignPause before the next receive. The messages are handed back
+//     at once all the same, so they stay visible for their owners, and
+//     this daemon stops competing for them (stops listening) meanwhile,
+//     which is what keeps a message's receive count low on a shared queue:
+//     its owner, which polls without pause, meets fewer rivals.
+//   - A message seen again less than foreignPause after the last sighting,
+//     in a receive that also brought something new (a busy queue, where
+//     the daemon does not pause), is handed back hidden for the rest of
+//     foreignPause.
+//
+// So one daemon receives the same foreign message at most twice in a row
+// and then at most once per foreignPause, in every mode and phase.
+const foreignPause = 10 * time.Second
+
+// pacedWait is the long-poll wait of a paced (idle) receive in mode both:
+// short, so an idle daemon listens on the queue for about a second per
+// idle interval instead of up to aws.wait-time, and rarely competes with
+// an owner for its message.
+const pacedWait = time.Second
+
+// maxSightings bounds the memory of message ids this daemon has seen;
+// sightingTTL forgets an id not seen for that long.
+const (
+	maxSightings = 20000
+	sightingTTL  = 15 * time.Minute
+)
+
+// sighting is what the source remembers of one message id.
+type sighting struct {
+	n    int       // times received
+	last time.Time // last receive
+}
+
 // SQSSource long-polls the lifecycle queue. It hands back other instances'
 // messages at once, deletes test notifications, hands back malformed ones
 // with a growing visibility timeout, and delivers this instance's actions.
@@ -119,19 +176,37 @@ type SQSSource struct {
 	opts SQSOptions
 	log  *zap.Logger
 
-	dryRunSeen map[string]bool // message ids a dry run has handed back once
-	stale      *staleFilter    // nil: never delete others' messages
+	sightings map[string]*sighting // message id → sightings; only Run's goroutine
+	stale     *staleFilter         // nil: never delete others' messages
 }
 
-// seenInDryRun records a message id and reports whether it was seen before.
-// Only Run's goroutine calls it.
-func (s *SQSSource) seenInDryRun(id string) bool {
-	if s.dryRunSeen == nil || len(s.dryRunSeen) > 10000 {
-		s.dryRunSeen = map[string]bool{}
+// sight records a receive of message id at now and returns how often and
+// how long ago it was received before (0, 0 the first time). The memory is
+// bounded: ids unseen for sightingTTL are forgotten when it is full, and
+// all of them if that is not enough.
+func (s *SQSSource) sight(id string, now time.Time) (before int, ago time.Duration) {
+	if s.sightings == nil {
+		s.sightings = map[string]*sighting{}
 	}
-	seen := s.dryRunSeen[id]
-	s.dryRunSeen[id] = true
-	return seen
+	if len(s.sightings) >= maxSightings {
+		for k, v := range s.sightings {
+			if now.Sub(v.last) >= sightingTTL {
+				delete(s.sightings, k)
+			}
+		}
+		if len(s.sightings) >= maxSightings {
+			s.sightings = map[string]*sighting{}
+		}
+	}
+	v := s.sightings[id]
+	if v == nil {
+		s.sightings[id] = &sighting{n: 1, last: now}
+		return 0, 0
+	}
+	before, ago = v.n, now.Sub(v.last)
+	v.n++
+	v.last = now
+	return before, ago
 }
 
 // NewSQSSource returns a source reading opts.QueueURL through api.
@@ -179,7 +254,11 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		if ctx.Err() != nil {
 			return nil
 		}
-		msgs, err := s.receive(ctx)
+		wait := s.opts.WaitTime
+		if s.opts.Pace != nil && s.opts.Pace.Paced() {
+			wait = min(wait, pacedWait)
+		}
+		msgs, err := s.receive(ctx, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -197,13 +276,19 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		s.opts.Recorder.Polled(true)
 		var handBack []foreignMessage
 		var own []*Message
+		now := s.opts.Clock.Now()
+		news := false // anything but messages seen before
 		for _, m := range msgs {
-			d, ok, foreign := s.handle(ctx, m)
+			d, ok, foreign, fresh := s.handle(ctx, m, now)
+			news = news || fresh
 			if foreign.msg != nil {
 				handBack = append(handBack, foreign)
 			}
 			if ok {
 				own = append(own, d.Msg)
+				if s.opts.Pace != nil && d.Event.Transition != TransitionLaunching {
+					s.opts.Pace.Delivered()
+				}
 				select {
 				case out <- d:
 				case <-ctx.Done():
@@ -219,12 +304,38 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// is asked — a message handed back first would be received by
 		// another daemon, and a delete through this receipt handle would
 		// then do nothing — and all others are handed back at once.
+		quiet := len(msgs) > 0 && !news
+		if !quiet {
+			hideRecent(handBack)
+		}
 		check, release := s.staleCandidates(handBack)
 		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
 		s.releaseAll(ctx, s.deleteStale(ctx, check))
-		if s.opts.Pace != nil && s.opts.Pace.Wait(ctx) != nil {
+		var pause time.Duration
+		if quiet {
+			pause = foreignPause
+			s.log.Debug("the receive brought only messages seen before; pausing before the next one",
+				zap.Int("messages", len(msgs)), zap.Duration("pause", pause))
+		}
+		if s.opts.Pace != nil {
+			if s.opts.Pace.Wait(ctx, pause) != nil {
+				return nil
+			}
+		} else if sleep(ctx, s.opts.Clock, pause) != nil {
 			return nil
+		}
+	}
+}
+
+// hideRecent sets the hand-back visibility of the messages seen again less
+// than foreignPause after their last sighting to the rest of that pause
+// (whole seconds, at least one): a daemon that keeps receiving because the
+// queue keeps bringing new messages does not take them back meanwhile.
+func hideRecent(msgs []foreignMessage) {
+	for i := range msgs {
+		if f := &msgs[i]; f.seenBefore && f.ago < foreignPause {
+			f.vis = max(time.Second, (foreignPause-f.ago+time.Second-1)/time.Second*time.Second)
 		}
 	}
 }
@@ -234,6 +345,11 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 type foreignMessage struct {
 	msg   *Message
 	event Event
+	// seenBefore and ago: this daemon received the message before, ago
+	// before this receive.
+	seenBefore bool
+	ago        time.Duration
+	vis        time.Duration // hand-back visibility; 0: at once
 }
 
 // keepOwn hides this instance's messages for the full visibility timeout;
@@ -292,8 +408,8 @@ func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) (liv
 	return live
 }
 
-func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.WaitTime+s.opts.CallTimeout)
+func (s *SQSSource) receive(ctx context.Context, wait time.Duration) ([]types.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+s.opts.CallTimeout)
 	defer cancel()
 	out, err := s.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(s.opts.QueueURL),
@@ -301,7 +417,7 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 		// Both are int32 fields the SDK omits when zero: they are set
 		// explicitly so neither the queue's 0 s wait nor its default
 		// visibility applies.
-		WaitTimeSeconds:             int32(s.opts.WaitTime / time.Second),
+		WaitTimeSeconds:             int32(wait / time.Second),
 		VisibilityTimeout:           int32(receiveVisibility / time.Second),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 	})
@@ -313,8 +429,10 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 
 // handle classifies one message and deals with everything that is not a
 // delivery. It never deletes a message it cannot prove is a test
-// notification or this instance's completed action.
-func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok bool, handBack foreignMessage) {
+// notification or this instance's completed action. fresh reports
+// whether the message is news to this daemon: its own, a test
+// notification, or one it has not received before.
+func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) (d Delivery, ok bool, handBack foreignMessage, fresh bool) {
 	msg := &Message{
 		src:          s,
 		ID:           aws.ToString(m.MessageId),
@@ -323,6 +441,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 	}
 	body := []byte(aws.ToString(m.Body))
 	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
+	before, ago := s.sight(msg.ID, now)
 
 	e, kind, err := Classify(body)
 	if s.opts.DryRun {
@@ -330,7 +449,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		// and a minute later on repeats, so a dry run neither keeps messages
 		// from the fleet nor spins on them.
 		vis := time.Duration(0)
-		if s.seenInDryRun(msg.ID) {
+		if before > 0 {
 			vis = time.Minute
 		}
 		defer func() {
@@ -344,24 +463,24 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		s.opts.Recorder.MessageReceived(MessageTest)
 		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, true
 		}
 		if err := msg.Delete(ctx); err != nil {
 			log.Warn("could not delete test notification", zap.Error(err))
 		}
-		return Delivery{}, false, foreignMessage{}
+		return Delivery{}, false, foreignMessage{}, true
 	case KindMalformed:
 		s.opts.Recorder.MessageReceived(MessageMalformed)
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, before == 0
 		}
 		if err := msg.setVisibility(ctx, vis); err != nil {
 			log.Warn("could not set visibility of a malformed message", zap.Error(err))
 		}
-		return Delivery{}, false, foreignMessage{}
+		return Delivery{}, false, foreignMessage{}, before == 0
 	}
 
 	if ok, why := s.opts.Filter.Owns(e); !ok {
@@ -369,30 +488,31 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, before == 0
 		}
 		// Handed back with the others of this receive, then checked for
 		// staleness.
-		return Delivery{}, false, foreignMessage{msg: msg, event: e}
+		return Delivery{}, false, foreignMessage{msg: msg, event: e, seenBefore: before > 0, ago: ago}, before == 0
 	}
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
-	e.ReceivedAt = s.opts.Clock.Now()
-	return Delivery{Event: e, Msg: msg}, true, foreignMessage{}
+	e.ReceivedAt = now
+	return Delivery{Event: e, Msg: msg}, true, foreignMessage{}, true
 }
 
-// releaseAll hands other instances' messages back at once, ten per
-// ChangeMessageVisibilityBatch call rather than one call each. Entries the
-// batch call could not change are retried one by one.
+// releaseAll hands other instances' messages back — at once, or hidden for
+// their vis — ten per ChangeMessageVisibilityBatch call rather than one
+// call each. Entries the batch call could not change are retried one by
+// one.
 func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 	for len(foreign) > 0 {
 		n := min(len(foreign), 10)
-		batch := make([]*Message, n)
+		batch := make([]foreignMessage, n)
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, n)
 		for i, f := range foreign[:n] {
-			batch[i] = f.msg
+			batch[i] = f
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: 0,
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: int32(f.vis / time.Second),
 			}
 		}
 		foreign = foreign[n:]
@@ -403,17 +523,17 @@ func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 		cancel()
 		if err != nil {
 			s.log.Warn("could not hand back other instances' messages in a batch; trying one by one", zap.Error(err))
-			for _, m := range batch {
-				if err := m.Release(ctx); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", m.ID), zap.Error(err))
+			for _, f := range batch {
+				if err := f.msg.setVisibility(ctx, f.vis); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", f.msg.ID), zap.Error(err))
 				}
 			}
 			continue
 		}
 		for _, f := range out.Failed {
 			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < n {
-				if err := batch[i].Release(ctx); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].ID), zap.Error(err))
+				if err := batch[i].msg.setVisibility(ctx, batch[i].vis); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].msg.ID), zap.Error(err))
 				}
 			}
 		}
