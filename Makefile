@@ -9,7 +9,7 @@ AEMM_VERSION := v1.13.0
 TOOLS   := $(CURDIR)/build/tools
 AEMM    := $(TOOLS)/ec2-metadata-mock
 
-export SCALEDOWND_AEMM := $(AEMM)
+export TESTPEERS_AEMM := $(AEMM)
 
 .PHONY: help build test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
 
