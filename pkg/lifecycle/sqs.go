@@ -438,6 +438,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 		ID:           aws.ToString(m.MessageId),
 		handle:       aws.ToString(m.ReceiptHandle),
 		ReceiveCount: receiveCount(m),
+		hiddenUntil:  now.Add(receiveVisibility),
 	}
 	body := []byte(aws.ToString(m.Body))
 	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
@@ -563,8 +564,9 @@ type Message struct {
 	ID           string
 	ReceiveCount int
 
-	mu     sync.Mutex
-	handle string
+	mu          sync.Mutex
+	handle      string
+	hiddenUntil time.Time // the end of the last visibility this daemon set; zero if unknown
 }
 
 // Delete removes the message from the queue.
@@ -583,6 +585,61 @@ func (m *Message) Delete(ctx context.Context) error {
 		return fmt.Errorf("delete message %s: %w", m.ID, err)
 	}
 	return nil
+}
+
+// deleteRetryBackoff is the first pause between attempts of
+// DeleteRetrying; it doubles up to maxDeleteRetryBackoff.
+const (
+	deleteRetryBackoff    = time.Second
+	maxDeleteRetryBackoff = 10 * time.Second
+	// adoptedHandleWindow is how long DeleteRetrying tries a message
+	// adopted from a previous run, whose visibility is unknown.
+	adoptedHandleWindow = 30 * time.Second
+)
+
+// DeleteRetrying deletes the message, retrying failures with backoff (1 s
+// doubling to 10 s) for as long as its receipt handle is known to be
+// good: until the visibility this daemon last gave it ends. After that the
+// message may be redelivered — to another daemon too — and the delete is
+// left to whoever receives it (this instance's daemon recognises a
+// finished action and deletes it). Failed attempts are logged, the first
+// and then at most one per 30 s. It returns the last error, or ctx's.
+func (m *Message) DeleteRetrying(ctx context.Context) error {
+	c := m.src.opts.Clock
+	m.mu.Lock()
+	until := m.hiddenUntil
+	m.mu.Unlock()
+	if until.IsZero() {
+		until = c.Now().Add(adoptedHandleWindow)
+	}
+	log := m.src.log.With(zap.String("message_id", m.ID))
+	var logged time.Time
+	backoff := deleteRetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := m.Delete(ctx)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("lifecycle message deleted after failed attempts", zap.Int("attempts", attempt))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		now := c.Now()
+		if !now.Add(backoff).Before(until) {
+			return fmt.Errorf("%w (gave up after %d attempts: the message's visibility ends at %s)", err, attempt, until.Format(time.RFC3339))
+		}
+		if logged.IsZero() || now.Sub(logged) >= attemptLogInterval {
+			logged = now
+			log.Warn("could not delete the lifecycle message; retrying while its receipt handle is good",
+				zap.Error(err), zap.Int("failed_attempts", attempt), zap.Duration("retry_in", backoff), zap.Time("visible_at", until))
+		}
+		if sleep(ctx, c, backoff) != nil {
+			return err
+		}
+		backoff = min(2*backoff, maxDeleteRetryBackoff)
+	}
 }
 
 // Release makes the message visible again at once, for its owner.
@@ -606,6 +663,9 @@ func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("change visibility of message %s to %s: %w", m.ID, d, err)
 	}
+	m.mu.Lock()
+	m.hiddenUntil = m.src.opts.Clock.Now().Add(d)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -626,10 +686,12 @@ func (m *Message) Supersede(newer *Message) {
 	if newer == nil || newer == m {
 		return
 	}
-	h := newer.receiptHandle()
+	newer.mu.Lock()
+	h, until := newer.handle, newer.hiddenUntil
+	newer.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.handle = h
+	m.handle, m.hiddenUntil = h, until
 	m.ReceiveCount = max(m.ReceiveCount, newer.ReceiveCount)
 }
 
