@@ -140,13 +140,14 @@ const receiveVisibility = 10 * time.Second
 //     this daemon stops competing for them (stops listening) meanwhile,
 //     which is what keeps a message's receive count low on a shared queue:
 //     its owner, which polls without pause, meets fewer rivals.
-//   - A message seen again less than foreignPause after the last sighting,
-//     in a receive that also brought something new (a busy queue, where
-//     the daemon does not pause), is handed back hidden for the rest of
-//     foreignPause.
+//   - A message seen before, in a receive that also brought something new
+//     (a busy queue, where the daemon does not pause), is handed back
+//     hidden for foreignPause.
 //
 // So one daemon receives the same foreign message at most twice in a row
-// and then at most once per foreignPause, in every mode and phase.
+// and then at most once per foreignPause, in every mode and phase: over T
+// seconds, at most 2 + T/10 times. scaledownd check's dead-letter rule
+// builds on that bound.
 const foreignPause = 10 * time.Second
 
 // pacedWait is the long-poll wait of a paced (idle) receive in mode both:
@@ -180,11 +181,11 @@ type SQSSource struct {
 	stale     *staleFilter         // nil: never delete others' messages
 }
 
-// sight records a receive of message id at now and returns how often and
-// how long ago it was received before (0, 0 the first time). The memory is
-// bounded: ids unseen for sightingTTL are forgotten when it is full, and
-// all of them if that is not enough.
-func (s *SQSSource) sight(id string, now time.Time) (before int, ago time.Duration) {
+// sight records a receive of message id at now and returns how often it
+// was received before (0 the first time). The memory is bounded: ids
+// unseen for sightingTTL are forgotten when it is full, and all of them if
+// that is not enough.
+func (s *SQSSource) sight(id string, now time.Time) (before int) {
 	if s.sightings == nil {
 		s.sightings = map[string]*sighting{}
 	}
@@ -201,12 +202,12 @@ func (s *SQSSource) sight(id string, now time.Time) (before int, ago time.Durati
 	v := s.sightings[id]
 	if v == nil {
 		s.sightings[id] = &sighting{n: 1, last: now}
-		return 0, 0
+		return 0
 	}
-	before, ago = v.n, now.Sub(v.last)
+	before = v.n
 	v.n++
 	v.last = now
-	return before, ago
+	return before
 }
 
 // NewSQSSource returns a source reading opts.QueueURL through api.
@@ -306,7 +307,7 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// then do nothing — and all others are handed back at once.
 		quiet := len(msgs) > 0 && !news
 		if !quiet {
-			hideRecent(handBack)
+			hideSeen(handBack)
 		}
 		check, release := s.staleCandidates(handBack)
 		s.releaseAll(ctx, release)
@@ -328,14 +329,13 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 	}
 }
 
-// hideRecent sets the hand-back visibility of the messages seen again less
-// than foreignPause after their last sighting to the rest of that pause
-// (whole seconds, at least one): a daemon that keeps receiving because the
-// queue keeps bringing new messages does not take them back meanwhile.
-func hideRecent(msgs []foreignMessage) {
+// hideSeen hides the messages seen before for foreignPause when they are
+// handed back: a daemon that keeps receiving because the queue keeps
+// bringing new messages does not take them back meanwhile.
+func hideSeen(msgs []foreignMessage) {
 	for i := range msgs {
-		if f := &msgs[i]; f.seenBefore && f.ago < foreignPause {
-			f.vis = max(time.Second, (foreignPause-f.ago+time.Second-1)/time.Second*time.Second)
+		if msgs[i].seenBefore {
+			msgs[i].vis = foreignPause
 		}
 	}
 }
@@ -345,10 +345,7 @@ func hideRecent(msgs []foreignMessage) {
 type foreignMessage struct {
 	msg   *Message
 	event Event
-	// seenBefore and ago: this daemon received the message before, ago
-	// before this receive.
-	seenBefore bool
-	ago        time.Duration
+	seenBefore bool          // this daemon received the message before
 	vis        time.Duration // hand-back visibility; 0: at once
 }
 
@@ -442,7 +439,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 	}
 	body := []byte(aws.ToString(m.Body))
 	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
-	before, ago := s.sight(msg.ID, now)
+	before := s.sight(msg.ID, now)
 
 	e, kind, err := Classify(body)
 	if s.opts.DryRun {
@@ -493,7 +490,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 		}
 		// Handed back with the others of this receive, then checked for
 		// staleness.
-		return Delivery{}, false, foreignMessage{msg: msg, event: e, seenBefore: before > 0, ago: ago}, before == 0
+		return Delivery{}, false, foreignMessage{msg: msg, event: e, seenBefore: before > 0}, before == 0
 	}
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
