@@ -161,7 +161,13 @@ func StartMoto() (*Moto, error) {
 	if py := filepath.Join(filepath.Dir(bin), "python"); fileExists(py) && fileExists(filepath.Join(filepath.Dir(bin), "..", "pyvenv.cfg")) {
 		cmd = exec.Command(py, append([]string{bin}, args...)...)
 	}
-	cmd.Env = os.Environ()
+	// The test process's AWS settings stay out: moto runs botocore, which
+	// fails on the empty AWS_PROFILE of testenv.HermeticAWS, for one.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	setParentDeathSignal(cmd)
 	m := &Moto{URL: "http://127.0.0.1:" + port, exited: make(chan struct{}), log: &syncBuffer{}}
 	cmd.Stdout, cmd.Stderr = m.log, m.log
