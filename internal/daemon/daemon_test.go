@@ -21,7 +21,9 @@ import (
 
 func TestMain(m *testing.M) {
 	testenv.HermeticAWS()
-	os.Exit(m.Run())
+	code := m.Run()
+	testpeers.StopSharedMoto()
+	os.Exit(code)
 }
 
 // world starts the peers for one test.

@@ -32,9 +32,15 @@ type spinWorld struct {
 }
 
 func newSpinWorld(t *testing.T, paced bool) *spinWorld {
+	return newSpinWorldOrdered(t, paced, false)
+}
+
+// newSpinWorldOrdered is newSpinWorld with the fake delivering the oldest
+// messages first (as moto does, and SQS tends to) when inOrder is set.
+func newSpinWorldOrdered(t *testing.T, paced, inOrder bool) *spinWorld {
 	t.Helper()
 	w := &spinWorld{clock: testpeers.NewFakeClock(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))}
-	w.fake = testpeers.NewSQS(testpeers.SQSOptions{Now: w.clock.Now})
+	w.fake = testpeers.NewSQS(testpeers.SQSOptions{Now: w.clock.Now, InOrder: inOrder})
 	t.Cleanup(w.fake.Close)
 	w.dlq = w.fake.CreateQueue("lifecycle-dlq", testpeers.SQSQueueOptions{})
 	w.queue = w.fake.CreateQueue("lifecycle", testpeers.SQSQueueOptions{MaxReceiveCount: 10, DeadLetterQueue: "lifecycle-dlq"})
@@ -221,5 +227,28 @@ func TestTheFirstHandBackDoesNotSlowTheOwner(t *testing.T) {
 	}
 	if waited := w.clock.Now().Sub(sent); waited != 0 {
 		t.Fatalf("owner waited %s of queue time for a message handed back at once", waited)
+	}
+}
+
+// A queue that delivers the oldest messages first: the daemon's own
+// message behind 25 foreign ones is still found at once (the ten it saw
+// again are hidden, not met in every receive), and no foreign message is
+// received more than twice.
+func TestOwnMessageBehindFullBatchesOfForeignOnes(t *testing.T) {
+	t.Parallel()
+	w := newSpinWorldOrdered(t, false, true)
+	var ids []string
+	for i := 0; i < 25; i++ {
+		ids = append(ids, w.fake.Send(w.queue, lifecycleBody(fmt.Sprintf("i-0ccccccc%08d", i))))
+	}
+	w.fake.Send(w.queue, lifecycleBody(self))
+	ds := w.run(t, time.Second, nil)
+	if len(ds) != 1 || ds[0].Event.InstanceID != self {
+		t.Fatalf("%d deliveries within a second of queue time, want this instance's", len(ds))
+	}
+	for _, id := range ids {
+		if n := w.fake.Receives(w.queue, id); n > 2 {
+			t.Fatalf("a foreign message was received %d times before the own one was found", n)
+		}
 	}
 }

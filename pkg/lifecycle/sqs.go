@@ -134,21 +134,28 @@ const receiveVisibility = 10 * time.Second
 //   - The first time this daemon sees a message, it hands it back at once
 //     (visibility 0): nobody's owner is slowed by it.
 //   - A receive that brought nothing new — only messages this daemon has
-//     seen before, none of them its own — is followed by a pause of
-//     foreignPause before the next receive. The messages are handed back
-//     at once all the same, so they stay visible for their owners, and
-//     this daemon stops competing for them (stops listening) meanwhile,
-//     which is what keeps a message's receive count low on a shared queue:
-//     its owner, which polls without pause, meets fewer rivals.
+//     seen before, none of them its own, fewer than a full batch — is
+//     followed by a pause of foreignPause before the next receive. The
+//     messages are handed back at once all the same, so they stay visible
+//     for their owners, and this daemon stops competing for them (stops
+//     listening) meanwhile, which is what keeps a message's receive count
+//     low on a shared queue: its owner, which polls without pause, meets
+//     fewer rivals.
 //   - A message seen before, in a receive that also brought something new
-//     (a busy queue, where the daemon does not pause), is handed back
-//     hidden for foreignPause.
+//     or was a full batch (a busy queue, where the daemon does not pause),
+//     is handed back hidden for foreignPause. SQS tends to return the
+//     oldest messages first (moto always does): without this, a daemon
+//     would meet the same ten messages in every receive and never reach
+//     its own behind them.
 //
 // So one daemon receives the same foreign message at most twice in a row
 // and then at most once per foreignPause, in every mode and phase: over T
 // seconds, at most 2 + T/10 times. scaledownd check's dead-letter rule
 // builds on that bound.
 const foreignPause = 10 * time.Second
+
+// maxBatch is the most messages one receive asks for (SQS's limit).
+const maxBatch = 10
 
 // pacedWait is the long-poll wait of a paced (idle) receive in mode both:
 // short, so an idle daemon listens on the queue for about a second per
@@ -305,7 +312,7 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// is asked — a message handed back first would be received by
 		// another daemon, and a delete through this receipt handle would
 		// then do nothing — and all others are handed back at once.
-		quiet := len(msgs) > 0 && !news
+		quiet := len(msgs) > 0 && len(msgs) < maxBatch && !news
 		if !quiet {
 			hideSeen(handBack)
 		}
@@ -343,8 +350,8 @@ func hideSeen(msgs []foreignMessage) {
 // foreignMessage is another instance's message, to be handed back, with
 // its event for the stale check.
 type foreignMessage struct {
-	msg   *Message
-	event Event
+	msg        *Message
+	event      Event
 	seenBefore bool          // this daemon received the message before
 	vis        time.Duration // hand-back visibility; 0: at once
 }
@@ -410,7 +417,7 @@ func (s *SQSSource) receive(ctx context.Context, wait time.Duration) ([]types.Me
 	defer cancel()
 	out, err := s.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(s.opts.QueueURL),
-		MaxNumberOfMessages: 10,
+		MaxNumberOfMessages: maxBatch,
 		// Both are int32 fields the SDK omits when zero: they are set
 		// explicitly so neither the queue's 0 s wait nor its default
 		// visibility applies.
