@@ -152,53 +152,67 @@ func ownerGetsIt(t *testing.T, env *testenv.Env, q peerQueue, owner, token strin
 
 // One daemon alone on a redrive queue (maxReceiveCount 10) with another
 // instance's live message for 60 s, in modes sqs and both (in service and
-// leaving): it receives the message at most 10 times, never deletes it,
-// never lets it reach the dead-letter queue; the owner then gets it.
+// leaving), on the fake and on moto: it receives the message at most 10
+// times, never deletes it, never lets it reach the dead-letter queue; the
+// owner then gets it. The six scenarios share one 60 s window.
 func TestAForeignMessageBesideADaemonFor60sIsNeitherSpunNorDeadLettered(t *testing.T) {
 	const window = 60 * time.Second
 	const other = "i-0fedcba9876543210"
+	type scenario struct {
+		name      string
+		env       *testenv.Env
+		q         peerQueue
+		d         *testenv.Daemon
+		id, token string
+	}
+	var scenarios []*scenario
 	for _, peer := range sqsPeers {
 		for _, mode := range []string{"sqs", "both/in-service", "both/leaving"} {
-			t.Run(peer.name+"/"+mode, func(t *testing.T) {
-				t.Parallel()
-				env, imds := imdsWorld(t, testenv.Options{})
-				q := peer.queue(t, env)
-				env.AddInstance(other)
-				token, msg := env.Terminate(other)
-				id := q.send(t, msg.Direct())
-				cfg := env.Config(env.Instance)
-				if mode != "sqs" {
-					cfg = pacedConfig(env, imds, time.Minute)
-				}
-				q.configure(&cfg)
-				if mode == "both/leaving" {
-					// This instance is leaving too (its own message is not
-					// on the queue): the queue is polled continuously.
-					env.Trino.AddBlockedTask()
-					env.Terminate(env.Instance)
-					imds.SetTargetLifecycleState("Terminated")
-				}
-				d, _ := start(t, cfg)
-				time.Sleep(window) // the fault window: a live foreign message beside the daemon
-				n := metricValue(t, d, "scaledownd_sqs_messages_received_total", "kind", "foreign")
-				t.Logf("%s, mode %s: the foreign message was received %.0f times in %s", peer.name, mode, n, window)
-				if n < 1 || n > 10 {
-					t.Fatalf("the foreign message was received %.0f times in %s, want 1 to 10", n, window)
-				}
-				if fq, ok := q.(*fakeQueue); ok {
-					if r := env.SQS.Receives(fq.url, id); float64(r) != n {
-						t.Fatalf("the fake counted %d receives, the daemon %.0f", r, n)
-					}
-				}
-				if h, dl := q.held(t), q.deadLettered(t); h != 1 || dl != 0 {
-					t.Fatalf("queue holds %d messages, dead-letter queue %d; want the live message kept and none dead-lettered", h, dl)
-				}
-				if a, _ := env.ASG.Action(token); a.State != testpeers.AutoScalingActionPending {
-					t.Fatalf("the foreign action was touched: %+v", a)
-				}
-				ownerGetsIt(t, env, q, other, token)
-			})
+			// A heartbeat timeout longer than the window: the foreign action
+			// stays live (nobody heartbeats it) throughout.
+			env, imds := imdsWorld(t, testenv.Options{HeartbeatTimeout: 10 * time.Minute})
+			s := &scenario{name: peer.name + "/" + mode, env: env, q: peer.queue(t, env)}
+			env.AddInstance(other)
+			var msg testpeers.LifecycleMessage
+			s.token, msg = env.Terminate(other)
+			s.id = s.q.send(t, msg.Direct())
+			cfg := env.Config(env.Instance)
+			if mode != "sqs" {
+				cfg = pacedConfig(env, imds, time.Minute)
+			}
+			s.q.configure(&cfg)
+			if mode == "both/leaving" {
+				// This instance is leaving too (its own message is not on
+				// the queue): the queue is polled continuously.
+				env.Trino.AddBlockedTask()
+				env.Terminate(env.Instance)
+				imds.SetTargetLifecycleState("Terminated")
+			}
+			s.d, _ = start(t, cfg)
+			scenarios = append(scenarios, s)
 		}
+	}
+	time.Sleep(window) // the fault window: a live foreign message beside each daemon
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) {
+			n := metricValue(t, s.d, "scaledownd_sqs_messages_received_total", "kind", "foreign")
+			t.Logf("%s: the foreign message was received %.0f times in %s", s.name, n, window)
+			if n < 1 || n > 10 {
+				t.Fatalf("the foreign message was received %.0f times in %s, want 1 to 10", n, window)
+			}
+			if fq, ok := s.q.(*fakeQueue); ok {
+				if r := s.env.SQS.Receives(fq.url, s.id); float64(r) != n {
+					t.Fatalf("the fake counted %d receives, the daemon %.0f", r, n)
+				}
+			}
+			if h, dl := s.q.held(t), s.q.deadLettered(t); h != 1 || dl != 0 {
+				t.Fatalf("queue holds %d messages, dead-letter queue %d; want the live message kept and none dead-lettered", h, dl)
+			}
+			if a, _ := s.env.ASG.Action(s.token); a.State != testpeers.AutoScalingActionPending {
+				t.Fatalf("the foreign action was touched: %+v", a)
+			}
+			ownerGetsIt(t, s.env, s.q, other, s.token)
+		})
 	}
 }
 
