@@ -58,6 +58,8 @@ func TestChaos(t *testing.T) {
 		{"row14_duplicate_deliveries", row14},
 		{"row16_message_bodies", row16},
 		{"row18_sigterm_mid_drain", row18},
+		{"row21_22_foreign_message_beside_a_redrive_queue", rows21and22},
+		{"row23_delete_fails_after_completion", row23},
 	}
 	for _, r := range parallel {
 		t.Run(r.name, func(t *testing.T) {
