@@ -59,11 +59,11 @@ func NewPacer(idle time.Duration, clock Clock, log *zap.Logger) *Pacer {
 func (p *Pacer) Observe(leaving bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.observed = true
-	p.leaving, p.failing = leaving, err != nil
-	if !leaving && err == nil {
+	if p.leaving && !leaving && err == nil {
 		p.found = false // back in service (a warm pool): the next termination is news
 	}
+	p.observed = true
+	p.leaving, p.failing = leaving, err != nil
 	p.updateLocked(err)
 }
 
