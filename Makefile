@@ -9,8 +9,6 @@ BIN     := bin/scaledownd
 TOOLS   := $(CURDIR)/build/tools
 export TESTPEERS_AEMM := $(TOOLS)/ec2-metadata-mock
 export TESTPEERS_MOTO := $(TOOLS)/moto/venv/bin/moto_server
-# The name the AEMM harness read before TESTPEERS_AEMM.
-export SCALEDOWND_AEMM := $(TESTPEERS_AEMM)
 
 .PHONY: help build setup test fmt-check vet unit demo tools clean package package-test fuzz docs chaos
 

@@ -61,6 +61,8 @@ func TestChaos(t *testing.T) {
 		{"row19_unconfirmed_own_message", row19},
 		{"row20_ended_action_in_service", row20},
 		{"row30_drain_report_survives_sigkill", row30},
+		{"row21_22_foreign_message_beside_a_redrive_queue", rows21and22},
+		{"row23_delete_fails_after_completion", row23},
 	}
 	for _, r := range parallel {
 		t.Run(r.name, func(t *testing.T) {
@@ -941,10 +943,16 @@ func row16(t *testing.T) {
 		"this node's WarmPool termination, then its launch back from the warm pool",
 		"classified (messages_received_total{kind}: 5 malformed, 2 own, foreign); no crash; nothing deleted but the two own actions: "+
 			"the WarmPool termination drained and completed, the launch completed with CONTINUE once the worker is ACTIVE")
-	w := newWorld(t, worldOpts{hbt: hbt6})
+	// AWS's smallest HeartbeatTimeout, 30 s: another instance's message
+	// circulates beside the own ones, so after a receive that brought only
+	// messages it had seen the daemon pauses up to 10 s before it receives
+	// again (it does not spin on them) — longer than the 6 s the other rows
+	// use, well inside any timeout AWS allows.
+	const hbt30 = 30 * time.Second
+	w := newWorld(t, worldOpts{hbt: hbt30})
 	const launchHook = "trino-launch"
 	w.ASG.AddHook(testpeers.AutoScalingHook{Group: testenv.Group, Name: launchHook, Transition: testpeers.AutoScalingTransitionLaunching,
-		HeartbeatTimeout: hbt6, DefaultResult: "ABANDON"})
+		HeartbeatTimeout: hbt30, DefaultResult: "ABANDON"})
 	d := startDaemon(t, w, nil)
 	d.waitReady()
 

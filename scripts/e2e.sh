@@ -18,7 +18,7 @@
 #
 # Env: GRACE (shutdown.grace-period, default 5s), E2E_RUN (go test -run filter for the
 # Go scenarios, default all), E2E_SKIP_CONTRACT=1 (skip step 3), plus fetch.sh's
-# TRINO_JAVA_HOME and the Makefile's SCALEDOWND_AEMM.
+# TRINO_JAVA_HOME and the Makefile's TESTPEERS_AEMM.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -33,7 +33,7 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Environ()))
 }
 
 const usageHead = `scaledownd — graceful scale-down of Trino workers in EC2 Auto Scaling groups.
@@ -58,8 +58,10 @@ dashes as underscores). Precedence: flag, environment, file, default.
 Flags:
 `
 
-// run executes one command line and returns the exit code.
-func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+// run executes one command line in the environment environ ("NAME=value"
+// entries, as os.Environ) and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, environ []string) int {
+	env := environment(environ)
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -76,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 			fmt.Fprintln(stderr, "usage: scaledownd config print [flags]")
 			return 2
 		}
-		cfg, code := load(args[1:], stdout, stderr, getenv, nil)
+		cfg, code := load(args[1:], stdout, stderr, env, nil)
 		if code != 0 {
 			return max(code, 0)
 		}
@@ -88,13 +90,13 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) (string, b
 		_, _ = stdout.Write(out)
 		return 0
 	case "run":
-		cfg, code := load(args, stdout, stderr, getenv, nil)
+		cfg, code := load(args, stdout, stderr, env, nil)
 		if code != 0 {
 			return max(code, 0)
 		}
 		return serve(cfg, stderr)
 	case "check", "status", "drain", "undrain", "history":
-		return operate(cmd, args, stdout, stderr, getenv)
+		return operate(cmd, args, stdout, stderr, env)
 	default:
 		fmt.Fprintf(stderr, "unknown command %q; see scaledownd help\n", cmd)
 		return 2
@@ -118,7 +120,7 @@ const exitDone = -1
 
 // load parses flags and loads the configuration; a non-zero code means stop.
 // extra registers a command's own flags.
-func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), extra func(*flag.FlagSet)) (config.Config, int) {
+func load(args []string, stdout, stderr io.Writer, env environment, extra func(*flag.FlagSet)) (config.Config, int) {
 	fs := config.NewFlagSet("scaledownd", stderr)
 	if extra != nil {
 		extra(fs.FlagSet)
@@ -141,7 +143,11 @@ func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, 
 		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		return config.Config{}, 2
 	}
-	cfg, src, err := config.Load(fs, getenv)
+	if err := config.CheckEnv(env); err != nil {
+		fmt.Fprintf(stderr, "invalid configuration:\n%s\n", indent(err.Error()))
+		return config.Config{}, 2
+	}
+	cfg, src, err := config.Load(fs, env.lookup)
 	if err != nil {
 		fmt.Fprintf(stderr, "invalid configuration:\n%s\n", indent(err.Error()))
 		return cfg, 2
@@ -150,6 +156,20 @@ func load(args []string, stdout, stderr io.Writer, getenv func(string) (string, 
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	return cfg, 0
+}
+
+// environment is the process environment, "NAME=value" entries.
+type environment []string
+
+// lookup is os.LookupEnv over the entries (the first one of a name wins,
+// as in Go's os package).
+func (e environment) lookup(name string) (string, bool) {
+	for _, kv := range e {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func indent(s string) string {
@@ -204,10 +224,10 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 }
 
 // operate runs an operator command.
-func operate(cmd string, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+func operate(cmd string, args []string, stdout, stderr io.Writer, env environment) int {
 	var asJSON, wait, shutdown, watch bool
 	var webUser, webPasswordFile string
-	cfg, code := load(args, stdout, stderr, getenv, func(fs *flag.FlagSet) {
+	cfg, code := load(args, stdout, stderr, env, func(fs *flag.FlagSet) {
 		switch cmd {
 		case "check", "status", "history":
 			fs.BoolVar(&asJSON, "json", false, "Print JSON for machines.")

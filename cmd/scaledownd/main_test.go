@@ -116,6 +116,26 @@ func TestInvalidConfigNamesTheKey(t *testing.T) {
 	}
 }
 
+// A misspelt SCALEDOWND_ variable stops the daemon (the run command, and
+// every other that reads the configuration) instead of being ignored.
+func TestUnknownEnvironmentVariableStopsTheDaemon(t *testing.T) {
+	for _, args := range [][]string{{}, {"run"}, {"config", "print"}, {"check"}} {
+		_, errOut, code := runBinary(t, []string{"SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIEM=1h"}, args...)
+		if code == 0 {
+			t.Fatalf("%v: exit 0 with a misspelt variable", args)
+		}
+		for _, want := range []string{"SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIEM", "did you mean SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIME?"} {
+			if !strings.Contains(errOut, want) {
+				t.Fatalf("%v: error output lacks %q: %s", args, want, errOut)
+			}
+		}
+	}
+	// The variables that are not settings but belong to scaledownd pass.
+	if _, errOut, code := runBinary(t, []string{"SCALEDOWND_NO_START=1"}, "config", "print"); code != 0 {
+		t.Fatalf("SCALEDOWND_NO_START refused: exit %d: %s", code, errOut)
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	if _, _, code := runBinary(t, nil, "frobnicate"); code != 2 {
 		t.Fatalf("exit %d, want 2", code)

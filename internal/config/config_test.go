@@ -244,3 +244,25 @@ func TestTrinoPasswordFromSystemdCredential(t *testing.T) {
 		t.Errorf("no credential: TrinoPassword = %q, %v; want no password", pw, err)
 	}
 }
+
+func TestCheckEnvRefusesUnknownVariables(t *testing.T) {
+	env := []string{
+		"PATH=/usr/bin", "SCALEDOWND_TRINO_URL=http://127.0.0.1:8080", "SCALEDOWND_CONFIG_FILE=/dev/null",
+		"SCALEDOWND_NO_START=1",
+	}
+	if err := CheckEnv(env); err != nil {
+		t.Fatalf("known variables refused: %v", err)
+	}
+	err := CheckEnv(append(env, "SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIEM=1h", "SCALEDOWND_FROBNICATE=1"))
+	if err == nil {
+		t.Fatal("unknown variables accepted")
+	}
+	for _, want := range []string{
+		"SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIEM: did you mean SCALEDOWND_LIFECYCLE_MAX_DRAIN_TIME?",
+		"SCALEDOWND_FROBNICATE: no setting has this name",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q lacks %q", err, want)
+		}
+	}
+}

@@ -378,3 +378,79 @@ func (c Config) trinoPassword() (pw, src string, err error) {
 	}
 	return strings.TrimRight(string(b), "\r\n"), src, nil
 }
+
+// OtherEnv lists the SCALEDOWND_ variables that are not settings and are
+// accepted all the same, with what reads them. Every other SCALEDOWND_
+// variable is refused by CheckEnv: the prefix is reserved for settings, so
+// a misspelt one stops the daemon instead of being ignored.
+var OtherEnv = map[string]string{
+	EnvPrefix + "CONFIG_FILE": "the configuration file (--config.file), read by scaledownd",
+	EnvPrefix + "NO_START":    "read by the package's install script: 1 enables the unit without starting it (AMI bakes)",
+}
+
+// CheckEnv returns an error naming every SCALEDOWND_ variable of environ
+// ("NAME=value" entries, as os.Environ) that is neither a setting nor in
+// OtherEnv, with the nearest known name when one is close.
+func CheckEnv(environ []string) error {
+	known := map[string]bool{}
+	for _, s := range Settings() {
+		known[s.Env] = true
+	}
+	for k := range OtherEnv {
+		known[k] = true
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] || seen[name] {
+			continue
+		}
+		seen[name] = true
+		err := fmt.Errorf("unknown environment variable %s: no setting has this name", name)
+		if near := nearest(name, known); near != "" {
+			err = fmt.Errorf("unknown environment variable %s: did you mean %s?", name, near)
+		}
+		errs = append(errs, err)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+// nearest returns the known name closest to name, if it is within a few
+// edits (a transposition counts as one), else "".
+func nearest(name string, known map[string]bool) string {
+	best, bestD := "", 4
+	for k := range known {
+		if d := editDistance(name, k); d < bestD || d == bestD && best != "" && k < best {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of neighbours.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}

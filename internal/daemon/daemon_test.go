@@ -21,7 +21,9 @@ import (
 
 func TestMain(m *testing.M) {
 	testenv.HermeticAWS()
-	os.Exit(m.Run())
+	code := m.Run()
+	testpeers.StopSharedMoto()
+	os.Exit(code)
 }
 
 // world starts the peers for one test.
@@ -248,7 +250,7 @@ func TestForeignMessageIsReleasedAndHandledByItsOwner(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := env.SQS.WaitReceives(ctx, env.QueueURL, id, 3); err != nil {
+	if err := env.SQS.WaitReceives(ctx, env.QueueURL, id, 2); err != nil {
 		t.Fatalf("released message should be received again at once: %v", err)
 	}
 	if n := env.SQS.CallCount("DeleteMessage"); n != 0 {

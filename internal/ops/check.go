@@ -138,10 +138,16 @@ func groupMaxSize(ctx context.Context, a *lifecycle.Actions, group string) int {
 	return n
 }
 
-// deadLetterFactor: with N workers handing a shared queue's messages back
-// at random, P(the owner never sees a message) = (1 − 1/N)^maxReceiveCount;
-// keeping that under 1 % needs maxReceiveCount ≥ 4.6 N.
-const deadLetterFactor = 5
+// deadLetterFactor follows from the SQS source's bound (see
+// lifecycle.SQSSource): one daemon receives another instance's message at
+// most twice at once and then at most once per 10 s, so over T seconds a
+// message is received at most N × (2 + T/10 s) times on a queue shared by
+// N daemons. A factor of 5 lets an owner be deadLetterGrace late — a
+// restart, a slow start — without a dead-letter queue taking its message.
+const (
+	deadLetterFactor = 5
+	deadLetterGrace  = 30 * time.Second
+)
 
 func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int) Check {
 	ctx, cancel := context.WithTimeout(ctx, cfg.AWS.CallTimeout)
@@ -169,10 +175,10 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int)
 			fmt.Sprintf(" (group MaxSize unknown: keep maxReceiveCount at least %d × MaxSize on a shared queue)", deadLetterFactor)}
 	case n < int64(deadLetterFactor*maxSize):
 		return Check{Name: "queue", OK: true, Warn: true, Detail: detail + fmt.Sprintf(
-			" is below %d × the group's MaxSize %d = %d: on a queue shared by N workers every worker receives and hands back "+
-				"the others' messages, so a message reaches its owner only after about N receives and the dead-letter queue "+
-				"swallows most of them first (P(lost) = (1 − 1/N)^maxReceiveCount). Raise maxReceiveCount or remove the redrive policy",
-			deadLetterFactor, maxSize, deadLetterFactor*maxSize)}
+			" is below %d × the group's MaxSize %d = %d: every daemon on a shared queue receives another instance's message "+
+				"up to twice at once and then once per 10 s, so a message whose owner is %s late (a restart) is received up to "+
+				"%d × MaxSize times, and a dead-letter queue with fewer can take it from its owner. Raise maxReceiveCount or remove the redrive policy",
+			deadLetterFactor, maxSize, deadLetterFactor*maxSize, deadLetterGrace, deadLetterFactor)}
 	}
 	return Check{Name: "queue", OK: true, Detail: detail}
 }

@@ -28,12 +28,18 @@ import (
 
 func TestMain(m *testing.M) {
 	testenv.HermeticAWS()
-	os.Exit(m.Run())
+	code := m.Run()
+	testpeers.StopSharedMoto()
+	os.Exit(code)
 }
 
 func deps(t *testing.T, env *testenv.Env) ops.Deps {
 	t.Helper()
-	cfg := env.Config(env.Instance)
+	return depsFor(t, env, env.Config(env.Instance))
+}
+
+func depsFor(t *testing.T, env *testenv.Env, cfg config.Config) ops.Deps {
+	t.Helper()
 	sq, as, err := daemon.Clients(context.Background(), cfg, cfg.AWS.Region, metrics.New("test"), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +176,8 @@ func TestStatusOfARunningDaemon(t *testing.T) {
 	}
 }
 
+// The dead-letter rule reads the queue's RedrivePolicy through
+// GetQueueAttributes, from the fake SQS and from moto.
 func TestCheckWarnsAboutADeadLetterQueueOnASharedQueue(t *testing.T) {
 	env, err := testenv.New(testenv.Options{})
 	if err != nil {
@@ -184,17 +192,29 @@ func TestCheckWarnsAboutADeadLetterQueueOnASharedQueue(t *testing.T) {
 		{20, true},  // group MaxSize 10 (testenv): 20 < 5 × 10
 		{50, false}, // at the bound
 	}
-	for _, tt := range tests {
-		q := env.SQS.CreateQueue(fmt.Sprintf("shared-%d", tt.maxReceive), testpeers.SQSQueueOptions{MaxReceiveCount: tt.maxReceive, DeadLetterQueue: dlq})
-		cfg := env.Config(env.Instance)
-		cfg.AWS.QueueURL = q
-		d := deps(t, env)
-		got := byName(ops.RunChecks(context.Background(), cfg, d))["queue"]
-		if !got.OK || got.Warn != tt.warn {
-			t.Fatalf("maxReceiveCount %d: check = %+v, want ok with warning %v", tt.maxReceive, got, tt.warn)
-		}
-		if tt.warn && !strings.Contains(got.Detail, "below 5 × the group's MaxSize 10 = 50") {
-			t.Fatalf("warning does not explain the rule: %s", got.Detail)
+	for _, peer := range []string{"fake", "moto"} {
+		for _, tt := range tests {
+			cfg := env.Config(env.Instance)
+			if peer == "fake" {
+				cfg.AWS.QueueURL = env.SQS.CreateQueue(fmt.Sprintf("shared-%d", tt.maxReceive), testpeers.SQSQueueOptions{MaxReceiveCount: tt.maxReceive, DeadLetterQueue: dlq})
+			} else {
+				moto := testpeers.SharedMoto(t)
+				q, err := moto.CreateQueue(context.Background(), "shared", tt.maxReceive)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.AWS.SQSEndpoint, cfg.AWS.QueueURL = moto.URL, q.URL
+			}
+			got := byName(ops.RunChecks(context.Background(), cfg, depsFor(t, env, cfg)))["queue"]
+			if !got.OK || got.Warn != tt.warn {
+				t.Fatalf("%s, maxReceiveCount %d: check = %+v, want ok with warning %v", peer, tt.maxReceive, got, tt.warn)
+			}
+			if !strings.Contains(got.Detail, fmt.Sprintf("dead-letter queue after %d receives", tt.maxReceive)) {
+				t.Fatalf("%s: the check does not name maxReceiveCount: %s", peer, got.Detail)
+			}
+			if tt.warn && !strings.Contains(got.Detail, "below 5 × the group's MaxSize 10 = 50") {
+				t.Fatalf("%s: warning does not explain the rule: %s", peer, got.Detail)
+			}
 		}
 	}
 }

@@ -547,8 +547,11 @@ func (j *job) ack(ctx context.Context) {
 		return
 	}
 	for _, m := range j.messages() {
-		if err := m.Delete(ctx); err != nil {
-			j.log().Warn("could not delete the lifecycle message; a redelivery will be recognised and deleted", zap.Error(err))
+		// Retried while the receipt handle is good, so an SQS outage does
+		// not leave the message for its redelivery.
+		if err := m.DeleteRetrying(ctx); err != nil {
+			j.log().Warn("could not delete the lifecycle message; a redelivery will be recognised and deleted",
+				zap.String("message_id", m.ID), zap.Error(err))
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))

@@ -29,11 +29,11 @@ const AEMMInstance = "i-1234567890abcdef0"
 // only Spot instances get Spot notices.
 var AEMMSpot = []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}
 
-// AEMMBinary returns the path of amazon-ec2-metadata-mock: $SCALEDOWND_AEMM
+// AEMMBinary returns the path of amazon-ec2-metadata-mock: $TESTPEERS_AEMM
 // (what `make tools` built), else dir/ec2-metadata-mock, built there from
 // the module proxy if it is not there yet.
 func AEMMBinary(dir string) (string, error) {
-	if p := os.Getenv("SCALEDOWND_AEMM"); p != "" {
+	if p := os.Getenv("TESTPEERS_AEMM"); p != "" {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}

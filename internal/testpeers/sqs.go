@@ -146,6 +146,7 @@ type sqsMessage struct {
 	md5          string
 	sent         time.Time
 	firstReceive time.Time
+	lastReceive  time.Time // the receive of the current receipt handle
 	receives     int
 	visibleAt    time.Time
 	handle       string
@@ -1073,6 +1074,7 @@ func (s *SQS) receiveLocked(q *sqsQueue, limit int, visParam *int, want map[stri
 		if m.firstReceive.IsZero() {
 			m.firstReceive = now
 		}
+		m.lastReceive = now
 		m.visibleAt = now.Add(vis)
 		m.handle = s.newHandleLocked(m)
 		changed = true
@@ -1178,8 +1180,12 @@ func (s *SQS) changeVisibilityLocked(q *sqsQueue, handle string, vt *int) (bool,
 	if !m.inFlight(now) {
 		return false, sqsErr("MessageNotInflight", "The message referred to isn't in flight.")
 	}
+	// The 12 hours are counted from the receive that issued this handle
+	// ("after 3 minutes, you call ChangeMessageVisibility with a timeout
+	// of 10 minutes … a total visibility timeout of 13 minutes … to a
+	// maximum of 12 hours"): a message received again starts afresh.
 	until := now.Add(time.Duration(*vt) * time.Second)
-	if until.After(m.firstReceive.Add(sqsMaxVisibility)) {
+	if until.After(m.lastReceive.Add(sqsMaxVisibility)) {
 		return false, sqsErrInvalidParam("Value %d for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]", *vt)
 	}
 	m.visibleAt = until

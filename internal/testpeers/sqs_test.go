@@ -665,3 +665,42 @@ type sqsFakeTB struct {
 func (f *sqsFakeTB) Helper() {}
 
 func (f *sqsFakeTB) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format, args...) }
+
+// The 12-hour limit on a message's visibility counts from the receive
+// that issued the receipt handle, so a message received again (a 48-hour
+// drain's own message, redelivered after 12 h) can be hidden again.
+func TestSQSVisibilityLimitCountsFromTheLatestReceive(t *testing.T) {
+	t.Parallel()
+	clock := NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	f := sqsTestFake(t, SQSOptions{Now: clock.Now})
+	c := sqsTestClient(f)
+	q := f.CreateQueue("limit", SQSQueueOptions{})
+	ctx := sqsTestCtx(t, 15*time.Second)
+	f.Send(q, "body")
+	receive := func() *string {
+		t.Helper()
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(q), VisibilityTimeout: 600})
+		if err != nil || len(out.Messages) != 1 {
+			t.Fatalf("receive: %v, %d messages", err, len(out.Messages))
+		}
+		return out.Messages[0].ReceiptHandle
+	}
+	change := func(h *string, vt int32) error {
+		_, err := c.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(q), ReceiptHandle: h, VisibilityTimeout: vt})
+		return err
+	}
+	h := receive()
+	clock.Advance(3 * time.Minute)
+	if err := change(h, 43200); err == nil {
+		t.Fatal("12 h more, 3 minutes after the receive: accepted, want refused (total beyond 43200 s)")
+	}
+	if err := change(h, 43200-180); err != nil {
+		t.Fatalf("up to 12 h after the receive: %v", err)
+	}
+	clock.Advance(12*time.Hour - 3*time.Minute + time.Second) // visible again
+	h = receive()
+	clock.Advance(time.Minute)
+	if err := change(h, 3600); err != nil {
+		t.Fatalf("an hour more, a minute after the second receive (12 h after the first): %v", err)
+	}
+}

@@ -25,7 +25,7 @@ import (
 )
 
 // fakeIMDSProcessEnv makes TestFakeIMDSProcess serve a fake IMDS.
-const fakeIMDSProcessEnv = "SCALEDOWND_FAKE_IMDS_PROCESS"
+const fakeIMDSProcessEnv = "TESTPEERS_FAKE_IMDS_PROCESS"
 
 // TestFakeIMDSProcess is not a test: run by benchmarks as a child process
 // (with fakeIMDSProcessEnv set), it serves a fake IMDS on loopback, prints

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // RetryPolicy bounds the retries around heartbeats and completion, on top of
@@ -18,7 +20,15 @@ type RetryPolicy struct {
 	// MaxBackoff.
 	Backoff, MaxBackoff time.Duration
 	Clock               Clock
+	// Log, if set, is told about failed completion attempts: the first
+	// one, then at most one line per attemptLogInterval, each with the AWS
+	// error and the number of failed attempts so far.
+	Log *zap.Logger
 }
+
+// attemptLogInterval spaces the log lines about failed attempts of one
+// completion.
+const attemptLogInterval = 30 * time.Second
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.NotFoundWindow <= 0 {
@@ -112,11 +122,14 @@ func (k *Keeper) Run(ctx context.Context) error {
 func Finish(ctx context.Context, a Completer, act Action, result string, confirmed bool, giveUp time.Time, p RetryPolicy) (alreadyDone bool, err error) {
 	p = p.withDefaults()
 	c := p.Clock
-	var notFoundSince time.Time
+	var notFoundSince, logged time.Time
 	retry := p.Backoff
-	for {
+	for attempt := 1; ; attempt++ {
 		err = a.Complete(ctx, act, result)
 		if err == nil {
+			if attempt > 1 && p.Log != nil {
+				p.Log.Info("lifecycle action completed after failed attempts", actionLogFields(act, zap.Int("attempts", attempt))...)
+			}
 			return false, nil
 		}
 		now := c.Now()
@@ -131,9 +144,21 @@ func Finish(ctx context.Context, a Completer, act Action, result string, confirm
 		if ctx.Err() != nil || !now.Add(retry).Before(giveUp) {
 			return false, err
 		}
+		if p.Log != nil && (logged.IsZero() || now.Sub(logged) >= attemptLogInterval) {
+			logged = now
+			p.Log.Warn("CompleteLifecycleAction failed; retrying",
+				actionLogFields(act, zap.Error(err), zap.Int("failed_attempts", attempt), zap.String("result", result),
+					zap.Duration("retry_in", retry), zap.Time("give_up_at", giveUp))...)
+		}
 		if sleep(ctx, c, retry) != nil {
 			return false, err
 		}
 		retry = min(2*retry, p.MaxBackoff)
 	}
+}
+
+// actionLogFields names an action in a log line (token cut to its prefix).
+func actionLogFields(act Action, more ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.String("instance_id", act.InstanceID), zap.String("asg", act.Group),
+		zap.String("hook", act.Hook), zap.String("token", TokenPrefix(act.Token))}, more...)
 }

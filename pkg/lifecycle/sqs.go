@@ -97,10 +97,24 @@ type SQSOptions struct {
 	// no longer waiting), so they stop circulating on a shared queue.
 	Stale StaleChecker
 	// Pace, if set, is waited on between receives (mode both: see Pacer).
-	// Nil polls continuously.
-	Pace interface {
-		Wait(ctx context.Context) error
-	}
+	// Nil polls continuously, but for the pause after a receive that
+	// brought nothing new (see foreignPause).
+	Pace Pace
+}
+
+// Pace paces the receives of an SQSSource; *Pacer is one.
+type Pace interface {
+	// Wait returns when the next receive may start: after at least
+	// atLeast, and while polling is paced after the idle interval (or as
+	// soon as polling turns continuous), or when ctx ends (with its
+	// error).
+	Wait(ctx context.Context, atLeast time.Duration) error
+	// Paced reports whether polling is paced now (the next receive is an
+	// idle one, with a short wait).
+	Paced() bool
+	// Delivered tells the pacer that this instance's own termination
+	// message has been received: the queue is no longer urgent for it.
+	Delivered()
 }
 
 // receiveVisibility is how long a receive hides a message. It only has to
@@ -111,6 +125,57 @@ type SQSOptions struct {
 // messages it took from their owners for seconds, not a minute.
 const receiveVisibility = 10 * time.Second
 
+// How the source keeps from spinning on other instances' messages. A
+// message handed back with visibility 0 is at once visible to every
+// daemon again — its own daemon included, which a non-zero visibility
+// would keep waiting — and the daemon that handed it back would take it
+// back with its very next receive. So:
+//
+//   - The first time this daemon sees a message, it hands it back at once
+//     (visibility 0): nobody's owner is slowed by it.
+//   - A receive that brought nothing new — only messages this daemon has
+//     seen before, none of them its own, fewer than a full batch — is
+//     followed by a pause of foreignPause before the next receive. The
+//     messages are handed back at once all the same, so they stay visible
+//     for their owners, and this daemon stops competing for them (stops
+//     listening) meanwhile, which is what keeps a message's receive count
+//     low on a shared queue: its owner, which polls without pause, meets
+//     fewer rivals.
+//   - A message seen before, in a receive that also brought something new
+//     or was a full batch (a busy queue, where the daemon does not pause),
+//     is handed back hidden for foreignPause. SQS tends to return the
+//     oldest messages first (moto always does): without this, a daemon
+//     would meet the same ten messages in every receive and never reach
+//     its own behind them.
+//
+// So one daemon receives the same foreign message at most twice in a row
+// and then at most once per foreignPause, in every mode and phase: over T
+// seconds, at most 2 + T/10 times. scaledownd check's dead-letter rule
+// builds on that bound.
+const foreignPause = 10 * time.Second
+
+// maxBatch is the most messages one receive asks for (SQS's limit).
+const maxBatch = 10
+
+// pacedWait is the long-poll wait of a paced (idle) receive in mode both:
+// short, so an idle daemon listens on the queue for about a second per
+// idle interval instead of up to aws.wait-time, and rarely competes with
+// an owner for its message.
+const pacedWait = time.Second
+
+// maxSightings bounds the memory of message ids this daemon has seen;
+// sightingTTL forgets an id not seen for that long.
+const (
+	maxSightings = 20000
+	sightingTTL  = 15 * time.Minute
+)
+
+// sighting is what the source remembers of one message id.
+type sighting struct {
+	n    int       // times received
+	last time.Time // last receive
+}
+
 // SQSSource long-polls the lifecycle queue. It hands back other instances'
 // messages at once, deletes test notifications, hands back malformed ones
 // with a growing visibility timeout, and delivers this instance's actions.
@@ -119,19 +184,37 @@ type SQSSource struct {
 	opts SQSOptions
 	log  *zap.Logger
 
-	dryRunSeen map[string]bool // message ids a dry run has handed back once
-	stale      *staleFilter    // nil: never delete others' messages
+	sightings map[string]*sighting // message id → sightings; only Run's goroutine
+	stale     *staleFilter         // nil: never delete others' messages
 }
 
-// seenInDryRun records a message id and reports whether it was seen before.
-// Only Run's goroutine calls it.
-func (s *SQSSource) seenInDryRun(id string) bool {
-	if s.dryRunSeen == nil || len(s.dryRunSeen) > 10000 {
-		s.dryRunSeen = map[string]bool{}
+// sight records a receive of message id at now and returns how often it
+// was received before (0 the first time). The memory is bounded: ids
+// unseen for sightingTTL are forgotten when it is full, and all of them if
+// that is not enough.
+func (s *SQSSource) sight(id string, now time.Time) (before int) {
+	if s.sightings == nil {
+		s.sightings = map[string]*sighting{}
 	}
-	seen := s.dryRunSeen[id]
-	s.dryRunSeen[id] = true
-	return seen
+	if len(s.sightings) >= maxSightings {
+		for k, v := range s.sightings {
+			if now.Sub(v.last) >= sightingTTL {
+				delete(s.sightings, k)
+			}
+		}
+		if len(s.sightings) >= maxSightings {
+			s.sightings = map[string]*sighting{}
+		}
+	}
+	v := s.sightings[id]
+	if v == nil {
+		s.sightings[id] = &sighting{n: 1, last: now}
+		return 0
+	}
+	before = v.n
+	v.n++
+	v.last = now
+	return before
 }
 
 // NewSQSSource returns a source reading opts.QueueURL through api.
@@ -179,7 +262,11 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		if ctx.Err() != nil {
 			return nil
 		}
-		msgs, err := s.receive(ctx)
+		wait := s.opts.WaitTime
+		if s.opts.Pace != nil && s.opts.Pace.Paced() {
+			wait = min(wait, pacedWait)
+		}
+		msgs, err := s.receive(ctx, wait)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -197,13 +284,19 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		s.opts.Recorder.Polled(true)
 		var handBack []foreignMessage
 		var own []*Message
+		now := s.opts.Clock.Now()
+		news := false // anything but messages seen before
 		for _, m := range msgs {
-			d, ok, foreign := s.handle(ctx, m)
+			d, ok, foreign, fresh := s.handle(ctx, m, now)
+			news = news || fresh
 			if foreign.msg != nil {
 				handBack = append(handBack, foreign)
 			}
 			if ok {
 				own = append(own, d.Msg)
+				if s.opts.Pace != nil && d.Event.Transition != TransitionLaunching {
+					s.opts.Pace.Delivered()
+				}
 				select {
 				case out <- d:
 				case <-ctx.Done():
@@ -219,12 +312,37 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// is asked — a message handed back first would be received by
 		// another daemon, and a delete through this receipt handle would
 		// then do nothing — and all others are handed back at once.
+		quiet := len(msgs) > 0 && len(msgs) < maxBatch && !news
+		if !quiet {
+			hideSeen(handBack)
+		}
 		check, release := s.staleCandidates(handBack)
 		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
 		s.releaseAll(ctx, s.deleteStale(ctx, check))
-		if s.opts.Pace != nil && s.opts.Pace.Wait(ctx) != nil {
+		var pause time.Duration
+		if quiet {
+			pause = foreignPause
+			s.log.Debug("the receive brought only messages seen before; pausing before the next one",
+				zap.Int("messages", len(msgs)), zap.Duration("pause", pause))
+		}
+		if s.opts.Pace != nil {
+			if s.opts.Pace.Wait(ctx, pause) != nil {
+				return nil
+			}
+		} else if sleep(ctx, s.opts.Clock, pause) != nil {
 			return nil
+		}
+	}
+}
+
+// hideSeen hides the messages seen before for foreignPause when they are
+// handed back: a daemon that keeps receiving because the queue keeps
+// bringing new messages does not take them back meanwhile.
+func hideSeen(msgs []foreignMessage) {
+	for i := range msgs {
+		if msgs[i].seenBefore {
+			msgs[i].vis = foreignPause
 		}
 	}
 }
@@ -232,8 +350,10 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 // foreignMessage is another instance's message, to be handed back, with
 // its event for the stale check.
 type foreignMessage struct {
-	msg   *Message
-	event Event
+	msg        *Message
+	event      Event
+	seenBefore bool          // this daemon received the message before
+	vis        time.Duration // hand-back visibility; 0: at once
 }
 
 // keepOwn hides this instance's messages for the full visibility timeout;
@@ -292,16 +412,16 @@ func (s *SQSSource) deleteStale(ctx context.Context, msgs []foreignMessage) (liv
 	return live
 }
 
-func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.WaitTime+s.opts.CallTimeout)
+func (s *SQSSource) receive(ctx context.Context, wait time.Duration) ([]types.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+s.opts.CallTimeout)
 	defer cancel()
 	out, err := s.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(s.opts.QueueURL),
-		MaxNumberOfMessages: 10,
+		MaxNumberOfMessages: maxBatch,
 		// Both are int32 fields the SDK omits when zero: they are set
 		// explicitly so neither the queue's 0 s wait nor its default
 		// visibility applies.
-		WaitTimeSeconds:             int32(s.opts.WaitTime / time.Second),
+		WaitTimeSeconds:             int32(wait / time.Second),
 		VisibilityTimeout:           int32(receiveVisibility / time.Second),
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount, types.MessageSystemAttributeNameSentTimestamp},
 	})
@@ -313,16 +433,20 @@ func (s *SQSSource) receive(ctx context.Context) ([]types.Message, error) {
 
 // handle classifies one message and deals with everything that is not a
 // delivery. It never deletes a message it cannot prove is a test
-// notification or this instance's completed action.
-func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok bool, handBack foreignMessage) {
+// notification or this instance's completed action. fresh reports
+// whether the message is news to this daemon: its own, a test
+// notification, or one it has not received before.
+func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) (d Delivery, ok bool, handBack foreignMessage, fresh bool) {
 	msg := &Message{
 		src:          s,
 		ID:           aws.ToString(m.MessageId),
 		handle:       aws.ToString(m.ReceiptHandle),
 		ReceiveCount: receiveCount(m),
+		hiddenUntil:  now.Add(receiveVisibility),
 	}
 	body := []byte(aws.ToString(m.Body))
 	log := s.log.With(zap.String("message_id", msg.ID), zap.Int("receive_count", msg.ReceiveCount))
+	before := s.sight(msg.ID, now)
 
 	e, kind, err := Classify(body)
 	if s.opts.DryRun {
@@ -330,7 +454,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		// and a minute later on repeats, so a dry run neither keeps messages
 		// from the fleet nor spins on them.
 		vis := time.Duration(0)
-		if s.seenInDryRun(msg.ID) {
+		if before > 0 {
 			vis = time.Minute
 		}
 		defer func() {
@@ -344,24 +468,24 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		s.opts.Recorder.MessageReceived(MessageTest)
 		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, true
 		}
 		if err := msg.Delete(ctx); err != nil {
 			log.Warn("could not delete test notification", zap.Error(err))
 		}
-		return Delivery{}, false, foreignMessage{}
+		return Delivery{}, false, foreignMessage{}, true
 	case KindMalformed:
 		s.opts.Recorder.MessageReceived(MessageMalformed)
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, before == 0
 		}
 		if err := msg.setVisibility(ctx, vis); err != nil {
 			log.Warn("could not set visibility of a malformed message", zap.Error(err))
 		}
-		return Delivery{}, false, foreignMessage{}
+		return Delivery{}, false, foreignMessage{}, before == 0
 	}
 
 	if ok, why := s.opts.Filter.Owns(e); !ok {
@@ -369,30 +493,31 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message) (d Delivery, ok
 		log.Debug("handing back a lifecycle message that is not ours",
 			zap.String("reason", why), zap.String("for_instance", e.InstanceID), zap.String("asg", e.Group), zap.String("hook", e.Hook))
 		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}
+			return Delivery{}, false, foreignMessage{}, before == 0
 		}
 		// Handed back with the others of this receive, then checked for
 		// staleness.
-		return Delivery{}, false, foreignMessage{msg: msg, event: e}
+		return Delivery{}, false, foreignMessage{msg: msg, event: e, seenBefore: before > 0}, before == 0
 	}
 	s.opts.Recorder.MessageReceived(MessageOwn)
 	e.Source = "sqs"
-	e.ReceivedAt = s.opts.Clock.Now()
-	return Delivery{Event: e, Msg: msg}, true, foreignMessage{}
+	e.ReceivedAt = now
+	return Delivery{Event: e, Msg: msg}, true, foreignMessage{}, true
 }
 
-// releaseAll hands other instances' messages back at once, ten per
-// ChangeMessageVisibilityBatch call rather than one call each. Entries the
-// batch call could not change are retried one by one.
+// releaseAll hands other instances' messages back — at once, or hidden for
+// their vis — ten per ChangeMessageVisibilityBatch call rather than one
+// call each. Entries the batch call could not change are retried one by
+// one.
 func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 	for len(foreign) > 0 {
 		n := min(len(foreign), 10)
-		batch := make([]*Message, n)
+		batch := make([]foreignMessage, n)
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, n)
 		for i, f := range foreign[:n] {
-			batch[i] = f.msg
+			batch[i] = f
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: 0,
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: int32(f.vis / time.Second),
 			}
 		}
 		foreign = foreign[n:]
@@ -403,17 +528,17 @@ func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 		cancel()
 		if err != nil {
 			s.log.Warn("could not hand back other instances' messages in a batch; trying one by one", zap.Error(err))
-			for _, m := range batch {
-				if err := m.Release(ctx); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", m.ID), zap.Error(err))
+			for _, f := range batch {
+				if err := f.msg.setVisibility(ctx, f.vis); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", f.msg.ID), zap.Error(err))
 				}
 			}
 			continue
 		}
 		for _, f := range out.Failed {
 			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < n {
-				if err := batch[i].Release(ctx); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].ID), zap.Error(err))
+				if err := batch[i].msg.setVisibility(ctx, batch[i].vis); err != nil {
+					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].msg.ID), zap.Error(err))
 				}
 			}
 		}
@@ -443,8 +568,9 @@ type Message struct {
 	ID           string
 	ReceiveCount int
 
-	mu     sync.Mutex
-	handle string
+	mu          sync.Mutex
+	handle      string
+	hiddenUntil time.Time // the end of the last visibility this daemon set; zero if unknown
 }
 
 // Delete removes the message from the queue.
@@ -463,6 +589,61 @@ func (m *Message) Delete(ctx context.Context) error {
 		return fmt.Errorf("delete message %s: %w", m.ID, err)
 	}
 	return nil
+}
+
+// deleteRetryBackoff is the first pause between attempts of
+// DeleteRetrying; it doubles up to maxDeleteRetryBackoff.
+const (
+	deleteRetryBackoff    = time.Second
+	maxDeleteRetryBackoff = 10 * time.Second
+	// adoptedHandleWindow is how long DeleteRetrying tries a message
+	// adopted from a previous run, whose visibility is unknown.
+	adoptedHandleWindow = 30 * time.Second
+)
+
+// DeleteRetrying deletes the message, retrying failures with backoff (1 s
+// doubling to 10 s) for as long as its receipt handle is known to be
+// good: until the visibility this daemon last gave it ends. After that the
+// message may be redelivered — to another daemon too — and the delete is
+// left to whoever receives it (this instance's daemon recognises a
+// finished action and deletes it). Failed attempts are logged, the first
+// and then at most one per 30 s. It returns the last error, or ctx's.
+func (m *Message) DeleteRetrying(ctx context.Context) error {
+	c := m.src.opts.Clock
+	m.mu.Lock()
+	until := m.hiddenUntil
+	m.mu.Unlock()
+	if until.IsZero() {
+		until = c.Now().Add(adoptedHandleWindow)
+	}
+	log := m.src.log.With(zap.String("message_id", m.ID))
+	var logged time.Time
+	backoff := deleteRetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := m.Delete(ctx)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("lifecycle message deleted after failed attempts", zap.Int("attempts", attempt))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		now := c.Now()
+		if !now.Add(backoff).Before(until) {
+			return fmt.Errorf("%w (gave up after %d attempts: the message's visibility ends at %s)", err, attempt, until.Format(time.RFC3339))
+		}
+		if logged.IsZero() || now.Sub(logged) >= attemptLogInterval {
+			logged = now
+			log.Warn("could not delete the lifecycle message; retrying while its receipt handle is good",
+				zap.Error(err), zap.Int("failed_attempts", attempt), zap.Duration("retry_in", backoff), zap.Time("visible_at", until))
+		}
+		if sleep(ctx, c, backoff) != nil {
+			return err
+		}
+		backoff = min(2*backoff, maxDeleteRetryBackoff)
+	}
 }
 
 // Release makes the message visible again at once, for its owner.
@@ -486,6 +667,9 @@ func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("change visibility of message %s to %s: %w", m.ID, d, err)
 	}
+	m.mu.Lock()
+	m.hiddenUntil = m.src.opts.Clock.Now().Add(d)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -506,10 +690,12 @@ func (m *Message) Supersede(newer *Message) {
 	if newer == nil || newer == m {
 		return
 	}
-	h := newer.receiptHandle()
+	newer.mu.Lock()
+	h, until := newer.handle, newer.hiddenUntil
+	newer.mu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.handle = h
+	m.handle, m.hiddenUntil = h, until
 	m.ReceiveCount = max(m.ReceiveCount, newer.ReceiveCount)
 }
 
