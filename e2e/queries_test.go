@@ -23,11 +23,10 @@ import (
 //
 // daemonReportsQueries switches on the checks of the daemon's own account:
 // its "blocking queries" log lines and its "drain report" (the supervisor
-// starts the query watcher when it requests DRAINING and puts Snapshot's
-// queries into the report). Until that wiring exists the scenario runs the
-// same trinoadmin.Watcher itself, beside the daemon, against the real
-// coordinator and checks it.
-const daemonReportsQueries = false
+// lists the queries while it drains and puts them into the report). Off,
+// the scenario runs the same trinoadmin.Watcher itself, beside the daemon,
+// against the real coordinator and checks that instead.
+const daemonReportsQueries = true
 
 // daemonPollInterval is trino.poll-interval as the scenarios run the
 // daemon (its default).

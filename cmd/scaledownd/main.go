@@ -296,8 +296,12 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, env environmen
 		if shutdown {
 			strategy = trinoadmin.StrategyShutdown
 		}
-		err = ops.Drain(ctx, stdout, tc, ops.DrainOptions{Strategy: strategy, Wait: wait, PollInterval: cfg.Trino.PollInterval, StateDir: cfg.StateDir,
-			InstanceID: cfg.AWS.InstanceID}, log)
+		o := ops.DrainOptions{Strategy: strategy, Wait: wait, PollInterval: cfg.Trino.PollInterval, StateDir: cfg.StateDir,
+			InstanceID: cfg.AWS.InstanceID}
+		if cfg.Trino.CoordinatorURL != "" {
+			o.Queries = daemon.QueryWatcher(cfg, tc, log, nil)
+		}
+		err = ops.Drain(ctx, stdout, tc, o, log)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -139,6 +139,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		pacer = lifecycle.NewPacer(cfg.AWS.SQSIdleInterval, nil, log.With(zap.String("component", "sqs")))
 	}
 	drainer := newDrainer(cfg, tc, log, m)
+	if opts.Queries == nil {
+		opts.Queries = QueryWatcher(cfg, tc, log, m)
+	}
 	sup = newSupervisor(cfg, actions, drainer, newConfirmer(cfg, actions, useIMDS), store, openHistory(cfg, log), opts, m)
 	sqsSource := newSQSSource(cfg, sqsClient, id.InstanceID, actions, pacer, log, m)
 	sup.Resume(recs, func(r statefile.MessageRef) *lifecycle.Message {

@@ -34,14 +34,14 @@ func TestQueryWatcherWiring(t *testing.T) {
 	m := metrics.New("test")
 	core, logs := observer.New(zapcore.InfoLevel)
 
-	without := newQueryWatcher(cfg, tc, zap.New(core), m)
+	without := QueryWatcher(cfg, tc, zap.New(core), m)
 	without.Run(context.Background(), time.Now().Add(time.Hour))
 	if without.Snapshot().Known || logs.FilterMessageSnippet("knows only the worker's task count").Len() != 1 {
 		t.Errorf("without trino.coordinator-url: snapshot %+v, logs %v", without.Snapshot(), logs.All())
 	}
 
 	cfg.Trino.CoordinatorURL = coord.URL()
-	watcher := newQueryWatcher(cfg, tc, zap.New(core), m)
+	watcher := QueryWatcher(cfg, tc, zap.New(core), m)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); watcher.Run(ctx, time.Now().Add(time.Hour)) }()

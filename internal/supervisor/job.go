@@ -351,6 +351,19 @@ func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, kee
 	}
 	drainCtx, stopDrain, drained := run.ctx, run.stop, run.done
 	defer stopDrain(nil)
+	// A lister that also follows the drain towards its deadline warns
+	// which queries will fail when the action completes.
+	if w, ok := s.opts.Queries.(deadlineWatcher); ok {
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			w.Run(drainCtx, plan.Deadline)
+		}()
+		defer func() {
+			stopDrain(nil)
+			<-watched
+		}()
+	}
 	// The deadline runs on the supervisor's clock (a fake one simulates a
 	// 48-hour drain in a test), so it cancels the drain with a cause.
 	go func() {

@@ -52,6 +52,13 @@ type PhaseRecorder interface {
 // when Options.QueryInterval is not set.
 const defaultQueryInterval = 10 * time.Second
 
+// deadlineWatcher is a QueryLister that also follows one drain until its
+// context ends and warns, near deadline, which queries will fail when the
+// action completes; *trinoadmin.Watcher is one.
+type deadlineWatcher interface {
+	Run(ctx context.Context, deadline time.Time)
+}
+
 // maxStatusQueries is how many blocking queries /status lists.
 const maxStatusQueries = 5
 
