@@ -21,9 +21,11 @@ import (
 // and the next one restarts it; L, last, starts it under a launch hook.
 
 const (
-	// hbTimeout is the hook's HeartbeatTimeout: heartbeats every 5 s, so
-	// every drain below outlasts the interval several times.
-	hbTimeout = 10 * time.Second
+	// hbTimeout is the hook's HeartbeatTimeout, AWS's smallest: heartbeats
+	// every 15 s, so every drain below outlasts the interval. A daemon
+	// that pauses its receives on a queue of seen messages finds its own
+	// message up to 10 s late, which a shorter timeout would not absorb.
+	hbTimeout = 30 * time.Second
 
 	// longQuery keeps both workers busy for well over 30 s on this 2-core
 	// machine (≈ 83 s of CPU; 40–110 s wall depending on load): every row
