@@ -4,11 +4,12 @@
 //
 // A newcomer can follow one termination through these files in order:
 //
-//	classify.go  — an SQS message body becomes an Event (or is refused)
+//	imds.go      — the metadata poll, and how metadata paces the queue
 //	sqs.go       — the SQS source: long poll, hand back foreign messages, ack
-//	confirm.go   — AWS confirms a queue message's action before it changes the worker
-//	deadline.go  — how long the action may be kept waiting
-//	actions.go   — heartbeats and CompleteLifecycleAction against Auto Scaling
+//	classify.go  — an SQS message body becomes an Event (or is refused)
+//	actions.go   — Auto Scaling: AWS confirms a queue message's action, how
+//	               long it may be kept waiting, heartbeats and
+//	               CompleteLifecycleAction
 //
 // It knows nothing about Trino; the supervisor joins the two.
 package lifecycle
