@@ -303,7 +303,7 @@ func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, li
 		keep = keep && err == io.EOF // a longer body is not read to its end
 		err = nil
 	} else if out, err = readLimited(resp.Body, dst, limit); err != nil {
-		keep = false
+		keep, err = false, ctxError(ctx, err)
 	}
 	_ = resp.Body.Close()
 	if !keep || ctx.Err() != nil {
@@ -342,10 +342,7 @@ func (c *imdsConn) roundTrip(ctx context.Context, req *http.Request) (*http.Resp
 			return resp, nil
 		}
 		c.close()
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, ctxErr)
-		}
-		if !reused {
+		if err = ctxError(ctx, err); !reused || ctx.Err() != nil {
 			return nil, err
 		}
 	}
@@ -390,6 +387,17 @@ func (c *imdsConn) dial(ctx context.Context) error {
 	}
 	c.conn = conn
 	return nil
+}
+
+// ctxError makes an I/O timeout ctx's error: every deadline on the
+// connection is ctx's, and the socket's may pass a moment before ctx
+// reports it.
+func ctxError(ctx context.Context, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	<-ctx.Done()
+	return fmt.Errorf("%w: %w", ctx.Err(), err)
 }
 
 func (c *imdsConn) close() {
