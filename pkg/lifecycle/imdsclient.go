@@ -308,6 +308,8 @@ func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, li
 	_ = resp.Body.Close()
 	if !keep || ctx.Err() != nil {
 		c.conn.close()
+	} else {
+		c.conn.idle()
 	}
 	return out, resp.StatusCode, err
 }
@@ -398,6 +400,12 @@ func ctxError(ctx context.Context, err error) error {
 	}
 	<-ctx.Done()
 	return fmt.Errorf("%w: %w", ctx.Err(), err)
+}
+
+// idle clears the exchange's deadline from the kept connection: left set,
+// its timer would wake the process once more before the next poll.
+func (c *imdsConn) idle() {
+	_ = c.conn.SetDeadline(time.Time{})
 }
 
 func (c *imdsConn) close() {
