@@ -291,9 +291,13 @@ func transient(err error) bool {
 // appended to dst; any other body is read and dropped so that the
 // connection is kept. c.mu is held.
 func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, limit int) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := c.conn.roundTrip(ctx, req)
+	// The attempt's timeout is the connection's deadline, not a context
+	// of its own: no timer per exchange.
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	resp, err := c.conn.roundTrip(ctx, req, deadline)
 	if err != nil {
 		return dst, 0, err
 	}
@@ -303,7 +307,7 @@ func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, li
 		keep = keep && err == io.EOF // a longer body is not read to its end
 		err = nil
 	} else if out, err = readLimited(resp.Body, dst, limit); err != nil {
-		keep, err = false, ctxError(ctx, err)
+		keep, err = false, timeoutError(ctx, err)
 	}
 	_ = resp.Body.Close()
 	if !keep || ctx.Err() != nil {
@@ -326,32 +330,31 @@ type imdsConn struct {
 	w    *bufio.Writer
 }
 
-// roundTrip sends req and reads the answer's header; ctx's deadline and
-// cancellation bound both. A kept-alive connection the service closed
+// roundTrip sends req and reads the answer's header, both by deadline
+// and until ctx is cancelled. A kept-alive connection the service closed
 // meanwhile fails the first exchange on it: the request is then sent
 // once more on a new connection, as http.Transport does for idempotent
 // requests (a GET, or the token PUT).
-func (c *imdsConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+func (c *imdsConn) roundTrip(ctx context.Context, req *http.Request, deadline time.Time) (*http.Response, error) {
 	for {
 		reused := c.conn != nil
 		if !reused {
-			if err := c.dial(ctx); err != nil {
+			if err := c.dial(ctx, deadline); err != nil {
 				return nil, err
 			}
 		}
-		resp, err := c.exchange(ctx, req)
+		resp, err := c.exchange(ctx, req, deadline)
 		if err == nil {
 			return resp, nil
 		}
 		c.close()
-		if err = ctxError(ctx, err); !reused || ctx.Err() != nil {
+		if err = timeoutError(ctx, err); !reused || ctx.Err() != nil {
 			return nil, err
 		}
 	}
 }
 
-func (c *imdsConn) exchange(ctx context.Context, req *http.Request) (*http.Response, error) {
-	deadline, _ := ctx.Deadline() // zero: none
+func (c *imdsConn) exchange(ctx context.Context, req *http.Request, deadline time.Time) (*http.Response, error) {
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
@@ -367,7 +370,9 @@ func (c *imdsConn) exchange(ctx context.Context, req *http.Request) (*http.Respo
 	return http.ReadResponse(c.r, req)
 }
 
-func (c *imdsConn) dial(ctx context.Context) error {
+func (c *imdsConn) dial(ctx context.Context, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	// No TCP keep-alive probes: they would wake the idle process.
 	conn, err := (&net.Dialer{KeepAlive: -1}).DialContext(ctx, "tcp", c.addr)
 	if err != nil {
@@ -391,15 +396,17 @@ func (c *imdsConn) dial(ctx context.Context) error {
 	return nil
 }
 
-// ctxError makes an I/O timeout ctx's error: every deadline on the
-// connection is ctx's, and the socket's may pass a moment before ctx
-// reports it.
-func ctxError(ctx context.Context, err error) error {
+// timeoutError reports the connection's deadline as a context's would be:
+// ctx's error if it ended (cancellation sets a past deadline), else the
+// attempt's context.DeadlineExceeded.
+func timeoutError(ctx context.Context, err error) error {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
-	<-ctx.Done()
-	return fmt.Errorf("%w: %w", ctx.Err(), err)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 }
 
 // idle clears the exchange's deadline from the kept connection: left set,
