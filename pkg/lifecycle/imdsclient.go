@@ -242,10 +242,7 @@ func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
 	if err != nil {
 		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
 	}
-	// An empty Idempotency-Key is not sent; it lets the Transport retry the
-	// PUT on a kept-alive connection the service closed meanwhile, as it
-	// does a GET.
-	req.Header = http.Header{imdsTTLHeader: c.ttlValue, "Idempotency-Key": nil}
+	req.Header = http.Header{imdsTTLHeader: c.ttlValue}
 	body, status, err := c.exchange(ctx, req, make([]byte, 0, 64), imdsMaxToken)
 	if err == nil && status != http.StatusOK {
 		err = &IMDSStatusError{Op: "PUT " + imdsTokenPath, StatusCode: status}
@@ -348,8 +345,8 @@ func (c *imdsConn) roundTrip(ctx context.Context, req *http.Request, deadline ti
 			return resp, nil
 		}
 		c.close()
-		if err = timeoutError(ctx, err); !reused || ctx.Err() != nil {
-			return nil, err
+		if !reused || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, timeoutError(ctx, err) // a timeout is not a closed connection
 		}
 	}
 }
