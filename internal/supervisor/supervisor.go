@@ -189,8 +189,14 @@ func (s *Supervisor) Status() Status {
 	return st
 }
 
-// Run takes deliveries until ctx ends. progress is called at least once a
-// second while the loop is alive. When ctx ends, actions in progress are
+// progressInterval is how often an idle Run reports progress. The daemon's
+// health watch declares the loop stuck after 30 s of silence: three beats
+// fit in that, and an idle daemon wakes for them only every 10 s instead of
+// every second.
+const progressInterval = 10 * time.Second
+
+// Run takes deliveries until ctx ends. progress is called at least every
+// progressInterval while the loop is alive. When ctx ends, actions in progress are
 // abandoned without completing them (a restart picks them up again) and
 // Run returns once their goroutines have stopped.
 func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, progress func()) {
@@ -211,7 +217,7 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 	for _, j := range resumed {
 		startJob(j)
 	}
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(progressInterval)
 	defer tick.Stop()
 	for {
 		if progress != nil {

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -58,9 +59,10 @@ type IMDSClientOptions struct {
 }
 
 // IMDSClient is the IMDSv2-only net/http client of the metadata poll loop:
-// its own Transport keeps one connection to the service alive (no proxy,
-// no compression), the session token is cached until shortly before it
-// runs out, and bodies are read into the caller's buffer.
+// it keeps one connection to the service alive (no proxy, no compression)
+// and writes requests and reads answers on it in the caller's goroutine,
+// the session token is cached until shortly before it runs out, and
+// bodies are read into the caller's buffer.
 //
 // It never falls back to IMDSv1: without a token there is no metadata
 // request. A 401 means the token is no longer valid (the instance was
@@ -72,10 +74,17 @@ type IMDSClientOptions struct {
 // handlers: a poll costs about twice the CPU and three and a half times
 // the allocations (BenchmarkIMDSPollCPU).
 //
+// Why not http.Transport? It runs a reader and a writer goroutine per
+// connection and hands every request and answer between them and the
+// caller: on a daemon that polls every second those hand-offs wake
+// threads that have nothing else to do, and cost more CPU than the
+// exchange itself (docs/benchmarks.md, P3). The client speaks HTTP with
+// the standard library's own (*http.Request).Write and http.ReadResponse.
+//
 // IMDSClient implements IMDSAPI; its methods are safe for concurrent use
 // (exchanges are serialised, so they share the one connection).
 type IMDSClient struct {
-	rt       *http.Transport
+	conn     imdsConn
 	base     string // scheme://host and the endpoint's path, without a trailing slash
 	ttl      time.Duration
 	ttlValue []string // ttl in whole seconds, the PUT header's value
@@ -132,23 +141,21 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 		return c
 	}
 	c.base = u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/")
-	c.rt = &http.Transport{
-		Proxy: nil, // link-local: never through a proxy
-		// No TCP keep-alive probes: they would wake the idle process.
-		DialContext:         (&net.Dialer{Timeout: opts.Timeout, KeepAlive: -1}).DialContext,
-		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout: opts.Timeout,
-		MaxIdleConnsPerHost: 1,
-		DisableCompression:  true,
+	c.conn.addr = u.Host
+	if u.Port() == "" {
+		c.conn.addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
+	}
+	if u.Scheme == "https" {
+		c.conn.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
 	}
 	return c
 }
 
 // Close closes the connection, if any.
 func (c *IMDSClient) Close() {
-	if c.rt != nil {
-		c.rt.CloseIdleConnections()
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn.close()
 }
 
 // IMDSStatusError is an answer other than 200 OK. 404 means the item is not
@@ -235,10 +242,7 @@ func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
 	if err != nil {
 		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
 	}
-	// An empty Idempotency-Key is not sent; it lets the Transport retry the
-	// PUT on a kept-alive connection the service closed meanwhile, as it
-	// does a GET.
-	req.Header = http.Header{imdsTTLHeader: c.ttlValue, "Idempotency-Key": nil}
+	req.Header = http.Header{imdsTTLHeader: c.ttlValue}
 	body, status, err := c.exchange(ctx, req, make([]byte, 0, 64), imdsMaxToken)
 	if err == nil && status != http.StatusOK {
 		err = &IMDSStatusError{Op: "PUT " + imdsTokenPath, StatusCode: status}
@@ -284,19 +288,135 @@ func transient(err error) bool {
 // appended to dst; any other body is read and dropped so that the
 // connection is kept. c.mu is held.
 func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, limit int) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := c.rt.RoundTrip(req.WithContext(ctx))
+	// The attempt's timeout is the connection's deadline, not a context
+	// of its own: no timer per exchange.
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	resp, err := c.conn.roundTrip(ctx, req, deadline)
 	if err != nil {
 		return dst, 0, err
 	}
-	defer resp.Body.Close()
+	out, keep := dst, !resp.Close
 	if resp.StatusCode != http.StatusOK {
-		_, _ = io.CopyN(io.Discard, resp.Body, imdsMaxDrain)
-		return dst, resp.StatusCode, nil
+		_, err = io.CopyN(io.Discard, resp.Body, imdsMaxDrain)
+		keep = keep && err == io.EOF // a longer body is not read to its end
+		err = nil
+	} else if out, err = readLimited(resp.Body, dst, limit); err != nil {
+		keep, err = false, timeoutError(ctx, err)
 	}
-	out, err := readLimited(resp.Body, dst, limit)
+	_ = resp.Body.Close()
+	if !keep || ctx.Err() != nil {
+		c.conn.close()
+	} else {
+		c.conn.idle()
+	}
 	return out, resp.StatusCode, err
+}
+
+// imdsConn is the client's one connection, kept alive between exchanges.
+// Requests are written with (*http.Request).Write and answers read with
+// http.ReadResponse, in the caller's goroutine; the caller reads each body
+// to its end (or closes the connection) before the next request.
+type imdsConn struct {
+	addr string      // host:port
+	tls  *tls.Config // for an https endpoint, else nil
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+}
+
+// roundTrip sends req and reads the answer's header, both by deadline
+// and until ctx is cancelled. A kept-alive connection the service closed
+// meanwhile fails the first exchange on it: the request is then sent
+// once more on a new connection, as http.Transport does for idempotent
+// requests (a GET, or the token PUT).
+func (c *imdsConn) roundTrip(ctx context.Context, req *http.Request, deadline time.Time) (*http.Response, error) {
+	for {
+		reused := c.conn != nil
+		if !reused {
+			if err := c.dial(ctx, deadline); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := c.exchange(ctx, req, deadline)
+		if err == nil {
+			return resp, nil
+		}
+		c.close()
+		if !reused || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, timeoutError(ctx, err) // a timeout is not a closed connection
+		}
+	}
+}
+
+func (c *imdsConn) exchange(ctx context.Context, req *http.Request, deadline time.Time) (*http.Response, error) {
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // cancellation unblocks I/O
+	defer stop()
+	if err := req.Write(c.w); err != nil {
+		return nil, err
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(c.r, req)
+}
+
+func (c *imdsConn) dial(ctx context.Context, deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// No TCP keep-alive probes: they would wake the idle process.
+	conn, err := (&net.Dialer{KeepAlive: -1}).DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	if c.tls != nil {
+		tc := tls.Client(conn, c.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return err
+		}
+		conn = tc
+	}
+	if c.r == nil {
+		c.r, c.w = bufio.NewReaderSize(conn, 4<<10), bufio.NewWriterSize(conn, 1<<10)
+	} else {
+		c.r.Reset(conn)
+		c.w.Reset(conn)
+	}
+	c.conn = conn
+	return nil
+}
+
+// timeoutError reports the connection's deadline as a context's would be:
+// ctx's error if it ended (cancellation sets a past deadline), else the
+// attempt's context.DeadlineExceeded.
+func timeoutError(ctx context.Context, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w: %w", ctxErr, err)
+	}
+	return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+}
+
+// idle clears the exchange's deadline from the kept connection: left set,
+// its timer would wake the process once more before the next poll.
+func (c *imdsConn) idle() {
+	_ = c.conn.SetDeadline(time.Time{})
+}
+
+func (c *imdsConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
 }
 
 // readLimited appends r's content to dst; more than limit bytes is an
