@@ -556,6 +556,22 @@ func TestC_QueriesDuringDrainRunOnTheOtherWorker(t *testing.T) {
 		t.Fatal("the blocking query ended on its own; the drain was not held by it")
 	}
 
+	// The drain must outlast the heartbeat interval for checkHeartbeats to
+	// prove anything: the blocker holds it until the action has been kept
+	// alive twice (the first heartbeat comes at once, the second one
+	// interval later).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*hbTimeout)
+	held, err := s.env.ASG.WaitActionUntil(ctx, token, func(a testpeers.AutoScalingAction) bool {
+		return len(a.Heartbeats) >= 2 || a.State != testpeers.AutoScalingActionPending
+	})
+	cancel()
+	if err != nil || held.State != testpeers.AutoScalingActionPending {
+		t.Fatalf("waiting for two heartbeats while the blocker holds the drain: action %s, %d heartbeats: %v", held.State, len(held.Heartbeats), err)
+	}
+	if blocker.isDone() {
+		t.Fatal("the blocking query ended on its own; the drain was not held by it")
+	}
+
 	// End the blocking query: the drain completes.
 	cancelled := time.Now()
 	blocker.cancel()

@@ -400,6 +400,12 @@ func (a *AutoScaling) Actions() []AutoScalingAction {
 // expired) and returns its snapshot, or an error if the token is unknown or
 // ctx ends or the fake closes first.
 func (a *AutoScaling) WaitAction(ctx context.Context, token string) (AutoScalingAction, error) {
+	return a.WaitActionUntil(ctx, token, func(act AutoScalingAction) bool { return act.State != AutoScalingActionPending })
+}
+
+// WaitActionUntil waits until the action of token satisfies done (or is
+// no longer known) and returns its last snapshot.
+func (a *AutoScaling) WaitActionUntil(ctx context.Context, token string, done func(AutoScalingAction) bool) (AutoScalingAction, error) {
 	var (
 		snap  AutoScalingAction
 		known bool
@@ -419,7 +425,7 @@ func (a *AutoScaling) WaitAction(ctx context.Context, token string) (AutoScaling
 		if changed {
 			a.notify()
 		}
-		return !ok || snap.State != AutoScalingActionPending, next
+		return !ok || done(snap), next
 	})
 	if err != nil {
 		return snap, fmt.Errorf("wait for lifecycle action %s: %w", token, err)
