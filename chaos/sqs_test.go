@@ -56,7 +56,11 @@ type foreignScene struct {
 	d         *daemon
 	dlq       string
 	id, token string
-	sent      time.Time
+	// bothMode: the fleet runs mode both, the neighbour hides the message
+	// (a minute, then two), and the owner learns of its termination from
+	// its own metadata.
+	bothMode bool
+	sent     time.Time
 }
 
 // placeForeign puts another instance's live message on the world's queue.
@@ -98,12 +102,32 @@ func (s *foreignScene) check(t *testing.T) {
 	// Its owner comes: the message is still there for it.
 	owner := testpeers.NewTrino(testpeers.TrinoOptions{Version: "476", GracePeriod: 200 * time.Millisecond})
 	t.Cleanup(owner.Close)
-	od := startDaemon(t, w, map[string]string{"SCALEDOWND_AWS_INSTANCE_ID": otherInstance, "SCALEDOWND_TRINO_URL": owner.URL()})
+	env := map[string]string{"SCALEDOWND_AWS_INSTANCE_ID": otherInstance, "SCALEDOWND_TRINO_URL": owner.URL()}
+	if s.bothMode {
+		meta := testpeers.NewIMDS(testpeers.IMDSOptions{InstanceID: otherInstance, Region: testenv.Region})
+		t.Cleanup(meta.Close)
+		meta.SetTargetLifecycleState("Terminated")
+		env["SCALEDOWND_AWS_MODE"] = "both"
+		env["SCALEDOWND_AWS_IMDS_ENDPOINT"] = meta.URL()
+		env["SCALEDOWND_AWS_IMDS_POLL_INTERVAL"] = "200ms"
+	}
+	od := startDaemon(t, w, env)
 	ownerStart := time.Now()
 	od.waitReady()
 	act := w.awaitAction(t, s.token, 60*time.Second)
 	if act.State != testpeers.AutoScalingActionCompleted || act.Result != testpeers.AutoScalingContinue {
 		t.Fatalf("the owner's action ended %s/%s", act.State, act.Result)
+	}
+	if s.bothMode {
+		// The message stays hidden by the neighbour; a daemon deletes it as
+		// stale once it is visible again.
+		m, _ = w.message(s.id)
+		r.measure(t, "owner (mode both, metadata Terminated) started → action completed %s; message kept at receive count %d, deleted %v; dead-letter queue %d",
+			ms(act.CompletedAt.Sub(ownerStart)), m.ReceiveCount, m.Deleted, len(w.SQS.Messages(s.dlq)))
+		if m.MovedTo != "" || len(w.SQS.Messages(s.dlq)) != 0 {
+			t.Error("a message reached the dead-letter queue")
+		}
+		return
 	}
 	m = w.awaitDeleted(t, s.id, 20*time.Second)
 	r.measure(t, "owner started → action completed %s, message deleted at receive count %d; dead-letter queue %d",
@@ -130,7 +154,8 @@ func rows21and22(t *testing.T) {
 	w22 := newWorld(t, worldOpts{hbt: liveHBT})
 	s22 := &foreignScene{w: w22, dlq: redriveQueue(w22), r: namedRow(t, "TestChaos/row22_foreign_message_while_leaving_mode_both",
 		"Row 21 in mode both, the daemon's own instance leaving (metadata Terminated, its drain running, its own message not on the queue)",
-		"the queue is polled continuously, yet the foreign message is received at most 10 times in the window, never deleted, not dead-lettered; its owner then gets it")}
+		"the queue is polled continuously, yet the foreign message is received at most 10 times in the window (hidden a minute after its first receive, two after its second: its owner's metadata is its signal), never deleted, not dead-lettered; its owner, in mode both, then drains and completes through its metadata"),
+		bothMode: true}
 	finish := w22.Trino.AddBlockedTask()
 	defer finish()
 	w22.terminate()

@@ -40,11 +40,18 @@ func waitReceives(t *testing.T, env *testenv.Env, id string, n int, within time.
 func TestBothModePacesTheQueueWhileInService(t *testing.T) {
 	const idle = 2 * time.Second
 	env, fake := imdsWorld(t, testenv.Options{})
-	// Another instance's live action circulates on the shared queue.
-	other := "i-0aaaaaaaaaaaaaaa1"
+	// Other instances' live actions circulate on the shared queue: a
+	// launch, which the daemon hands back at once (metadata cannot tell an
+	// owner its launch), and a termination, which it hides for a minute
+	// (its owner's metadata tells it).
+	other, leaving := "i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"
 	env.AddInstance(other)
-	_, msg := env.Terminate(other)
-	id := env.SQS.Send(env.QueueURL, msg.Direct())
+	env.AddInstance(leaving)
+	env.ASG.AddHook(testpeers.AutoScalingHook{Group: testenv.Group, Name: launchHook,
+		Transition: testpeers.AutoScalingTransitionLaunching, HeartbeatTimeout: time.Hour, DefaultResult: "ABANDON"})
+	id := env.SQS.Send(env.QueueURL, env.ASG.Message(env.ASG.StartAction(testenv.Group, launchHook, other)).Direct())
+	_, term := env.Terminate(leaving)
+	hidden := env.SQS.Send(env.QueueURL, term.Direct())
 	_, logs := start(t, pacedConfig(env, fake, idle))
 	// Until metadata has been read once, the queue is the only signal and
 	// is polled continuously.
@@ -52,6 +59,9 @@ func TestBothModePacesTheQueueWhileInService(t *testing.T) {
 		return logs.FilterMessageSnippet("polling the lifecycle queue once per idle interval").Len() > 0
 	})
 	paced := env.SQS.Receives(env.QueueURL, id)
+	// (Until metadata answered, the termination message too was handed
+	// back at once: the queue was the only signal.)
+	hiddenAt := env.SQS.Receives(env.QueueURL, hidden)
 
 	// Polling continuously, the daemon would take the message back within
 	// milliseconds of handing it back; paced, once per idle interval.
@@ -62,6 +72,9 @@ func TestBothModePacesTheQueueWhileInService(t *testing.T) {
 	}
 	if deleted := env.SQS.Deleted(env.QueueURL); len(deleted) != 0 {
 		t.Fatalf("deleted %v: a live foreign action must never be deleted", deleted)
+	}
+	if n := env.SQS.Receives(env.QueueURL, hidden) - hiddenAt; n > 1 {
+		t.Fatalf("the foreign termination message was received %d times since metadata answered, want at most once (hidden a minute)", n)
 	}
 }
 

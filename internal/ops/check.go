@@ -138,7 +138,7 @@ func groupMaxSize(ctx context.Context, a *lifecycle.Actions, group string) int {
 	return n
 }
 
-// deadLetterFactor follows from the SQS source's bound (see
+// deadLetterFactor follows from the SQS source's bound in mode sqs (see
 // lifecycle.SQSSource): one daemon receives another instance's message at
 // most twice at once and then at most once per 10 s, so over T seconds a
 // message is received at most N × (2 + T/10 s) times on a queue shared by
@@ -170,6 +170,23 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int)
 	switch {
 	case cfg.AWS.Mode == "imds":
 		return Check{Name: "queue", OK: true, Detail: detail}
+	case cfg.AWS.Mode == "both":
+		// Another instance's termination message is hidden longer after
+		// each receive (lifecycle.ForeignHideCovers): the fleet's receives
+		// of a message follow its age, not the number of daemons.
+		covers := lifecycle.ForeignHideCovers(int(n))
+		if covers >= cfg.Lifecycle.MaxDrainTime {
+			return Check{Name: "queue", OK: true, Detail: detail + fmt.Sprintf(" (in mode both a message lasts %s before that)", covers)}
+		}
+		need := int(n)
+		for lifecycle.ForeignHideCovers(need) < cfg.Lifecycle.MaxDrainTime {
+			need++
+		}
+		return Check{Name: "queue", OK: true, Warn: true, Detail: detail + fmt.Sprintf(
+			": in mode both every daemon hands another instance's termination message back hidden for a minute, doubling with "+
+				"each receive up to 12h, so a message reaches %d receives after %s, less than lifecycle.max-drain-time %s. "+
+				"A longer drain still ends as it should (metadata drives it) but its message lands in the dead-letter queue; "+
+				"raise maxReceiveCount to at least %d", n, covers, cfg.Lifecycle.MaxDrainTime, need)}
 	case maxSize == 0:
 		return Check{Name: "queue", OK: true, Warn: true, Detail: detail +
 			fmt.Sprintf(" (group MaxSize unknown: keep maxReceiveCount at least %d × MaxSize on a shared queue)", deadLetterFactor)}

@@ -219,6 +219,37 @@ func TestCheckWarnsAboutADeadLetterQueueOnASharedQueue(t *testing.T) {
 	}
 }
 
+// In mode both the rule follows the growing hand-back visibility: a
+// message's receives follow its age, so maxReceiveCount is held against
+// lifecycle.max-drain-time, not the group's size.
+func TestCheckHoldsTheDeadLetterQueueAgainstTheLongestDrainInModeBoth(t *testing.T) {
+	env, err := testenv.New(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	dlq := env.SQS.CreateQueue("lifecycle-dlq", testpeers.SQSQueueOptions{})
+	for _, tt := range []struct {
+		maxReceive int
+		maxDrain   time.Duration
+		want       string // in the warning; "" for none
+	}{
+		{10, 8 * time.Hour, ""}, // 1+2+…+256 min = 8h31m
+		{10, 48 * time.Hour, "raise maxReceiveCount to at least 14"}, // 8h31m, 17h03m, 29h03m, 41h03m, 53h03m
+		{14, 48 * time.Hour, ""},
+	} {
+		cfg := env.Config(env.Instance)
+		cfg.AWS.Mode = "both"
+		cfg.Lifecycle.MaxDrainTime = tt.maxDrain
+		cfg.AWS.QueueURL = env.SQS.CreateQueue(fmt.Sprintf("both-%d-%d", tt.maxReceive, int(tt.maxDrain.Hours())),
+			testpeers.SQSQueueOptions{MaxReceiveCount: tt.maxReceive, DeadLetterQueue: dlq})
+		got := byName(ops.RunChecks(context.Background(), cfg, depsFor(t, env, cfg)))["queue"]
+		if !got.OK || got.Warn != (tt.want != "") || !strings.Contains(got.Detail, tt.want) {
+			t.Errorf("maxReceiveCount %d, max-drain-time %s: check = %+v, want warning %q", tt.maxReceive, tt.maxDrain, got, tt.want)
+		}
+	}
+}
+
 func TestCheckAsksTheCoordinatorAboutThisWorker(t *testing.T) {
 	env, err := testenv.New(testenv.Options{})
 	if err != nil {

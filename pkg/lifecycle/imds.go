@@ -397,6 +397,14 @@ func (p *Pacer) updateLocked(err error) {
 	}
 }
 
+// MetadataAnswers reports whether metadata has been read and the last read
+// succeeded.
+func (p *Pacer) MetadataAnswers() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.observed && !p.failing
+}
+
 // Paced reports whether polling is paced now: the next receive is an idle
 // one.
 func (p *Pacer) Paced() bool {

@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,8 +93,9 @@ func (w *spinWorld) run(t *testing.T, d time.Duration, each func(now time.Time))
 }
 
 // checkForeign asserts the message was received at most max times, never
-// deleted nor dead-lettered, and first handed back at once.
-func (w *spinWorld) checkForeign(t *testing.T, id string, max int) int {
+// deleted nor dead-lettered, and first handed back with visibility
+// firstVis (seconds).
+func (w *spinWorld) checkForeign(t *testing.T, id string, max int, firstVis string) int {
 	t.Helper()
 	n := w.fake.Receives(w.queue, id)
 	if n > max || n < 1 {
@@ -111,8 +113,8 @@ func (w *spinWorld) checkForeign(t *testing.T, id string, max int) int {
 			break
 		}
 	}
-	if first != "0" {
-		t.Errorf("first hand-back with visibility %q, want 0 (at once, for its owner)", first)
+	if first != firstVis {
+		t.Errorf("first hand-back with visibility %q s, want %s s", first, firstVis)
 	}
 	return n
 }
@@ -126,25 +128,36 @@ func TestOneDaemonReceivesAForeignMessageAtMostOncePer10s(t *testing.T) {
 		// own also queues this instance's termination: the phase after
 		// its own message was received.
 		own bool
+		// failing: this instance's metadata cannot be read.
+		failing bool
+		// firstVis is the first hand-back's visibility: at once where the
+		// queue may be its owner's only signal (mode sqs, or metadata
+		// failing here as it may on the owner), a minute in mode both.
+		firstVis string
 	}{
-		{name: "sqs"},
-		{name: "sqs/after-own-message", own: true},
-		{name: "both/idle", paced: true},
-		{name: "both/leaving", paced: true, leaving: true},
-		{name: "both/after-own-message", paced: true, leaving: true, own: true},
+		{name: "sqs", firstVis: "0"},
+		{name: "sqs/after-own-message", own: true, firstVis: "0"},
+		{name: "both/idle", paced: true, firstVis: "60"},
+		{name: "both/leaving", paced: true, leaving: true, firstVis: "60"},
+		{name: "both/after-own-message", paced: true, leaving: true, own: true, firstVis: "60"},
+		{name: "both/metadata-failing", paced: true, failing: true, firstVis: "0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newSpinWorld(t, tc.paced)
 			if w.pacer != nil {
-				w.pacer.Observe(tc.leaving, nil)
+				var err error
+				if tc.failing {
+					err = errors.New("metadata: connection refused")
+				}
+				w.pacer.Observe(tc.leaving, err)
 			}
 			id := w.fake.Send(w.queue, lifecycleBody(other))
 			if tc.own {
 				w.fake.Send(w.queue, lifecycleBody(self))
 			}
 			ds := w.run(t, time.Minute, nil)
-			n := w.checkForeign(t, id, 10)
+			n := w.checkForeign(t, id, 10, tc.firstVis)
 			t.Logf("%s: foreign message received %d times in 60 s; %d SQS requests", tc.name, n, len(w.fake.Calls()))
 			// (Nobody extends or deletes it here: it is delivered again
 			// when its visibility timeout ends.)
@@ -251,4 +264,69 @@ func TestOwnMessageBehindFullBatchesOfForeignOnes(t *testing.T) {
 			t.Fatalf("a foreign message was received %d times before the own one was found", n)
 		}
 	}
+}
+
+// A mass scale-in in mode both on a shared queue with a redrive policy
+// (maxReceiveCount 10): 40 daemons, 20 of them leaving, whose metadata
+// told them so; their 20 messages circulate for half an hour of queue time
+// (drains that long, handled through their metadata) and none reaches the
+// dead-letter queue. In mode sqs the same fleet would hand each message
+// back at once and receive it dozens of times within seconds.
+func TestAMassScaleInInModeBothDeadLettersNothing(t *testing.T) {
+	t.Parallel()
+	w := newSpinWorld(t, true)
+	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(w.fake.URL()), Credentials: aws.AnonymousCredentials{}, Retryer: retryer()})
+	const daemons, leaving = 40, 20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan lifecycle.Delivery, daemons)
+	done := make(chan struct{}, daemons)
+	var ids []string
+	for i := range daemons {
+		instance := fmt.Sprintf("i-0dddddddd%07d", i)
+		pacer := lifecycle.NewPacer(time.Minute, w.clock, nil)
+		pacer.Observe(i < leaving, nil)
+		if i < leaving {
+			ids = append(ids, w.fake.Send(w.queue, lifecycleBody(instance)))
+		}
+		src := lifecycle.NewSQSSource(client, lifecycle.SQSOptions{
+			QueueURL: w.queue, Filter: lifecycle.Filter{InstanceID: instance, Hook: hook}, WaitTime: 20 * time.Second,
+			Clock: w.clock, Pace: pacer,
+		})
+		go func() { _ = src.Run(ctx, out, nil); done <- struct{}{} }()
+	}
+	owners := 0
+	for end := w.clock.Now().Add(30 * time.Minute); w.clock.Now().Before(end); {
+		time.Sleep(2 * time.Millisecond)
+		w.clock.Advance(time.Second)
+		for len(out) > 0 {
+			d := <-out
+			owners++
+			// The owner keeps its message hidden while it drains, as the
+			// job's heartbeats do.
+			if err := d.Msg.Extend(ctx, time.Hour); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	cancel()
+	for range daemons {
+		<-done
+	}
+	maxCount := 0
+	for _, m := range w.fake.Messages(w.queue) {
+		if m.MovedTo != "" {
+			t.Errorf("message %s dead-lettered after %d receives", m.ID, m.ReceiveCount)
+		}
+		maxCount = max(maxCount, m.ReceiveCount)
+	}
+	if n := len(w.fake.Messages(w.dlq)); n != 0 {
+		t.Errorf("%d messages in the dead-letter queue", n)
+	}
+	// Hidden for 1, 2, 4, 8, 16 minutes after its receives: at most six
+	// receives in 30 minutes.
+	if maxCount > 6 {
+		t.Errorf("a message was received %d times in 30 minutes, want at most 6", maxCount)
+	}
+	t.Logf("%d daemons, %d messages, 30 min: max receive count %d, %d owners received their message", daemons, len(ids), maxCount, owners)
 }

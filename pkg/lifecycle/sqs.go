@@ -115,6 +115,10 @@ type Pace interface {
 	// Delivered tells the pacer that this instance's own termination
 	// message has been received: the queue is no longer urgent for it.
 	Delivered()
+	// MetadataAnswers reports whether this instance's metadata was read
+	// and its last read succeeded: in mode both an instance's own
+	// metadata is then its signal, and the queue only its fall-back.
+	MetadataAnswers() bool
 }
 
 // receiveVisibility is how long a receive hides a message. It only has to
@@ -153,6 +157,48 @@ const receiveVisibility = 10 * time.Second
 // seconds, at most 2 + T/10 times. scaledownd check's dead-letter rule
 // builds on that bound.
 const foreignPause = 10 * time.Second
+
+// In mode both, an instance learns of its own termination from its
+// metadata within a poll interval; its message on the queue is a
+// fall-back (for when its metadata cannot be read) and something to clean
+// up. Handing another instance's termination message back at once there
+// only lets the next daemon receive it, and on a shared queue during a
+// mass scale-in every receive raises the message's receive count towards
+// the dead-letter queue's maxReceiveCount. So while this daemon's own
+// metadata answers, it hands another instance's termination message back
+// hidden for foreignHide(ApproximateReceiveCount) — a minute after its
+// first receive, doubling with each receive up to SQS's 12 h limit —
+// which bounds the receives of a message by the whole fleet, not only by
+// one daemon: its n-th receive comes 2^(n−1) − 1 minutes after its first
+// at the earliest (ForeignHideCovers). Launch messages (metadata cannot tell a launch from
+// service) and every message in mode sqs, or while this daemon's metadata
+// fails, are handed back by the rules above.
+const (
+	foreignHideFirst = time.Minute
+	foreignHideMax   = 12 * time.Hour
+)
+
+// foreignHide is the hand-back visibility of another instance's
+// termination message in mode both at its receive-th receive.
+func foreignHide(receive int) time.Duration {
+	d := foreignHideFirst
+	for i := 1; i < receive && d < foreignHideMax; i++ {
+		d *= 2
+	}
+	return min(d, foreignHideMax)
+}
+
+// ForeignHideCovers is how long a message survives, under foreignHide,
+// before its receive count reaches maxReceiveCount: the sum of the hides
+// of its first maxReceiveCount − 1 receives. scaledownd check compares it
+// with the longest drain.
+func ForeignHideCovers(maxReceiveCount int) time.Duration {
+	var total time.Duration
+	for i := 1; i < maxReceiveCount; i++ {
+		total += foreignHide(i)
+	}
+	return total
+}
 
 // maxBatch is the most messages one receive asks for (SQS's limit).
 const maxBatch = 10
@@ -316,6 +362,9 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		if !quiet {
 			hideSeen(handBack)
 		}
+		if s.opts.Pace != nil && s.opts.Pace.MetadataAnswers() {
+			s.hideTerminations(handBack)
+		}
 		check, release := s.staleCandidates(handBack)
 		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
@@ -343,6 +392,16 @@ func hideSeen(msgs []foreignMessage) {
 	for i := range msgs {
 		if msgs[i].seenBefore {
 			msgs[i].vis = foreignPause
+		}
+	}
+}
+
+// hideTerminations hides other instances' termination messages for
+// foreignHide (mode both, while this instance's metadata answers).
+func (s *SQSSource) hideTerminations(msgs []foreignMessage) {
+	for i, f := range msgs {
+		if f.event.InstanceID != s.opts.Filter.InstanceID && f.event.Transition != TransitionLaunching {
+			msgs[i].vis = max(f.vis, foreignHide(f.msg.ReceiveCount))
 		}
 	}
 }
