@@ -132,10 +132,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 	}
 
-	// In mode both, instance metadata paces the queue polling: see
-	// lifecycle.Pacer.
+	// In mode both, instance metadata paces the queue polling (unless
+	// aws.sqs-idle-interval is 0) and tells the queue whether other
+	// instances' terminations may be hidden: see lifecycle.Pacer.
 	var pacer *lifecycle.Pacer
-	if useSQS && useIMDS && cfg.AWS.SQSIdleInterval > 0 {
+	if useSQS && useIMDS {
 		pacer = lifecycle.NewPacer(cfg.AWS.SQSIdleInterval, nil, log.With(zap.String("component", "sqs")))
 	}
 	drainer := newDrainer(cfg, tc, log, m)

@@ -333,7 +333,8 @@ type Pacer struct {
 }
 
 // NewPacer returns a pacer that, while nothing is urgent, lets the queue be
-// polled once per idle. It starts urgent: until metadata has been read
+// polled once per idle (idle 0: continuously, the pacer then only tells
+// whether metadata answers). It starts urgent: until metadata has been read
 // once, the queue is the only signal.
 func NewPacer(idle time.Duration, clock Clock, log *zap.Logger) *Pacer {
 	if clock == nil {
@@ -379,6 +380,7 @@ func (p *Pacer) updateLocked(err error) {
 	}
 	p.urgent = urgent
 	switch {
+	case p.idle <= 0: // polling is continuous whatever metadata says
 	case urgent && p.leaving && !p.failing:
 		p.log.Info("instance is leaving service: polling the lifecycle queue continuously")
 	case urgent:

@@ -40,6 +40,16 @@ func newSpinWorld(t *testing.T, paced bool) *spinWorld {
 // messages first (as moto does, and SQS tends to) when inOrder is set.
 func newSpinWorldOrdered(t *testing.T, paced, inOrder bool) *spinWorld {
 	t.Helper()
+	if !paced {
+		return newSpinWorldIdle(t, -1, inOrder)
+	}
+	return newSpinWorldIdle(t, time.Minute, inOrder)
+}
+
+// newSpinWorldIdle is newSpinWorld in mode sqs for idle < 0, else in mode
+// both with that aws.sqs-idle-interval (0: polled continuously).
+func newSpinWorldIdle(t *testing.T, idle time.Duration, inOrder bool) *spinWorld {
+	t.Helper()
 	w := &spinWorld{clock: testpeers.NewFakeClock(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))}
 	w.fake = testpeers.NewSQS(testpeers.SQSOptions{Now: w.clock.Now, InOrder: inOrder})
 	t.Cleanup(w.fake.Close)
@@ -50,8 +60,8 @@ func newSpinWorldOrdered(t *testing.T, paced, inOrder bool) *spinWorld {
 		QueueURL: w.queue, Filter: lifecycle.Filter{InstanceID: self, Hook: hook}, WaitTime: 20 * time.Second,
 		Clock: w.clock,
 	}
-	if paced {
-		w.pacer = lifecycle.NewPacer(time.Minute, w.clock, nil)
+	if idle >= 0 {
+		w.pacer = lifecycle.NewPacer(idle, w.clock, nil)
 		opts.Pace = w.pacer
 	}
 	w.src = lifecycle.NewSQSSource(client, opts)
@@ -130,6 +140,8 @@ func TestOneDaemonReceivesAForeignMessageAtMostOncePer10s(t *testing.T) {
 		own bool
 		// failing: this instance's metadata cannot be read.
 		failing bool
+		// always: mode both with aws.sqs-idle-interval 0.
+		always bool
 		// firstVis is the first hand-back's visibility: at once where the
 		// queue may be its owner's only signal (mode sqs, or metadata
 		// failing here as it may on the owner), a minute in mode both.
@@ -141,10 +153,14 @@ func TestOneDaemonReceivesAForeignMessageAtMostOncePer10s(t *testing.T) {
 		{name: "both/leaving", paced: true, leaving: true, firstVis: "60"},
 		{name: "both/after-own-message", paced: true, leaving: true, own: true, firstVis: "60"},
 		{name: "both/metadata-failing", paced: true, failing: true, firstVis: "0"},
+		{name: "both-always/leaving", paced: true, always: true, leaving: true, firstVis: "60"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newSpinWorld(t, tc.paced)
+			if tc.always {
+				w = newSpinWorldIdle(t, 0, false)
+			}
 			if w.pacer != nil {
 				var err error
 				if tc.failing {
