@@ -170,9 +170,9 @@ const foreignPause = 10 * time.Second
 // first receive, doubling with each receive up to SQS's 12 h limit —
 // which bounds the receives of a message by the whole fleet, not only by
 // one daemon: its n-th receive comes 2^(n−1) − 1 minutes after its first
-// at the earliest (ForeignHideCovers). Launch messages (metadata cannot tell a launch from
-// service) and every message in mode sqs, or while this daemon's metadata
-// fails, are handed back by the rules above.
+// at the earliest (ForeignHideCovers). Launch messages (metadata cannot
+// tell a launch from service) and every message in mode sqs, or while
+// this daemon's metadata fails, are handed back by the rules above.
 const (
 	foreignHideFirst = time.Minute
 	foreignHideMax   = 12 * time.Hour
@@ -181,11 +181,17 @@ const (
 // foreignHide is the hand-back visibility of another instance's
 // termination message in mode both at its receive-th receive.
 func foreignHide(receive int) time.Duration {
-	d := foreignHideFirst
-	for i := 1; i < receive && d < foreignHideMax; i++ {
+	return doubling(foreignHideFirst, foreignHideMax, receive)
+}
+
+// doubling is first at the first receive, doubled at each further one, up
+// to most.
+func doubling(first, most time.Duration, receive int) time.Duration {
+	d := first
+	for i := 1; i < receive && d < most; i++ {
 		d *= 2
 	}
-	return min(d, foreignHideMax)
+	return min(d, most)
 }
 
 // ForeignHideCovers is how long a message survives, under foreignHide,
@@ -613,11 +619,7 @@ func receiveCount(m types.Message) int {
 // 30 s doubling with each receive, up to 15 minutes, so it neither spins nor
 // vanishes.
 func backoffVisibility(receives int) time.Duration {
-	d := 30 * time.Second
-	for i := 1; i < receives && d < 15*time.Minute; i++ {
-		d *= 2
-	}
-	return min(d, 15*time.Minute)
+	return doubling(30*time.Second, 15*time.Minute, receives)
 }
 
 // Message is an SQS message that carried one of this instance's actions.
