@@ -161,9 +161,9 @@ func daemonLoggedQueries(d *daemonRun) [][]map[string]any {
 
 // checkDrainReport checks the daemon's drain report (issue 13): it names
 // the query with its id and user and the time it held worker 1, and its
-// DRAINED and completion times match worker 1's state history and the
-// completion Auto Scaling recorded, within one trino.poll-interval (plus
-// the test's own 100 ms state polls).
+// DRAINED and completion times match the DRAINED line in worker 1's log
+// and the completion Auto Scaling recorded, within one trino.poll-interval
+// (plus 100 ms for the requests).
 func checkDrainReport(t *testing.T, s *scenario, id, user string, held time.Duration, drainedAt, completedAt time.Time) {
 	t.Helper()
 	reports := s.d.logs("drain report", nil)

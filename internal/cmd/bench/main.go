@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,9 +121,7 @@ type benchConfig struct {
 // apply sets the configuration on a daemon's settings.
 func (c benchConfig) apply(cfg *config.Config) {
 	cfg.AWS.Mode, cfg.AWS.IMDSPollInterval, cfg.AWS.SQSIdleInterval = c.Mode, c.IMDS, c.SQSIdle
-	if c.WaitTime > 0 {
-		cfg.AWS.WaitTime = c.WaitTime
-	}
+	cfg.AWS.WaitTime = cmp.Or(c.WaitTime, cfg.AWS.WaitTime)
 }
 
 // paced reports whether the daemon long-polls the queue only once per
@@ -131,10 +130,7 @@ func (c benchConfig) paced() bool { return c.Mode == "both" && c.SQSIdle > 0 }
 
 // longPoll is the daemon's long-poll wait (aws.wait-time).
 func (c benchConfig) longPoll() time.Duration {
-	if c.WaitTime > 0 {
-		return c.WaitTime
-	}
-	return config.Default().AWS.WaitTime
+	return cmp.Or(c.WaitTime, config.Default().AWS.WaitTime)
 }
 
 // rampSpec is one in-process fleet grown through the sizes of its P1
@@ -184,7 +180,8 @@ func plan(o Options) Plan {
 	}
 	if o.Quick {
 		q := []p5Spec{{N: 5, K: 2, ReactLimit: 10 * time.Second, DrainLimit: 10 * time.Second}}
-		cell := cells(3, 5*time.Second, 10*time.Second, 5*time.Second, 5)
+		// 20 s: an sqs owner can wait out a 10 s no-spin pause, more on a busy machine.
+		cell := cells(3, 5*time.Second, 20*time.Second, 5*time.Second, 5)
 		p.Ramps = []rampSpec{
 			{benchConfig: imds, Cell: cell, P5: q},
 			{benchConfig: sqs, Cell: cell},
@@ -376,8 +373,7 @@ func each(n int, fn func(i int) error) error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = fn(i) }()
+		wg.Go(func() { errs[i] = fn(i) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)

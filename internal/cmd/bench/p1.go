@@ -180,8 +180,7 @@ func runP1Cell(ctx context.Context, f *Fleet, o cellOpts) P1Cell {
 		}
 		i++
 		if mode == "imds" {
-			wg.Add(1)
-			go func() { defer wg.Done(); one(nodes[0]) }()
+			wg.Go(func() { one(nodes[0]) })
 			time.Sleep(o.Stagger)
 			continue
 		}

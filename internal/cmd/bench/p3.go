@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -23,6 +24,8 @@ type P3Result struct {
 	WindowS      float64 `json:"window_s"`
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`   // VmHWM at the end (includes start-up)
 	SteadyRSSMiB float64 `json:"steady_rss_mib"` // median VmRSS over the window
+	AnonMiB      float64 `json:"anon_rss_mib"`   // RssAnon of the median sample: heap, stacks
+	FileMiB      float64 `json:"file_rss_mib"`   // RssFile of that sample: the binary's mapped pages
 	// CPUPercent is time on a CPU over the window, summed over all
 	// threads' schedstat (ns), in % of one core.
 	CPUPercent float64        `json:"cpu_percent"`
@@ -58,11 +61,11 @@ func watch(ctx context.Context, pid int, start time.Time, window time.Duration, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", r.Config, err)
 	}
-	var rss []float64
+	var samples []procStat
 	for time.Since(start) < window && ctx.Err() == nil {
 		time.Sleep(time.Second)
 		if s, err := readProc(pid); err == nil {
-			rss = append(rss, float64(s.RSS)/(1<<20))
+			samples = append(samples, s)
 		}
 	}
 	s1, err := readProc(pid)
@@ -72,10 +75,11 @@ func watch(ctx context.Context, pid int, start time.Time, window time.Duration, 
 	elapsed := time.Since(start)
 	r.WindowS = elapsed.Seconds()
 	r.CPUPercent = (s1.CPU - s0.CPU).Seconds() / elapsed.Seconds() * 100
-	r.PeakRSSMiB = float64(s1.VmHWM) / (1 << 20)
-	slices.Sort(rss)
-	if len(rss) > 0 {
-		r.SteadyRSSMiB = rss[len(rss)/2]
+	r.PeakRSSMiB = mib(s1.VmHWM)
+	slices.SortFunc(samples, func(a, b procStat) int { return cmp.Compare(a.RSS, b.RSS) })
+	if len(samples) > 0 {
+		m := samples[len(samples)/2]
+		r.SteadyRSSMiB, r.AnonMiB, r.FileMiB = mib(m.RSS), mib(m.Anon), mib(m.File)
 	}
 	return ctx.Err()
 }

@@ -100,7 +100,9 @@ func (p *proc) stop() {
 // procStat is what /proc says about a process.
 type procStat struct {
 	CPU   time.Duration // on a CPU: the first field of every thread's schedstat, summed
-	RSS   int64         // VmRSS, bytes
+	RSS   int64         // VmRSS, bytes: Anon + File
+	Anon  int64         // RssAnon: heap, stacks, runtime
+	File  int64         // RssFile: the binary's (and libraries') mapped pages
 	VmHWM int64         // peak RSS, bytes
 }
 
@@ -114,11 +116,8 @@ func readProc(pid int) (procStat, error) {
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, _ := strings.Cut(line, ":")
 		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmRSS":
-			s.RSS = kb << 10
-		case "VmHWM":
-			s.VmHWM = kb << 10
+		if f := map[string]*int64{"VmRSS": &s.RSS, "RssAnon": &s.Anon, "RssFile": &s.File, "VmHWM": &s.VmHWM}[k]; f != nil {
+			*f = kb << 10
 		}
 	}
 	tasks, _ := filepath.Glob(filepath.Join(dir, "task", "*", "schedstat"))

@@ -183,8 +183,12 @@ func (r *Results) markdown(before *Results) string {
 			fmt.Sprintf("%.2f×", pr.CPURatio), fmt.Sprintf("≤ %.1f×", targetLCCPU), mark(pr.CPURatio <= targetLCCPU))
 		t.row("Steady RSS", fmt.Sprintf("%.1f MiB", pr.Scaledownd.SteadyRSSMiB), fmt.Sprintf("%.1f MiB", pr.Lifecycled.SteadyRSSMiB),
 			fmt.Sprintf("%.2f×", pr.RSSRatio), fmt.Sprintf("≤ %.1f×", targetLCRSS), mark(pr.RSSRatio <= targetLCRSS))
-		t.row("Peak RSS", fmt.Sprintf("%.1f MiB", pr.Scaledownd.PeakRSSMiB), fmt.Sprintf("%.1f MiB", pr.Lifecycled.PeakRSSMiB),
-			fmt.Sprintf("%.2f×", pr.Scaledownd.PeakRSSMiB/pr.Lifecycled.PeakRSSMiB), "", "")
+		mibs := func(name string, sd, lc float64) {
+			t.row(name, fmt.Sprintf("%.1f MiB", sd), fmt.Sprintf("%.1f MiB", lc), fmt.Sprintf("%.2f×", sd/lc), "", "")
+		}
+		mibs("Steady RSS: file-backed (RssFile, the binary's pages)", pr.Scaledownd.FileMiB, pr.Lifecycled.FileMiB)
+		mibs("Steady RSS: anonymous (RssAnon, heap and stacks)", pr.Scaledownd.AnonMiB, pr.Lifecycled.AnonMiB)
+		mibs("Peak RSS", pr.Scaledownd.PeakRSSMiB, pr.Lifecycled.PeakRSSMiB)
 	default:
 		t.row("not measured", "`-phases` left P3 out", "–", "–", "–", "–")
 	}
@@ -256,7 +260,7 @@ func (r *Results) targets(b *strings.Builder) {
 	if pr := r.Pair; pr.Missing != "" {
 		t.row("P3 beside lifecycled: CPU ≤ 0.8×, RSS ≤ 1.0×", cfgBoth, "not measured: "+pr.Missing, "–")
 	} else if pr.CPURatio > 0 {
-		t.row("P3 beside lifecycled: CPU ≤ 0.8×, RSS ≤ 1.0×", cfgBoth, fmt.Sprintf("CPU %.2f×, RSS %.2f×", pr.CPURatio, pr.RSSRatio), mark(pr.CPURatio <= targetLCCPU && pr.RSSRatio <= targetLCRSS))
+		t.row("P3 beside lifecycled: CPU ≤ 0.8×, RSS ≤ 1.0×", cfgBoth, fmt.Sprintf("CPU %.2f×, RSS %.2f× (file-backed %.2f×, anonymous %.2f×)", pr.CPURatio, pr.RSSRatio, pr.Scaledownd.FileMiB/pr.Lifecycled.FileMiB, pr.Scaledownd.AnonMiB/pr.Lifecycled.AnonMiB), mark(pr.CPURatio <= targetLCCPU && pr.RSSRatio <= targetLCRSS))
 	}
 	for _, p := range r.P4 {
 		t.row(fmt.Sprintf("P4 HeartbeatTimeout %.0f s: ≤ 2 heartbeats per timeout, 0 lapses", p.HeartbeatTimeoutS), "–",

@@ -53,13 +53,14 @@ func parallel(n, par int, fn func(i int)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, par)
 	for i := range n {
-		wg.Add(1)
 		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
 			fn(i)
-		}()
+		})
 	}
 	wg.Wait()
 }
+
+// mib is bytes in MiB.
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
