@@ -113,11 +113,8 @@ type basicQueryInfo struct {
 // off more than 10 ms, now − createTime is taken instead if it agrees with
 // it (no clock skew beyond the rounding), else elapsedTime as it is.
 func (b basicQueryInfo) query(now time.Time) Query {
-	el, err := ParseDuration(b.QueryStats.ElapsedTime)
-	if err != nil {
-		el = 0
-	}
-	if unit := durationUnit(b.QueryStats.ElapsedTime); unit > time.Second && !b.QueryStats.CreateTime.IsZero() {
+	el, unit, _ := parseDuration(b.QueryStats.ElapsedTime) // 0, 0 when unreadable
+	if unit > time.Second && !b.QueryStats.CreateTime.IsZero() {
 		if own := now.Sub(b.QueryStats.CreateTime); own > el-unit/100 && own < el+unit/100 {
 			el = own
 		}
@@ -193,31 +190,27 @@ func (co *Coordinator) getJSON(ctx context.Context, path, op string, limit int64
 // number and a unit among ns, us, ms, s, m, h, d ("6.42s", "1.19ms",
 // "5.87m").
 func ParseDuration(s string) (time.Duration, error) {
+	d, _, err := parseDuration(s)
+	return d, err
+}
+
+// parseDuration is ParseDuration that also returns the unit.
+func parseDuration(s string) (d, unit time.Duration, err error) {
 	s = strings.TrimSpace(s)
 	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	if i <= 0 {
-		return 0, fmt.Errorf("duration %q: want a number and a unit", s)
+		return 0, 0, fmt.Errorf("duration %q: want a number and a unit", s)
 	}
 	n, err := strconv.ParseFloat(s[:i], 64)
 	if err != nil {
-		return 0, fmt.Errorf("duration %q: %w", s, err)
+		return 0, 0, fmt.Errorf("duration %q: %w", s, err)
 	}
-	unit := durationUnit(s)
-	if unit == 0 {
-		return 0, fmt.Errorf("duration %q: unknown unit %q", s, s[i:])
-	}
-	return time.Duration(n * float64(unit)), nil
-}
-
-// durationUnit is the unit of an airlift Duration string, or 0.
-func durationUnit(s string) time.Duration {
-	s = strings.TrimSpace(s)
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	if i < 0 {
-		return 0
-	}
-	return map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "ms": time.Millisecond,
+	unit = map[string]time.Duration{"ns": time.Nanosecond, "us": time.Microsecond, "ms": time.Millisecond,
 		"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[s[i:]]
+	if unit == 0 {
+		return 0, 0, fmt.Errorf("duration %q: unknown unit %q", s, s[i:])
+	}
+	return time.Duration(n * float64(unit)), unit, nil
 }
 
 // WorkerQueries lists the queries that hold the worker behind worker: its
@@ -251,6 +244,3 @@ func (n *NodeQueries) BlockingQueries(ctx context.Context) ([]Query, error) {
 	}
 	return n.co.BlockingQueries(ctx, id)
 }
-
-// URL is the coordinator's base URL.
-func (n *NodeQueries) URL() string { return n.co.URL() }

@@ -92,12 +92,10 @@ type Watcher struct {
 	ask sync.Mutex // one question at a time
 
 	mu       sync.Mutex
-	snap     QuerySnapshot
+	snap     QuerySnapshot // Current is the last answer, Err the last error
 	waited   map[string]Query
-	lastErr  string
 	lastAsk  time.Time // when the last question was asked (zero: never since Run began)
-	lastQs   []Query   // its answer
-	lastFail error     // or its error
+	lastFail error     // its error, if it failed
 	logged   bool      // a set was logged since Run began
 	loggedQs []Query   // the set last logged
 }
@@ -150,7 +148,7 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 	w.mu.Lock()
 	w.snap = QuerySnapshot{Known: true}
 	w.waited = map[string]Query{}
-	w.lastErr, w.lastAsk, w.lastQs, w.lastFail, w.logged, w.loggedQs = "", time.Time{}, nil, nil, false, nil
+	w.lastAsk, w.lastFail, w.logged, w.loggedQs = time.Time{}, nil, false, nil
 	w.mu.Unlock()
 	defer func() {
 		w.opts.Recorder.BlockingQueries(0)
@@ -196,9 +194,11 @@ func (w *Watcher) BlockingQueries(ctx context.Context) ([]Query, error) {
 	defer w.ask.Unlock()
 	w.mu.Lock()
 	if !w.lastAsk.IsZero() && w.opts.Now().Sub(w.lastAsk) < w.opts.Interval {
-		qs, err := slices.Clone(w.lastQs), w.lastFail
-		w.mu.Unlock()
-		return qs, err
+		defer w.mu.Unlock()
+		if w.lastFail != nil {
+			return nil, w.lastFail
+		}
+		return slices.Clone(w.snap.Current), nil
 	}
 	w.lastAsk = w.opts.Now()
 	w.mu.Unlock()
@@ -211,24 +211,20 @@ func (w *Watcher) BlockingQueries(ctx context.Context) ([]Query, error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.lastFail = err
 	if err != nil {
-		w.lastQs, w.lastFail = nil, err
-		msg := err.Error()
-		w.snap.Err = msg
-		if msg != w.lastErr {
-			w.lastErr = msg
+		if msg := err.Error(); msg != w.snap.Err {
+			w.snap.Err = msg
 			w.log.Warn("cannot ask the coordinator which queries hold the drain; the drain goes on without it",
 				zap.Error(err))
 		}
 		return nil, err
 	}
-	if w.lastErr != "" {
+	if w.snap.Err != "" {
 		w.log.Info("the coordinator answers again about the queries that hold the drain")
 	}
-	w.lastErr = ""
 	qs = slices.Clone(qs)
 	sortQueries(qs)
-	w.lastQs, w.lastFail = qs, nil
 	w.snap.Err, w.snap.At, w.snap.Current = "", w.opts.Now(), qs
 	for _, q := range qs {
 		w.waited[q.ID] = q
@@ -310,10 +306,7 @@ func capQueries(qs []Query) []Query {
 // sortQueries orders longest running first, then by id.
 func sortQueries(qs []Query) {
 	slices.SortStableFunc(qs, func(a, b Query) int {
-		if c := cmp.Compare(b.Elapsed, a.Elapsed); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
+		return cmp.Or(cmp.Compare(b.Elapsed, a.Elapsed), strings.Compare(a.ID, b.ID))
 	})
 }
 
