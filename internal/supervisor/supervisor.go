@@ -8,6 +8,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -365,21 +366,20 @@ func (s *Supervisor) accept(ctx context.Context, d lifecycle.Delivery) *job {
 	return j
 }
 
-// pruneDone forgets finished actions after 48 h, the longest an action can
-// live. Callers hold s.mu.
+// pruneDone forgets finished and rejected actions after 48 h, the longest
+// an action can live. Callers hold s.mu.
 func (s *Supervisor) pruneDone() {
 	now := s.opts.Clock.Now()
-	for k, t := range s.done {
-		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
-			delete(s.done, k)
+	old := func(_ string, t time.Time) bool { return now.Sub(t) > lifecycle.MaxGlobalTimeout }
+	maps.DeleteFunc(s.done, func(k string, t time.Time) bool {
+		if old(k, t) {
 			s.removeRecord(k)
+			return true
 		}
-	}
-	for k, t := range s.finished {
-		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
-			delete(s.finished, k)
-		}
-	}
+		return false
+	})
+	maps.DeleteFunc(s.finished, old)
+	maps.DeleteFunc(s.rejected, old)
 }
 
 func (s *Supervisor) setStatus(fn func(*Status)) {
@@ -536,26 +536,25 @@ func (j *job) confirmedBy(source string) {
 	if j.confirmed {
 		return
 	}
-	j.confirmed = true
-	j.confirmSource = source
+	j.confirmed, j.confirmSource = true, source
 	if j.wake != nil {
 		close(j.wake)
 		j.wake = nil
 	}
 }
 
-// isConfirmed reports whether the job may change the worker, and returns
-// a channel closed once it may (nil when it already may).
-func (j *job) isConfirmed() (bool, <-chan struct{}) {
+// confirmation returns what confirmed the job and nil once it may change
+// the worker; until then "" and a channel closed once it may.
+func (j *job) confirmation() (by string, wake <-chan struct{}) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.confirmed {
-		return true, nil
+		return j.confirmSource, nil
 	}
 	if j.wake == nil {
 		j.wake = make(chan struct{})
 	}
-	return false, j.wake
+	return "", j.wake
 }
 
 // confirm waits until AWS confirms the job's action, for at most the
@@ -570,7 +569,7 @@ func (j *job) confirm(ctx context.Context) bool {
 		return true
 	}
 	window := s.opts.ConfirmWindow
-	again := s.rejectedBefore(j.key)
+	again := s.unreject(j.key)
 	if again {
 		window = 0
 	}
@@ -579,9 +578,10 @@ func (j *job) confirm(ctx context.Context) bool {
 	deadline := start.Add(window)
 	warned := false
 	for {
-		if ok, _ := j.isConfirmed(); ok {
+		by, wake := j.confirmation()
+		if wake == nil {
 			j.log().Info("lifecycle action confirmed by instance metadata while its message waited",
-				zap.String("confirmed_by", j.confirmSourceOf()))
+				zap.String("confirmed_by", by))
 			return true
 		}
 		last := !s.opts.Clock.Now().Before(deadline)
@@ -597,9 +597,6 @@ func (j *job) confirm(ctx context.Context) bool {
 			} else {
 				j.log().Debug("lifecycle action confirmed by AWS", fields...)
 			}
-			if again {
-				s.unreject(j.key)
-			}
 			return true
 		}
 		if last {
@@ -612,8 +609,7 @@ func (j *job) confirm(ctx context.Context) bool {
 			j.log().Warn("AWS does not confirm this lifecycle action (yet); the worker is left alone while it is re-checked",
 				j.confirmFields(conf, err, zap.Duration("confirm_window", window))...)
 		}
-		j.hideMessages(ctx, interval)
-		_, wake := j.isConfirmed()
+		j.hideMessages(ctx, interval, "could not extend the visibility of an unconfirmed message")
 		select {
 		case <-ctx.Done():
 			return false
@@ -621,12 +617,6 @@ func (j *job) confirm(ctx context.Context) bool {
 		case <-s.opts.Clock.After(min(interval, remaining)):
 		}
 	}
-}
-
-func (j *job) confirmSourceOf() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.confirmSource
 }
 
 // confirmFields are the fields naming what AWS said about the action.
@@ -652,15 +642,16 @@ func (j *job) confirmFields(conf lifecycle.Confirmation, err error, extra ...zap
 	return append(fields, extra...)
 }
 
-// hideMessages keeps the job's messages hidden until the next check and a
-// margin: should the daemon die meanwhile, they come back soon.
-func (j *job) hideMessages(ctx context.Context, interval time.Duration) {
+// hideMessages keeps the job's messages hidden for interval and a margin
+// (until the next check or heartbeat): should the daemon die meanwhile,
+// they come back soon. A failure is logged as failMsg.
+func (j *job) hideMessages(ctx context.Context, interval time.Duration, failMsg string) {
 	if j.s.opts.DryRun {
 		return
 	}
 	for _, m := range j.messages() {
 		if err := m.Extend(ctx, interval+j.s.opts.VisibilityMargin); err != nil && ctx.Err() == nil {
-			j.log().Warn("could not extend the visibility of an unconfirmed message", zap.String("message_id", m.ID), zap.Error(err))
+			j.log().Warn(failMsg, zap.String("message_id", m.ID), zap.Error(err))
 		}
 	}
 }
@@ -699,46 +690,35 @@ func (j *job) reject(ctx context.Context, conf lifecycle.Confirmation, err error
 	}
 }
 
-// rejectedBefore reports whether the action was rejected before.
-func (s *Supervisor) rejectedBefore(key string) bool {
+// unreject forgets that the action was rejected and reports whether it
+// was: the job checking it again rejects it anew (markRejected) if AWS
+// still does not confirm it. Meanwhile its redeliveries join the job.
+func (s *Supervisor) unreject(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.rejected[key]
-	return ok
-}
-
-func (s *Supervisor) unreject(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.rejected, key)
+	return ok
 }
 
 // markRejected remembers the job's action as rejected and removes the
 // job, so a redelivery from now on starts a new job (checked once) rather
-// than joining this one. At most maxRejected actions are remembered, none
-// longer than an action can live.
+// than joining this one. At most maxRejected actions are remembered (the
+// oldest go first), none longer than an action can live (pruneDone).
 func (s *Supervisor) markRejected(j *job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.jobs[j.key] == j {
 		delete(s.jobs, j.key)
 	}
-	now := s.opts.Clock.Now()
-	s.rejected[j.key] = now
-	if len(s.rejected) <= maxRejected {
-		return
-	}
-	oldest, oldestAt := "", now
-	for k, t := range s.rejected {
-		if now.Sub(t) > lifecycle.MaxGlobalTimeout {
-			delete(s.rejected, k)
-			continue
-		}
-		if !t.After(oldestAt) {
-			oldest, oldestAt = k, t
-		}
-	}
+	s.rejected[j.key] = s.opts.Clock.Now()
 	if len(s.rejected) > maxRejected {
+		oldest := ""
+		for k, t := range s.rejected {
+			if oldest == "" || t.Before(s.rejected[oldest]) {
+				oldest = k
+			}
+		}
 		delete(s.rejected, oldest)
 	}
 }
@@ -880,11 +860,11 @@ const (
 // when the job must stop without completing.
 func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan error) (result, reason string, ok bool) {
 	s := j.s
-	if r := j.resume; r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != "" {
-		if r.Reason == ReasonLaunchTimeout {
-			return lifecycle.ResultAbandon, r.Reason, true
+	if j.resumedDrained() {
+		if j.resume.Reason == ReasonLaunchTimeout {
+			return lifecycle.ResultAbandon, j.resume.Reason, true
 		}
-		return lifecycle.ResultContinue, r.Reason, true
+		return lifecycle.ResultContinue, j.resume.Reason, true
 	}
 	deadline := plan.Deadline
 	if lt := s.opts.LaunchTimeout; lt > 0 && plan.Started.Add(lt).Before(deadline) {
@@ -892,13 +872,7 @@ func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-ch
 	}
 	actCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	go func() {
-		select {
-		case <-actCtx.Done():
-		case <-s.opts.Clock.After(deadline.Sub(s.opts.Clock.Now())):
-			stop(errDeadline)
-		}
-	}()
+	s.stopAt(actCtx, stop, deadline)
 	done := make(chan error, 1)
 	go func() { done <- s.drainer.Activate(actCtx, j.log()) }()
 	select {
@@ -1006,15 +980,7 @@ func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, kee
 			<-watched
 		}()
 	}
-	// The deadline runs on the supervisor's clock (a fake one simulates a
-	// 48-hour drain in a test), so it cancels the drain with a cause.
-	go func() {
-		select {
-		case <-drainCtx.Done():
-		case <-s.opts.Clock.After(plan.Deadline.Sub(s.opts.Clock.Now())):
-			stopDrain(errDeadline)
-		}
-	}()
+	s.stopAt(drainCtx, stopDrain, plan.Deadline)
 
 	select {
 	case <-ctx.Done():
@@ -1058,8 +1024,8 @@ type drainResult struct {
 	err error
 }
 
-// resumedDrained reports whether a previous run drained this action and
-// only its completion is left.
+// resumedDrained reports whether a previous run drained (or activated)
+// this action and only its completion is left.
 func (j *job) resumedDrained() bool {
 	r := j.resume
 	return r != nil && r.Phase == statefile.PhaseCompleting && r.Reason != ""
@@ -1100,6 +1066,18 @@ func (j *job) startDrain(ctx context.Context) *drainRun {
 
 // errDeadline is the cause of a drain stopped at the action's deadline.
 var errDeadline = errors.New("lifecycle deadline reached")
+
+// stopAt stops ctx with errDeadline at deadline. The deadline runs on the
+// supervisor's clock (a fake one simulates a 48-hour drain in a test).
+func (s *Supervisor) stopAt(ctx context.Context, stop context.CancelCauseFunc, deadline time.Time) {
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-s.opts.Clock.After(deadline.Sub(s.opts.Clock.Now())):
+			stop(errDeadline)
+		}
+	}()
+}
 
 // cause returns errDeadline when ctx was stopped by the deadline, else err.
 func cause(ctx context.Context, err error) error {
@@ -1181,14 +1159,7 @@ func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration
 		s.opts.Recorder.Heartbeat("error")
 		j.log().Warn("heartbeat failed; retrying", zap.Error(err))
 	}
-	if s.opts.DryRun {
-		return
-	}
-	for _, m := range j.messages() {
-		if err := m.Extend(ctx, interval+s.opts.VisibilityMargin); err != nil && ctx.Err() == nil {
-			j.log().Warn("could not extend the message's visibility", zap.Error(err))
-		}
-	}
+	j.hideMessages(ctx, interval, "could not extend the message's visibility")
 }
 
 // ack marks the action finished and deletes every message that carried
