@@ -82,9 +82,11 @@ func (j *job) report() *jobReport {
 	}
 	s, e := j.s, j.event
 	rep := &jobReport{j: j, id: statefile.ReportID(j.key)}
-	if prev, ok := s.loadReport(rep.id); ok {
-		rep.r = prev
-	} else {
+	var loaded bool
+	if s.opts.Reports != nil {
+		rep.r, loaded = s.opts.Reports.LoadInflight(rep.id)
+	}
+	if !loaded {
 		received := e.ReceivedAt
 		if received.IsZero() {
 			received = s.opts.Clock.Now()
@@ -99,13 +101,6 @@ func (j *job) report() *jobReport {
 	rep.r.TokenPrefix = e.TokenPrefix()
 	j.rep = rep
 	return rep
-}
-
-func (s *Supervisor) loadReport(id string) (drainreport.Report, bool) {
-	if s.opts.Reports == nil {
-		return drainreport.Report{}, false
-	}
-	return s.opts.Reports.LoadInflight(id)
 }
 
 // kindOf names the kind of action an event starts.
@@ -156,13 +151,6 @@ func (r *jobReport) mark(step func(*drainreport.Timeline) *time.Time) {
 			*t = now
 		}
 	})
-}
-
-// confirmedNow records that the action is confirmed as this instance's,
-// unless a previous run did. An action that never passes it (a Spot
-// signal) counts as confirmed when received.
-func (j *job) confirmedNow() {
-	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
 }
 
 // DrainMilestone implements trinoadmin.Observer.
@@ -234,11 +222,6 @@ func (j *job) completed(result, reason string) {
 	})
 }
 
-// messageDeleted records the first deletion of the action's message.
-func (j *job) messageDeleted() {
-	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted })
-}
-
 // finishReport stores the report in the history, logs it and observes its
 // phases, once. When ctx has ended (the daemon stopping) the report stays
 // in progress for the next start.
@@ -254,7 +237,7 @@ func (j *job) finishReport(ctx context.Context) {
 	}
 	r.done = true
 	s := j.s
-	if r.r.Timeline.Confirmed.IsZero() {
+	if r.r.Timeline.Confirmed.IsZero() { // an action never confirmed (a Spot signal): when received
 		r.r.Timeline.Confirmed = r.r.Timeline.Received
 	}
 	if r.r.Result == "" && j.resume != nil {
@@ -284,16 +267,7 @@ func (j *job) observed(ctx context.Context, drain func(context.Context, *zap.Log
 	rep := j.report()
 	ctx = trinoadmin.WithObserver(ctx, rep)
 	if q := j.s.opts.Queries; q != nil {
-		qctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			j.watchQueries(qctx, q, rep)
-		}()
-		defer func() {
-			stop()
-			<-done
-		}()
+		defer background(ctx, func(ctx context.Context) { j.watchQueries(ctx, q, rep) })()
 	}
 	return drain(ctx, j.log())
 }

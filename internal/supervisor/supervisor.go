@@ -746,7 +746,8 @@ func (j *job) run(ctx context.Context) {
 	if !j.confirm(ctx) {
 		return
 	}
-	j.confirmedNow() // the report's confirmed step: from here on the action is this instance's
+	// The report's confirmed step: from here on the action is this instance's.
+	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
 
 	// A terminating worker is told to drain before anything is read or
 	// persisted: reading the hook's timeouts and two fsyncs would delay
@@ -784,24 +785,16 @@ func (j *job) run(ctx context.Context) {
 	}
 	j.save(statefile.PhaseDraining, "")
 
-	// The keeper heartbeats from now until completion; its context ends
-	// whichever way the job ends, so no heartbeat loop outlives the action.
-	act := lifecycle.ActionOf(e)
-	keepCtx, stopKeeper := context.WithCancel(ctx)
-	keeper := lifecycle.NewKeeper(j.heartbeater(), act, plan.HeartbeatInterval, s.opts.Retry)
-	keeper.OnHeartbeat = func(err error) { j.onHeartbeat(keepCtx, err, plan.HeartbeatInterval) }
+	// The keeper heartbeats from now until completion. The job never
+	// returns while its keeper runs: no heartbeat or visibility change may
+	// follow the end of the action.
+	keeper := lifecycle.NewKeeper(j.heartbeater(), lifecycle.ActionOf(e), plan.HeartbeatInterval, s.opts.Retry)
 	keeperDone := make(chan error, 1)
-	keeperExited := make(chan struct{})
-	go func() {
-		defer close(keeperExited)
-		keeperDone <- keeper.Run(keepCtx)
-	}()
-	// The job never returns while its keeper runs: no heartbeat or
-	// visibility change may follow the end of the action.
-	defer func() {
-		stopKeeper()
-		<-keeperExited
-	}()
+	stopKeeper := background(ctx, func(ctx context.Context) {
+		keeper.OnHeartbeat = func(err error) { j.onHeartbeat(ctx, err, plan.HeartbeatInterval) }
+		keeperDone <- keeper.Run(ctx)
+	})
+	defer stopKeeper()
 
 	result, reason, ok := lifecycle.ResultContinue, "", false
 	if e.Transition == lifecycle.TransitionLaunching {
@@ -821,7 +814,7 @@ func (j *job) run(ctx context.Context) {
 		return
 	}
 	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
-	act = j.action() // with a token lent by the SQS message of an action IMDS reported first
+	act := j.action() // with a token lent by the SQS message of an action IMDS reported first
 	already, err := lifecycle.Finish(ctx, s.asg, act, result, keeper.Confirmed(), giveUp, s.opts.Retry)
 	stopKeeper()
 	elapsed := s.opts.Clock.Now().Sub(plan.Started)
@@ -970,15 +963,7 @@ func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, kee
 	// A lister that also follows the drain towards its deadline warns
 	// which queries will fail when the action completes.
 	if w, ok := s.opts.Queries.(deadlineWatcher); ok {
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			w.Run(drainCtx, plan.Deadline)
-		}()
-		defer func() {
-			stopDrain(nil)
-			<-watched
-		}()
+		defer background(drainCtx, func(ctx context.Context) { w.Run(ctx, plan.Deadline) })()
 	}
 	s.stopAt(drainCtx, stopDrain, plan.Deadline)
 
@@ -1066,6 +1051,21 @@ func (j *job) startDrain(ctx context.Context) *drainRun {
 
 // errDeadline is the cause of a drain stopped at the action's deadline.
 var errDeadline = errors.New("lifecycle deadline reached")
+
+// background runs fn in a goroutine with a context of its own; stop ends
+// that context and waits for fn to return.
+func background(ctx context.Context, fn func(context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
 
 // stopAt stops ctx with errDeadline at deadline. The deadline runs on the
 // supervisor's clock (a fake one simulates a 48-hour drain in a test).
@@ -1181,7 +1181,7 @@ func (j *job) ack(ctx context.Context) {
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
-		j.messageDeleted()
+		j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted }) // the first deletion counts
 	}
 	j.finishReport(ctx) // before the record says acked: a restart in between keeps one report
 	if ctx.Err() == nil {
