@@ -7,6 +7,7 @@ package testpeers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	crand "crypto/rand"
@@ -138,56 +139,41 @@ type sqsQueue struct {
 	lastPurge       time.Time
 }
 
-// sqsMessage is a message record in one queue. A message moved to a
-// dead-letter queue gets a new record there with the same ID.
+// sqsMessage is a message record in one queue: the snapshot Messages
+// returns (whose Visible only Messages sets) and what the wire needs. A
+// message moved to a dead-letter queue gets a new record there with the
+// same ID.
 type sqsMessage struct {
-	queue        *sqsQueue
-	id, body     string
-	md5          string
-	sent         time.Time
-	firstReceive time.Time
-	lastReceive  time.Time // the receive of the current receipt handle
-	receives     int
-	visibleAt    time.Time
-	handle       string
-	deleted      bool
-	deletedAt    time.Time
-	movedTo      string
+	SQSMessage
+	queue       *sqsQueue
+	md5         string
+	lastReceive time.Time // the receive of the current receipt handle
 }
 
 // gone reports whether the message left its queue.
-func (m *sqsMessage) gone() bool { return m.deleted || m.movedTo != "" }
+func (m *sqsMessage) gone() bool { return m.Deleted || m.MovedTo != "" }
 
 // visible reports whether a receive may return the message at now.
 func (m *sqsMessage) visible(now time.Time) bool {
-	return !m.gone() && !now.Before(m.visibleAt)
+	return !m.gone() && !now.Before(m.VisibleAt)
 }
 
 // inFlight reports whether the message was received and is still hidden.
 func (m *sqsMessage) inFlight(now time.Time) bool {
-	return !m.gone() && m.receives > 0 && now.Before(m.visibleAt)
+	return !m.gone() && m.ReceiveCount > 0 && now.Before(m.VisibleAt)
 }
 
 // NewSQS starts a fake SQS on 127.0.0.1. It panics only if no loopback port
 // can be bound.
 func NewSQS(opts SQSOptions) *SQS {
 	s := &SQS{
-		region:  opts.Region,
-		account: opts.AccountID,
+		region:  cmp.Or(opts.Region, "us-east-1"),
+		account: cmp.Or(opts.AccountID, "123456789012"),
 		inOrder: opts.InOrder,
 		queues:  make(map[string]*sqsQueue),
 		handles: make(map[string]*sqsMessage),
 	}
-	if s.region == "" {
-		s.region = "us-east-1"
-	}
-	if s.account == "" {
-		s.account = "123456789012"
-	}
-	seed := opts.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
+	seed := cmp.Or(opts.Seed, rand.Uint64())
 	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s.peerServer = newPeerServer("sqs", opts.Now, http.HandlerFunc(s.serveHTTP))
 	return s
@@ -213,17 +199,6 @@ func (s *SQS) CreateQueue(name string, opts SQSQueueOptions) string {
 	return q.url
 }
 
-// QueueURL returns the URL of the queue with the given name.
-func (s *SQS) QueueURL(name string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, ok := s.queues[name]
-	if !ok {
-		return "", false
-	}
-	return q.url, true
-}
-
 // Send enqueues body on the queue (named by URL, name or ARN) as a
 // SendMessage would and returns the new message ID, or "" if the queue does
 // not exist.
@@ -237,7 +212,7 @@ func (s *SQS) Send(queue, body string) string {
 	m := s.enqueueLocked(q, body, q.delay)
 	s.mu.Unlock()
 	s.notify()
-	return m.id
+	return m.ID
 }
 
 // Messages returns a snapshot of every message the queue (URL, name or ARN)
@@ -250,21 +225,10 @@ func (s *SQS) Messages(queue string) []SQSMessage {
 		return nil
 	}
 	now := s.now()
-	out := make([]SQSMessage, 0, len(q.messages))
-	for _, m := range q.messages {
-		out = append(out, SQSMessage{
-			ID:              m.id,
-			Body:            m.body,
-			SentAt:          m.sent,
-			ReceiveCount:    m.receives,
-			FirstReceivedAt: m.firstReceive,
-			ReceiptHandle:   m.handle,
-			Visible:         m.visible(now),
-			VisibleAt:       m.visibleAt,
-			Deleted:         m.deleted,
-			DeletedAt:       m.deletedAt,
-			MovedTo:         m.movedTo,
-		})
+	out := make([]SQSMessage, len(q.messages))
+	for i, m := range q.messages {
+		out[i] = m.SQSMessage
+		out[i].Visible = m.visible(now)
 	}
 	return out
 }
@@ -277,7 +241,7 @@ func (s *SQS) ExpireVisibility(queue, messageID string) bool {
 	m := s.findLocked(queue, messageID)
 	ok := m != nil && !m.gone()
 	if ok {
-		m.visibleAt = s.now()
+		m.VisibleAt = s.now()
 	}
 	s.mu.Unlock()
 	if ok {
@@ -288,12 +252,7 @@ func (s *SQS) ExpireVisibility(queue, messageID string) bool {
 
 // Deleted returns the IDs of the queue's deleted messages in deletion order.
 func (s *SQS) Deleted(queue string) []string {
-	var del []SQSMessage
-	for _, m := range s.Messages(queue) {
-		if m.Deleted {
-			del = append(del, m)
-		}
-	}
+	del := slices.DeleteFunc(s.Messages(queue), func(m SQSMessage) bool { return !m.Deleted })
 	slices.SortStableFunc(del, func(a, b SQSMessage) int { return a.DeletedAt.Compare(b.DeletedAt) })
 	ids := make([]string, len(del))
 	for i, m := range del {
@@ -308,7 +267,7 @@ func (s *SQS) Receives(queue, messageID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m := s.findLocked(queue, messageID); m != nil {
-		return m.receives
+		return m.ReceiveCount
 	}
 	return 0
 }
@@ -316,29 +275,28 @@ func (s *SQS) Receives(queue, messageID string) int {
 // WaitDeleted blocks until the message is deleted from the queue, and
 // returns an error if ctx ends or the fake closes first.
 func (s *SQS) WaitDeleted(ctx context.Context, queue, messageID string) error {
-	err := s.await(ctx, func() (bool, time.Duration) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		m := s.findLocked(queue, messageID)
-		return m != nil && m.deleted, 0
-	})
-	if err != nil {
-		return fmt.Errorf("wait for deletion of message %s: %w", messageID, err)
-	}
-	return nil
+	return s.waitMessage(ctx, queue, messageID, "deletion of message "+messageID,
+		func(m *sqsMessage) bool { return m.Deleted })
 }
 
 // WaitReceives blocks until the message was received at least n times from
 // the queue, and returns an error if ctx ends or the fake closes first.
 func (s *SQS) WaitReceives(ctx context.Context, queue, messageID string, n int) error {
+	return s.waitMessage(ctx, queue, messageID, fmt.Sprintf("%d receives of message %s", n, messageID),
+		func(m *sqsMessage) bool { return m.ReceiveCount >= n })
+}
+
+// waitMessage blocks until the message is in the queue and done holds for
+// it; what names the wait in the error.
+func (s *SQS) waitMessage(ctx context.Context, queue, id, what string, done func(*sqsMessage) bool) error {
 	err := s.await(ctx, func() (bool, time.Duration) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		m := s.findLocked(queue, messageID)
-		return m != nil && m.receives >= n, 0
+		m := s.findLocked(queue, id)
+		return m != nil && done(m), 0
 	})
 	if err != nil {
-		return fmt.Errorf("wait for %d receives of message %s: %w", n, messageID, err)
+		return fmt.Errorf("wait for %s: %w", what, err)
 	}
 	return nil
 }
@@ -390,7 +348,7 @@ func (s *SQS) findLocked(queue, id string) *sqsMessage {
 		return nil
 	}
 	for _, m := range q.messages {
-		if m.id == id {
+		if m.ID == id {
 			return m
 		}
 	}
@@ -401,15 +359,10 @@ func (s *SQS) findLocked(queue, id string) *sqsMessage {
 func (s *SQS) enqueueLocked(q *sqsQueue, body string, delay int) *sqsMessage {
 	now := s.now()
 	sum := md5.Sum([]byte(body))
-	m := &sqsMessage{
-		queue: q,
-		id:    peerUUID(),
-		body:  body,
-		md5:   hex.EncodeToString(sum[:]),
-		sent:  now,
-	}
+	m := &sqsMessage{queue: q, md5: hex.EncodeToString(sum[:]),
+		SQSMessage: SQSMessage{ID: peerUUID(), Body: body, SentAt: now}}
 	if delay > 0 {
-		m.visibleAt = now.Add(time.Duration(delay) * time.Second)
+		m.VisibleAt = now.Add(time.Duration(delay) * time.Second)
 	}
 	q.messages = append(q.messages, m)
 	return m
@@ -573,32 +526,14 @@ func (s *SQS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		out  any
 		sErr *sqsError
 	)
-	switch op {
-	case "CreateQueue":
-		out, sErr = s.opCreateQueue(&req)
-	case "GetQueueUrl":
-		out, sErr = s.opGetQueueURL(&req)
-	case "GetQueueAttributes":
-		out, sErr = s.opGetQueueAttributes(&req)
-	case "SendMessage":
-		out, sErr = s.opSendMessage(&req)
-	case "ReceiveMessage":
+	if op == "ReceiveMessage" {
 		var ok bool
-		out, sErr, ok = s.opReceiveMessage(r.Context(), &req)
-		if !ok {
+		if out, sErr, ok = s.opReceiveMessage(r.Context(), &req); !ok {
 			return // the client went away or the fake closed mid long poll
 		}
-	case "DeleteMessage":
-		out, sErr = s.opDeleteMessage(&req)
-	case "DeleteMessageBatch":
-		out, sErr = s.opDeleteMessageBatch(&req)
-	case "ChangeMessageVisibility":
-		out, sErr = s.opChangeMessageVisibility(&req)
-	case "ChangeMessageVisibilityBatch":
-		out, sErr = s.opChangeMessageVisibilityBatch(&req)
-	case "PurgeQueue":
-		out, sErr = s.opPurgeQueue(&req)
-	default:
+	} else if fn := s.ops()[op]; fn != nil {
+		out, sErr = fn(&req)
+	} else {
 		sErr = &sqsError{status: http.StatusBadRequest, typ: sqsCoralPrefix + "UnknownOperationException",
 			message: "The fake SQS does not support operation " + op + "."}
 	}
@@ -607,6 +542,36 @@ func (s *SQS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sqsWriteJSON(w, reqID, http.StatusOK, out)
+}
+
+// ops maps the names of the operations other than ReceiveMessage to their
+// implementations.
+func (s *SQS) ops() map[string]func(*sqsRequest) (any, *sqsError) {
+	return map[string]func(*sqsRequest) (any, *sqsError){
+		"CreateQueue":        s.opCreateQueue,
+		"GetQueueUrl":        s.opGetQueueURL,
+		"GetQueueAttributes": s.opGetQueueAttributes,
+		"SendMessage":        s.opSendMessage,
+		"PurgeQueue":         s.opPurgeQueue,
+		"DeleteMessage": func(req *sqsRequest) (any, *sqsError) {
+			return s.onHandle(req, s.deleteLocked)
+		},
+		"ChangeMessageVisibility": func(req *sqsRequest) (any, *sqsError) {
+			return s.onHandle(req, func(q *sqsQueue, h string) (bool, *sqsError) {
+				return s.changeVisibilityLocked(q, h, req.VisibilityTimeout)
+			})
+		},
+		"DeleteMessageBatch": func(req *sqsRequest) (any, *sqsError) {
+			return s.runBatch(req, "DeleteMessageBatch", func(q *sqsQueue, e sqsBatchEntry) (bool, *sqsError) {
+				return s.deleteLocked(q, e.ReceiptHandle)
+			})
+		},
+		"ChangeMessageVisibilityBatch": func(req *sqsRequest) (any, *sqsError) {
+			return s.runBatch(req, "ChangeMessageVisibilityBatch", func(q *sqsQueue, e sqsBatchEntry) (bool, *sqsError) {
+				return s.changeVisibilityLocked(q, e.ReceiptHandle, e.VisibilityTimeout)
+			})
+		},
+	}
 }
 
 // sqsWriteJSON writes a JSON 1.0 response.
@@ -691,6 +656,42 @@ func (s *SQS) queueLocked(req *sqsRequest) (*sqsQueue, *sqsError) {
 	return q, nil
 }
 
+// withQueue runs fn under the lock on the queue of the QueueUrl member and
+// wakes waiters if fn reports a change.
+func (s *SQS) withQueue(req *sqsRequest, fn func(q *sqsQueue) (out any, changed bool, e *sqsError)) (any, *sqsError) {
+	s.mu.Lock()
+	q, e := s.queueLocked(req)
+	var (
+		out     any
+		changed bool
+	)
+	if e == nil {
+		out, changed, e = fn(q)
+	}
+	s.mu.Unlock()
+	if changed {
+		s.notify()
+	}
+	if e != nil {
+		return nil, e
+	}
+	return out, nil
+}
+
+// sqsCheckInt checks an optional integer member against lo..hi; reason is
+// the service's wording after "Reason: ".
+func sqsCheckInt(name string, v *int, lo, hi int, reason string) *sqsError {
+	if v == nil || (*v >= lo && *v <= hi) {
+		return nil
+	}
+	return sqsErrInvalidParam("Value %d for parameter %s is invalid. Reason: %s", *v, name, reason)
+}
+
+// sqsCheckVisibility checks a VisibilityTimeout member.
+func sqsCheckVisibility(v *int) *sqsError {
+	return sqsCheckInt("VisibilityTimeout", v, 0, 43200, "Must be between 0 and 43200, if provided.")
+}
+
 // sqsQueueNameRE is the queue name rule for standard queues.
 var sqsQueueNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,80}$`)
 
@@ -707,24 +708,18 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 	if !sqsQueueNameRE.MatchString(name) {
 		return nil, sqsErrInvalidParam("Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length")
 	}
-	var (
-		vis, wait, delay *int
-		redrive          *sqsRedrive
-	)
+	ints := make(map[string]int) // the attributes of sqsIntAttributes
+	var redrive *sqsRedrive
 	for k, v := range req.Attributes {
+		if limit, ok := sqsIntAttributes[k]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > limit {
+				return nil, sqsErr("InvalidAttributeValue", "Invalid value for the parameter %s.", k)
+			}
+			ints[k] = n
+			continue
+		}
 		switch k {
-		case "VisibilityTimeout":
-			if vis = sqsAttrInt(v, 43200); vis == nil {
-				return nil, sqsErr("InvalidAttributeValue", "Invalid value for the parameter %s.", k)
-			}
-		case "ReceiveMessageWaitTimeSeconds":
-			if wait = sqsAttrInt(v, sqsMaxWait); wait == nil {
-				return nil, sqsErr("InvalidAttributeValue", "Invalid value for the parameter %s.", k)
-			}
-		case "DelaySeconds":
-			if delay = sqsAttrInt(v, sqsMaxDelay); delay == nil {
-				return nil, sqsErr("InvalidAttributeValue", "Invalid value for the parameter %s.", k)
-			}
 		case "RedrivePolicy":
 			rp, err := sqsParseRedrive(v)
 			if err != nil {
@@ -756,36 +751,29 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 		return map[string]string{"QueueUrl": q.url}, nil
 	}
 	q := s.newQueueLocked(name, now)
-	if vis != nil {
-		q.visibility = time.Duration(*vis) * time.Second
+	if n, ok := ints["VisibilityTimeout"]; ok {
+		q.visibility = time.Duration(n) * time.Second
 	}
-	if wait != nil {
-		q.receiveWait = time.Duration(*wait) * time.Second
-	}
-	if delay != nil {
-		q.delay = *delay
-	}
+	q.receiveWait = time.Duration(ints["ReceiveMessageWaitTimeSeconds"]) * time.Second
+	q.delay = ints["DelaySeconds"]
 	if redrive != nil {
 		q.maxReceiveCount = redrive.maxReceiveCount
 		q.deadLetter = redrive.arn
 	}
 	for k, v := range req.Attributes {
-		switch k {
-		case "VisibilityTimeout", "ReceiveMessageWaitTimeSeconds", "DelaySeconds", "RedrivePolicy":
-		default:
+		if _, isInt := sqsIntAttributes[k]; !isInt && k != "RedrivePolicy" {
 			q.attrs[k] = v
 		}
 	}
 	return map[string]string{"QueueUrl": q.url}, nil
 }
 
-// sqsAttrInt parses an integer queue attribute in 0..limit; nil if invalid.
-func sqsAttrInt(v string, limit int) *int {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > limit {
-		return nil
-	}
-	return &n
+// sqsIntAttributes are the integer queue attributes the fake applies, with
+// their upper limits (the lower one is 0).
+var sqsIntAttributes = map[string]int{
+	"VisibilityTimeout":             43200,
+	"ReceiveMessageWaitTimeSeconds": sqsMaxWait,
+	"DelaySeconds":                  sqsMaxDelay,
 }
 
 // sqsRedrive is a parsed RedrivePolicy.
@@ -850,7 +838,7 @@ func (s *SQS) attributesLocked(q *sqsQueue, now time.Time) map[string]string {
 		case m.gone():
 		case m.visible(now):
 			visible++
-		case m.receives > 0:
+		case m.ReceiveCount > 0:
 			inflight++
 		default:
 			delayed++
@@ -890,30 +878,26 @@ func (s *SQS) attributesLocked(q *sqsQueue, now time.Time) map[string]string {
 // opGetQueueAttributes implements GetQueueAttributes. Without
 // AttributeNames no attributes are returned, as in SQS.
 func (s *SQS) opGetQueueAttributes(req *sqsRequest) (any, *sqsError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, e := s.queueLocked(req)
-	if e != nil {
-		return nil, e
-	}
-	all := s.attributesLocked(q, s.now())
-	out := make(map[string]string)
-	for _, name := range req.AttributeNames {
-		if name == "All" {
-			maps.Copy(out, all)
-			continue
+	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
+		all := s.attributesLocked(q, s.now())
+		out := make(map[string]string)
+		for _, name := range req.AttributeNames {
+			if name == "All" {
+				maps.Copy(out, all)
+				continue
+			}
+			if !slices.Contains(sqsQueueAttributeNames, name) {
+				return nil, false, sqsErr("InvalidAttributeName", "Unknown Attribute %s.", name)
+			}
+			if v, ok := all[name]; ok {
+				out[name] = v
+			}
 		}
-		if !slices.Contains(sqsQueueAttributeNames, name) {
-			return nil, sqsErr("InvalidAttributeName", "Unknown Attribute %s.", name)
+		if len(out) == 0 {
+			return struct{}{}, false, nil
 		}
-		if v, ok := all[name]; ok {
-			out[name] = v
-		}
-	}
-	if len(out) == 0 {
-		return struct{}{}, nil
-	}
-	return map[string]any{"Attributes": out}, nil
+		return map[string]any{"Attributes": out}, false, nil
+	})
 }
 
 // opSendMessage implements SendMessage. Message attributes are accepted but
@@ -928,24 +912,18 @@ func (s *SQS) opSendMessage(req *sqsRequest) (any, *sqsError) {
 	if len(*req.MessageBody) > sqsMaxBody {
 		return nil, sqsErrInvalidParam("One or more parameters are invalid. Reason: Message must be shorter than %d bytes.", sqsMaxBody)
 	}
-	s.mu.Lock()
-	q, e := s.queueLocked(req)
-	if e != nil {
-		s.mu.Unlock()
-		return nil, e
-	}
-	delay := q.delay
-	if req.DelaySeconds != nil {
-		delay = *req.DelaySeconds
-		if delay < 0 || delay > sqsMaxDelay {
-			s.mu.Unlock()
-			return nil, sqsErrInvalidParam("Value %d for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= %d.", delay, sqsMaxDelay)
+	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
+		if e := sqsCheckInt("DelaySeconds", req.DelaySeconds, 0, sqsMaxDelay,
+			fmt.Sprintf("DelaySeconds must be >= 0 and <= %d.", sqsMaxDelay)); e != nil {
+			return nil, false, e
 		}
-	}
-	m := s.enqueueLocked(q, *req.MessageBody, delay)
-	s.mu.Unlock()
-	s.notify()
-	return map[string]string{"MessageId": m.id, "MD5OfMessageBody": m.md5}, nil
+		delay := q.delay
+		if req.DelaySeconds != nil {
+			delay = *req.DelaySeconds
+		}
+		m := s.enqueueLocked(q, *req.MessageBody, delay)
+		return map[string]string{"MessageId": m.ID, "MD5OfMessageBody": m.md5}, true, nil
+	})
 }
 
 // sqsWireMessage is a message in a ReceiveMessage response.
@@ -961,18 +939,16 @@ type sqsWireMessage struct {
 // answers as soon as at least one message is visible, or with {} once the
 // wait is over. ok is false when no answer must be written.
 func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (out any, sErr *sqsError, ok bool) {
+	if e := cmp.Or(
+		sqsCheckInt("MaxNumberOfMessages", req.MaxNumberOfMessages, 1, sqsMaxBatch, "Must be between 1 and 10, if provided."),
+		sqsCheckInt("WaitTimeSeconds", req.WaitTimeSeconds, 0, sqsMaxWait, "Must be >= 0 and <= 20, if provided."),
+		sqsCheckVisibility(req.VisibilityTimeout),
+	); e != nil {
+		return nil, e, true
+	}
 	limit := 1
 	if req.MaxNumberOfMessages != nil {
 		limit = *req.MaxNumberOfMessages
-		if limit < 1 || limit > sqsMaxBatch {
-			return nil, sqsErrInvalidParam("Value %d for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided.", limit), true
-		}
-	}
-	if req.WaitTimeSeconds != nil && (*req.WaitTimeSeconds < 0 || *req.WaitTimeSeconds > sqsMaxWait) {
-		return nil, sqsErrInvalidParam("Value %d for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided.", *req.WaitTimeSeconds), true
-	}
-	if req.VisibilityTimeout != nil && (*req.VisibilityTimeout < 0 || *req.VisibilityTimeout > 43200) {
-		return nil, sqsErrInvalidParam("Value %d for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200, if provided.", *req.VisibilityTimeout), true
 	}
 	want := sqsWantedAttributes(req)
 
@@ -1024,15 +1000,22 @@ func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (out any, s
 func sqsWantedAttributes(req *sqsRequest) map[string]bool {
 	want := make(map[string]bool)
 	for _, n := range append(slices.Clone(req.AttributeNames), req.MessageSystemAttributeNames...) {
-		if n == "All" {
-			for _, a := range []string{"SenderId", "SentTimestamp", "ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"} {
+		for a := range sqsSystemAttributes {
+			if n == a || n == "All" {
 				want[a] = true
 			}
-			continue
 		}
-		want[n] = true
 	}
 	return want
+}
+
+// sqsSystemAttributes renders the message system attributes the fake
+// supports.
+var sqsSystemAttributes = map[string]func(s *SQS, m *sqsMessage) string{
+	"SenderId":                         func(s *SQS, _ *sqsMessage) string { return "AIDA" + s.account },
+	"SentTimestamp":                    func(_ *SQS, m *sqsMessage) string { return peerMillis(m.SentAt) },
+	"ApproximateReceiveCount":          func(_ *SQS, m *sqsMessage) string { return strconv.Itoa(m.ReceiveCount) },
+	"ApproximateFirstReceiveTimestamp": func(_ *SQS, m *sqsMessage) string { return peerMillis(m.FirstReceivedAt) },
 }
 
 // receiveLocked takes up to limit visible messages (in random order unless
@@ -1047,7 +1030,7 @@ func (s *SQS) receiveLocked(q *sqsQueue, limit int, visParam *int, want map[stri
 		if m.visible(now) {
 			candidates = append(candidates, m)
 		} else if !m.gone() {
-			if d := m.visibleAt.Sub(now); next <= 0 || d < next {
+			if d := m.VisibleAt.Sub(now); next <= 0 || d < next {
 				next = d
 			}
 		}
@@ -1063,35 +1046,26 @@ func (s *SQS) receiveLocked(q *sqsQueue, limit int, visParam *int, want map[stri
 		if len(out) == limit {
 			break
 		}
-		if q.maxReceiveCount > 0 && m.receives >= q.maxReceiveCount {
+		if q.maxReceiveCount > 0 && m.ReceiveCount >= q.maxReceiveCount {
 			if dlq := s.resolveLocked(q.deadLetter); dlq != nil && dlq != q {
 				s.moveLocked(m, dlq, now)
 				changed = true
 				continue
 			}
 		}
-		m.receives++
-		if m.firstReceive.IsZero() {
-			m.firstReceive = now
+		m.ReceiveCount++
+		if m.FirstReceivedAt.IsZero() {
+			m.FirstReceivedAt = now
 		}
 		m.lastReceive = now
-		m.visibleAt = now.Add(vis)
-		m.handle = s.newHandleLocked(m)
+		m.VisibleAt = now.Add(vis)
+		m.ReceiptHandle = s.newHandleLocked(m)
 		changed = true
-		wm := sqsWireMessage{MessageID: m.id, ReceiptHandle: m.handle, MD5OfBody: m.md5, Body: m.body}
-		if len(want) > 0 {
-			wm.Attributes = make(map[string]string)
-			if want["SenderId"] {
-				wm.Attributes["SenderId"] = "AIDA" + s.account
-			}
-			if want["SentTimestamp"] {
-				wm.Attributes["SentTimestamp"] = peerMillis(m.sent)
-			}
-			if want["ApproximateReceiveCount"] {
-				wm.Attributes["ApproximateReceiveCount"] = strconv.Itoa(m.receives)
-			}
-			if want["ApproximateFirstReceiveTimestamp"] {
-				wm.Attributes["ApproximateFirstReceiveTimestamp"] = peerMillis(m.firstReceive)
+		wm := sqsWireMessage{MessageID: m.ID, ReceiptHandle: m.ReceiptHandle, MD5OfBody: m.md5, Body: m.Body,
+			Attributes: make(map[string]string)}
+		for a, render := range sqsSystemAttributes {
+			if want[a] {
+				wm.Attributes[a] = render(s, m)
 			}
 		}
 		out = append(out, wm)
@@ -1102,24 +1076,17 @@ func (s *SQS) receiveLocked(q *sqsQueue, limit int, visParam *int, want map[stri
 // moveLocked redrives m into dlq, keeping its ID, body, sent time and
 // receive count.
 func (s *SQS) moveLocked(m *sqsMessage, dlq *sqsQueue, now time.Time) {
-	m.movedTo = dlq.url
-	dlq.messages = append(dlq.messages, &sqsMessage{
-		queue:        dlq,
-		id:           m.id,
-		body:         m.body,
-		md5:          m.md5,
-		sent:         m.sent,
-		firstReceive: m.firstReceive,
-		receives:     m.receives,
-		visibleAt:    now,
-	})
+	m.MovedTo = dlq.url
+	dlq.messages = append(dlq.messages, &sqsMessage{queue: dlq, md5: m.md5, SQSMessage: SQSMessage{
+		ID: m.ID, Body: m.Body, SentAt: m.SentAt, FirstReceivedAt: m.FirstReceivedAt,
+		ReceiveCount: m.ReceiveCount, VisibleAt: now}})
 }
 
 // newHandleLocked issues a fresh opaque receipt handle for m.
 func (s *SQS) newHandleLocked(m *sqsMessage) string {
 	b := make([]byte, 48)
 	_, _ = crand.Read(b) // never fails (Go 1.24+)
-	h := base64.StdEncoding.EncodeToString(append([]byte(m.id+"#"), b...))
+	h := base64.StdEncoding.EncodeToString(append([]byte(m.ID+"#"), b...))
 	s.handles[h] = m
 	return h
 }
@@ -1132,33 +1099,24 @@ func (s *SQS) deleteLocked(q *sqsQueue, handle string) (bool, *sqsError) {
 	if !ok || m.queue != q {
 		return false, sqsErrHandle(handle)
 	}
-	if m.gone() || handle != m.handle {
+	if m.gone() || handle != m.ReceiptHandle {
 		return false, nil
 	}
-	m.deleted = true
-	m.deletedAt = s.now()
+	m.Deleted = true
+	m.DeletedAt = s.now()
 	return true, nil
 }
 
-// opDeleteMessage implements DeleteMessage.
-func (s *SQS) opDeleteMessage(req *sqsRequest) (any, *sqsError) {
+// onHandle implements DeleteMessage or ChangeMessageVisibility: fn applies
+// it to the request's receipt handle.
+func (s *SQS) onHandle(req *sqsRequest, fn func(q *sqsQueue, handle string) (bool, *sqsError)) (any, *sqsError) {
 	if req.ReceiptHandle == nil {
 		return nil, sqsErrMissing("ReceiptHandle")
 	}
-	s.mu.Lock()
-	q, e := s.queueLocked(req)
-	var changed bool
-	if e == nil {
-		changed, e = s.deleteLocked(q, *req.ReceiptHandle)
-	}
-	s.mu.Unlock()
-	if changed {
-		s.notify()
-	}
-	if e != nil {
-		return nil, e
-	}
-	return struct{}{}, nil
+	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
+		changed, e := fn(q, *req.ReceiptHandle)
+		return struct{}{}, changed, e
+	})
 }
 
 // changeVisibilityLocked applies one ChangeMessageVisibility.
@@ -1166,14 +1124,14 @@ func (s *SQS) changeVisibilityLocked(q *sqsQueue, handle string, vt *int) (bool,
 	if vt == nil {
 		return false, sqsErrMissing("VisibilityTimeout")
 	}
-	if *vt < 0 || *vt > 43200 {
-		return false, sqsErrInvalidParam("Value %d for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200, if provided.", *vt)
+	if e := sqsCheckVisibility(vt); e != nil {
+		return false, e
 	}
 	m, ok := s.handles[handle]
 	if !ok || m.queue != q {
 		return false, sqsErrHandle(handle)
 	}
-	if m.gone() || handle != m.handle {
+	if m.gone() || handle != m.ReceiptHandle {
 		return false, sqsErrInvalidParam("Value %s for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.", handle)
 	}
 	now := s.now()
@@ -1188,29 +1146,8 @@ func (s *SQS) changeVisibilityLocked(q *sqsQueue, handle string, vt *int) (bool,
 	if until.After(m.lastReceive.Add(sqsMaxVisibility)) {
 		return false, sqsErrInvalidParam("Value %d for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [43200 seconds]", *vt)
 	}
-	m.visibleAt = until
+	m.VisibleAt = until
 	return true, nil
-}
-
-// opChangeMessageVisibility implements ChangeMessageVisibility.
-func (s *SQS) opChangeMessageVisibility(req *sqsRequest) (any, *sqsError) {
-	if req.ReceiptHandle == nil {
-		return nil, sqsErrMissing("ReceiptHandle")
-	}
-	s.mu.Lock()
-	q, e := s.queueLocked(req)
-	var changed bool
-	if e == nil {
-		changed, e = s.changeVisibilityLocked(q, *req.ReceiptHandle, req.VisibilityTimeout)
-	}
-	s.mu.Unlock()
-	if changed {
-		s.notify()
-	}
-	if e != nil {
-		return nil, e
-	}
-	return struct{}{}, nil
 }
 
 // sqsBatchIDRE is the rule for batch entry IDs.
@@ -1261,66 +1198,37 @@ func (s *SQS) runBatch(req *sqsRequest, op string, fn func(q *sqsQueue, e sqsBat
 	if err := sqsCheckBatch(op, req.Entries); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	q, e := s.queueLocked(req)
-	if e != nil {
-		s.mu.Unlock()
-		return nil, e
-	}
-	res := sqsBatchResult{Successful: []sqsBatchOK{}, Failed: []sqsBatchFail{}}
-	var changed bool
-	for _, entry := range req.Entries {
-		c, err := fn(q, entry)
-		changed = changed || c
-		if err != nil {
-			res.Failed = append(res.Failed, sqsBatchFail{ID: entry.ID, SenderFault: err.sender, Code: err.queryCode, Message: err.message})
-			continue
+	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
+		res := sqsBatchResult{Successful: []sqsBatchOK{}, Failed: []sqsBatchFail{}}
+		var changed bool
+		for _, entry := range req.Entries {
+			c, err := fn(q, entry)
+			changed = changed || c
+			if err != nil {
+				res.Failed = append(res.Failed, sqsBatchFail{ID: entry.ID, SenderFault: err.sender, Code: err.queryCode, Message: err.message})
+			} else {
+				res.Successful = append(res.Successful, sqsBatchOK{ID: entry.ID})
+			}
 		}
-		res.Successful = append(res.Successful, sqsBatchOK{ID: entry.ID})
-	}
-	s.mu.Unlock()
-	if changed {
-		s.notify()
-	}
-	return res, nil
-}
-
-// opDeleteMessageBatch implements DeleteMessageBatch.
-func (s *SQS) opDeleteMessageBatch(req *sqsRequest) (any, *sqsError) {
-	return s.runBatch(req, "DeleteMessageBatch", func(q *sqsQueue, e sqsBatchEntry) (bool, *sqsError) {
-		return s.deleteLocked(q, e.ReceiptHandle)
-	})
-}
-
-// opChangeMessageVisibilityBatch implements ChangeMessageVisibilityBatch.
-func (s *SQS) opChangeMessageVisibilityBatch(req *sqsRequest) (any, *sqsError) {
-	return s.runBatch(req, "ChangeMessageVisibilityBatch", func(q *sqsQueue, e sqsBatchEntry) (bool, *sqsError) {
-		return s.changeVisibilityLocked(q, e.ReceiptHandle, e.VisibilityTimeout)
+		return res, changed, nil
 	})
 }
 
 // opPurgeQueue implements PurgeQueue: every message is deleted, and a
 // second purge within 60 s fails with PurgeQueueInProgress.
 func (s *SQS) opPurgeQueue(req *sqsRequest) (any, *sqsError) {
-	s.mu.Lock()
-	q, e := s.queueLocked(req)
-	if e != nil {
-		s.mu.Unlock()
-		return nil, e
-	}
-	now := s.now()
-	if !q.lastPurge.IsZero() && now.Sub(q.lastPurge) < sqsPurgeInterval {
-		s.mu.Unlock()
-		return nil, sqsErr("PurgeQueueInProgress", "Only one PurgeQueue operation on %s is allowed every 60 seconds.", q.name)
-	}
-	q.lastPurge = now
-	for _, m := range q.messages {
-		if !m.gone() {
-			m.deleted = true
-			m.deletedAt = now
+	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
+		now := s.now()
+		if !q.lastPurge.IsZero() && now.Sub(q.lastPurge) < sqsPurgeInterval {
+			return nil, false, sqsErr("PurgeQueueInProgress", "Only one PurgeQueue operation on %s is allowed every 60 seconds.", q.name)
 		}
-	}
-	s.mu.Unlock()
-	s.notify()
-	return struct{}{}, nil
+		q.lastPurge = now
+		for _, m := range q.messages {
+			if !m.gone() {
+				m.Deleted = true
+				m.DeletedAt = now
+			}
+		}
+		return struct{}{}, true, nil
+	})
 }
