@@ -8,6 +8,7 @@
 package testpeers
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -16,8 +17,8 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,19 +199,13 @@ func asgHookKey(group, name string) string { return group + "\x00" + name }
 // only if no loopback port can be bound.
 func NewAutoScaling(opts AutoScalingOptions) *AutoScaling {
 	a := &AutoScaling{
-		region:         opts.Region,
-		account:        opts.AccountID,
+		region:         cmp.Or(opts.Region, asgDefaultRegion),
+		account:        cmp.Or(opts.AccountID, asgDefaultAccount),
 		terminateDelay: opts.TerminateDelay,
 		groups:         make(map[string]*asgGroup),
 		hooks:          make(map[string]*AutoScalingHook),
 		instances:      make(map[string]*asgInstance),
 		actions:        make(map[string]*asgAction),
-	}
-	if a.region == "" {
-		a.region = asgDefaultRegion
-	}
-	if a.account == "" {
-		a.account = asgDefaultAccount
 	}
 	a.peerServer = newPeerServer("autoscaling", opts.Now, http.HandlerFunc(a.serveHTTP))
 	a.goBackground(a.sweepLoop)
@@ -242,17 +237,13 @@ func (a *AutoScaling) addGroupLocked(name string, minSize, maxSize int) *asgGrou
 // AddHook adds (or replaces) a lifecycle hook, applying the defaults
 // documented on AutoScalingHook. The group is created if needed.
 func (a *AutoScaling) AddHook(h AutoScalingHook) {
-	if h.Transition == "" {
-		h.Transition = AutoScalingTransitionTerminating
-	}
+	h.Transition = cmp.Or(h.Transition, AutoScalingTransitionTerminating)
+	h.DefaultResult = cmp.Or(h.DefaultResult, AutoScalingAbandon)
 	if h.HeartbeatTimeout <= 0 {
 		h.HeartbeatTimeout = asgDefaultHB
 	}
 	if h.GlobalTimeout <= 0 {
 		h.GlobalTimeout = min(asgGlobalFactor*h.HeartbeatTimeout, asgMaxGlobal)
-	}
-	if h.DefaultResult == "" {
-		h.DefaultResult = AutoScalingAbandon
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -265,14 +256,11 @@ func (a *AutoScaling) AddHook(h AutoScalingHook) {
 // AddInstance adds (or moves) an instance to a group in the given lifecycle
 // state ("" means "InService"). The group is created if needed.
 func (a *AutoScaling) AddInstance(id, group, state string) {
-	if state == "" {
-		state = "InService"
-	}
 	a.mu.Lock()
 	if a.groups[group] == nil {
 		a.addGroupLocked(group, 0, 10)
 	}
-	a.instances[id] = &asgInstance{id: id, group: group, state: state, az: a.region + "a"}
+	a.instances[id] = &asgInstance{id: id, group: group, state: cmp.Or(state, "InService"), az: a.region + "a"}
 	a.mu.Unlock()
 	a.notify()
 }
@@ -292,20 +280,29 @@ func (a *AutoScaling) SetInstanceState(id, state string) bool {
 }
 
 // Instance returns a snapshot of an instance; false once it is gone.
-func (a *AutoScaling) Instance(id string) (AutoScalingInstance, bool) {
+func (a *AutoScaling) Instance(id string) (snap AutoScalingInstance, ok bool) {
+	a.swept(func(time.Time) bool {
+		var inst *asgInstance
+		if inst, ok = a.instances[id]; ok {
+			snap = AutoScalingInstance{ID: inst.id, Group: inst.group, LifecycleState: inst.state,
+				AvailabilityZone: inst.az, ProtectedFromScaleIn: inst.protected}
+		}
+		return false
+	})
+	return snap, ok
+}
+
+// swept runs fn under the lock after expiring what is due at now, and
+// wakes waiters if that or fn (by returning true) changed anything.
+func (a *AutoScaling) swept(fn func(now time.Time) bool) {
 	a.mu.Lock()
-	changed := a.sweepLocked(a.now())
-	inst, ok := a.instances[id]
-	var snap AutoScalingInstance
-	if ok {
-		snap = AutoScalingInstance{ID: inst.id, Group: inst.group, LifecycleState: inst.state,
-			AvailabilityZone: inst.az, ProtectedFromScaleIn: inst.protected}
-	}
+	now := a.now()
+	changed := a.sweepLocked(now)
+	changed = fn(now) || changed
 	a.mu.Unlock()
 	if changed {
 		a.notify()
 	}
-	return snap, ok
 }
 
 // SetActivationDelay simulates the propagation race seen in production:
@@ -366,33 +363,25 @@ func (a *AutoScaling) StartAction(group, hook, instanceID string) string {
 }
 
 // Action returns a snapshot of the action with the given token.
-func (a *AutoScaling) Action(token string) (AutoScalingAction, bool) {
-	a.mu.Lock()
-	changed := a.sweepLocked(a.now())
-	act, ok := a.actions[token]
-	var snap AutoScalingAction
-	if ok {
-		snap = act.snapshot()
-	}
-	a.mu.Unlock()
-	if changed {
-		a.notify()
-	}
+func (a *AutoScaling) Action(token string) (snap AutoScalingAction, ok bool) {
+	a.swept(func(time.Time) bool {
+		var act *asgAction
+		if act, ok = a.actions[token]; ok {
+			snap = act.snapshot()
+		}
+		return false
+	})
 	return snap, ok
 }
 
 // Actions returns snapshots of every action in start order.
-func (a *AutoScaling) Actions() []AutoScalingAction {
-	a.mu.Lock()
-	changed := a.sweepLocked(a.now())
-	out := make([]AutoScalingAction, 0, len(a.order))
-	for _, tok := range a.order {
-		out = append(out, a.actions[tok].snapshot())
-	}
-	a.mu.Unlock()
-	if changed {
-		a.notify()
-	}
+func (a *AutoScaling) Actions() (out []AutoScalingAction) {
+	a.swept(func(time.Time) bool {
+		for _, tok := range a.order {
+			out = append(out, a.actions[tok].snapshot())
+		}
+		return false
+	})
 	return out
 }
 
@@ -411,21 +400,16 @@ func (a *AutoScaling) WaitActionUntil(ctx context.Context, token string, done fu
 		known bool
 	)
 	err := a.await(ctx, func() (bool, time.Duration) {
-		a.mu.Lock()
-		now := a.now()
-		changed := a.sweepLocked(now)
-		act, ok := a.actions[token]
-		known = ok
 		var next time.Duration
-		if ok {
-			snap = act.snapshot()
-			next = act.deadline().Sub(now)
-		}
-		a.mu.Unlock()
-		if changed {
-			a.notify()
-		}
-		return !ok || done(snap), next
+		a.swept(func(now time.Time) bool {
+			var act *asgAction
+			if act, known = a.actions[token]; known {
+				snap = act.snapshot()
+				next = act.deadline().Sub(now)
+			}
+			return false
+		})
+		return !known || done(snap), next
 	})
 	if err != nil {
 		return snap, fmt.Errorf("wait for lifecycle action %s: %w", token, err)
@@ -489,32 +473,16 @@ func (act *asgAction) deadline() time.Time {
 
 // sweepLoop expires actions and removes terminated instances in the
 // background, so that state moves on even when nobody asks.
+// It ends when the fake closes.
 func (a *AutoScaling) sweepLoop() {
-	for {
-		changes := a.changedCh()
-		a.mu.Lock()
-		now := a.now()
-		changed := a.sweepLocked(now)
-		next := a.nextDeadlineLocked(now)
-		a.mu.Unlock()
-		if changed {
-			a.notify()
-			continue
-		}
-		d := peerPollInterval
-		if next > 0 && next < d {
-			d = next
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-changes:
-		case <-a.done:
-			t.Stop()
-			return
-		}
-		t.Stop()
-	}
+	_ = a.await(context.Background(), func() (bool, time.Duration) {
+		var next time.Duration
+		a.swept(func(now time.Time) bool {
+			next = a.nextDeadlineLocked(now)
+			return false
+		})
+		return false, next
+	})
 }
 
 // nextDeadlineLocked returns the time until the next timeout (0 if none).
@@ -619,10 +587,10 @@ func asgValidation(format string, args ...any) *asgError {
 }
 
 // asgRequired checks required members in the service's validation wording.
-func asgRequired(form map[string][]string, names ...string) *asgError {
+func asgRequired(form url.Values, names ...string) *asgError {
 	var problems []string
 	for _, n := range names {
-		if len(form[n]) == 0 || form[n][0] == "" {
+		if form.Get(n) == "" {
 			problems = append(problems, fmt.Sprintf("Value null at '%s' failed to satisfy constraint: Member must not be null",
 				strings.ToLower(n[:1])+n[1:]))
 		}
@@ -712,14 +680,8 @@ type (
 		Version            string `xml:"Version"`
 	}
 	asgWireInstanceDetails struct {
-		InstanceID           string                `xml:"InstanceId"`
-		InstanceType         string                `xml:"InstanceType"`
-		AutoScalingGroupName string                `xml:"AutoScalingGroupName"`
-		AvailabilityZone     string                `xml:"AvailabilityZone"`
-		LifecycleState       string                `xml:"LifecycleState"`
-		HealthStatus         string                `xml:"HealthStatus"`
-		LaunchTemplate       asgWireLaunchTemplate `xml:"LaunchTemplate"`
-		ProtectedFromScaleIn bool                  `xml:"ProtectedFromScaleIn"`
+		asgWireInstance
+		AutoScalingGroupName string `xml:"AutoScalingGroupName"`
 	}
 	asgInstancesResult struct {
 		XMLName              xml.Name                        `xml:"DescribeAutoScalingInstancesResult"`
@@ -805,36 +767,27 @@ func (a *AutoScaling) serveHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // dispatch runs one operation.
-func (a *AutoScaling) dispatch(op string, form map[string][]string) (any, *asgError) {
-	a.mu.Lock()
-	now := a.now()
-	changed := a.sweepLocked(now)
-	var (
-		result any
-		aErr   *asgError
-		mut    bool
-	)
-	switch op {
-	case "RecordLifecycleActionHeartbeat":
-		mut, aErr = a.opHeartbeatLocked(form, now)
-		result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
-	case "CompleteLifecycleAction":
-		mut, aErr = a.opCompleteLocked(form, now)
-		result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
-	case "DescribeLifecycleHooks":
-		result, aErr = a.opDescribeHooksLocked(form)
-	case "DescribeAutoScalingInstances":
-		result = a.opDescribeInstancesLocked(form)
-	case "DescribeAutoScalingGroups":
-		result = a.opDescribeGroupsLocked(form)
-	default:
-		aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "InvalidAction",
-			message: fmt.Sprintf("The action %s is not valid for this web service.", op)}
-	}
-	a.mu.Unlock()
-	if changed || mut {
-		a.notify()
-	}
+func (a *AutoScaling) dispatch(op string, form url.Values) (result any, aErr *asgError) {
+	a.swept(func(now time.Time) (mut bool) {
+		switch op {
+		case "RecordLifecycleActionHeartbeat":
+			mut, aErr = a.opHeartbeatLocked(form, now)
+			result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
+		case "CompleteLifecycleAction":
+			mut, aErr = a.opCompleteLocked(form, now)
+			result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
+		case "DescribeLifecycleHooks":
+			result, aErr = a.opDescribeHooksLocked(form)
+		case "DescribeAutoScalingInstances":
+			result = a.opDescribeInstancesLocked(form)
+		case "DescribeAutoScalingGroups":
+			result = a.opDescribeGroupsLocked(form)
+		default:
+			aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "InvalidAction",
+				message: fmt.Sprintf("The action %s is not valid for this web service.", op)}
+		}
+		return mut
+	})
 	return result, aErr
 }
 
@@ -860,30 +813,12 @@ func asgWriteError(w http.ResponseWriter, reqID string, e *asgError) {
 	asgWriteXML(w, reqID, e.status, doc)
 }
 
-// asgMembers returns the values of a Query list parameter (Name.member.N),
-// ordered by N.
-func asgMembers(form map[string][]string, name string) []string {
-	type item struct {
-		n int
-		v string
-	}
-	var items []item
-	prefix := name + ".member."
-	for k, v := range form {
-		rest, ok := strings.CutPrefix(k, prefix)
-		if !ok || len(v) == 0 {
-			continue
-		}
-		n, err := strconv.Atoi(rest)
-		if err != nil {
-			continue
-		}
-		items = append(items, item{n, v[0]})
-	}
-	sort.Slice(items, func(i, j int) bool { return items[i].n < items[j].n })
-	out := make([]string, len(items))
-	for i, it := range items {
-		out[i] = it.v
+// asgMembers returns the values of a Query list parameter: Name.member.N
+// for N = 1, 2, ... as long as they are present.
+func asgMembers(form url.Values, name string) []string {
+	var out []string
+	for n := 1; form.Has(name + ".member." + strconv.Itoa(n)); n++ {
+		out = append(out, form.Get(name+".member."+strconv.Itoa(n)))
 	}
 	return out
 }
@@ -891,17 +826,11 @@ func asgMembers(form map[string][]string, name string) []string {
 // findActionLocked finds the active action a heartbeat or completion
 // addresses: by token if one was sent, else by instance ID; group and hook
 // must match. The error carries the service's exact wording.
-func (a *AutoScaling) findActionLocked(form map[string][]string, now time.Time) (*asgAction, *asgError) {
+func (a *AutoScaling) findActionLocked(form url.Values, now time.Time) (*asgAction, *asgError) {
 	if e := asgRequired(form, "LifecycleHookName", "AutoScalingGroupName"); e != nil {
 		return nil, e
 	}
-	get := func(k string) string {
-		if v := form[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	group, hook, token, instanceID := get("AutoScalingGroupName"), get("LifecycleHookName"), get("LifecycleActionToken"), get("InstanceId")
+	group, hook, token, instanceID := form.Get("AutoScalingGroupName"), form.Get("LifecycleHookName"), form.Get("LifecycleActionToken"), form.Get("InstanceId")
 	active := func(act *asgAction) bool {
 		return act.State == AutoScalingActionPending && act.Group == group && act.Hook == hook && !now.Before(act.ActiveAt)
 	}
@@ -932,7 +861,7 @@ func (a *AutoScaling) findActionLocked(form map[string][]string, now time.Time) 
 
 // opHeartbeatLocked implements RecordLifecycleActionHeartbeat: the
 // heartbeat deadline restarts from now (it cannot pass the global one).
-func (a *AutoScaling) opHeartbeatLocked(form map[string][]string, now time.Time) (bool, *asgError) {
+func (a *AutoScaling) opHeartbeatLocked(form url.Values, now time.Time) (bool, *asgError) {
 	act, e := a.findActionLocked(form, now)
 	if e != nil {
 		return false, e
@@ -943,11 +872,11 @@ func (a *AutoScaling) opHeartbeatLocked(form map[string][]string, now time.Time)
 }
 
 // opCompleteLocked implements CompleteLifecycleAction.
-func (a *AutoScaling) opCompleteLocked(form map[string][]string, now time.Time) (bool, *asgError) {
+func (a *AutoScaling) opCompleteLocked(form url.Values, now time.Time) (bool, *asgError) {
 	if e := asgRequired(form, "LifecycleHookName", "AutoScalingGroupName", "LifecycleActionResult"); e != nil {
 		return false, e
 	}
-	result := form["LifecycleActionResult"][0]
+	result := form.Get("LifecycleActionResult")
 	if result != AutoScalingContinue && result != AutoScalingAbandon {
 		return false, asgValidation("Valid values for LifecycleActionResult are CONTINUE and ABANDON.")
 	}
@@ -963,11 +892,11 @@ func (a *AutoScaling) opCompleteLocked(form map[string][]string, now time.Time) 
 }
 
 // opDescribeHooksLocked implements DescribeLifecycleHooks.
-func (a *AutoScaling) opDescribeHooksLocked(form map[string][]string) (any, *asgError) {
+func (a *AutoScaling) opDescribeHooksLocked(form url.Values) (any, *asgError) {
 	if e := asgRequired(form, "AutoScalingGroupName"); e != nil {
 		return nil, e
 	}
-	group := form["AutoScalingGroupName"][0]
+	group := form.Get("AutoScalingGroupName")
 	if a.groups[group] == nil {
 		return nil, asgValidation("Group %s not found", group)
 	}
@@ -1003,6 +932,20 @@ func (a *AutoScaling) launchTemplate(group string) asgWireLaunchTemplate {
 	}
 }
 
+// wireInstance is an instance as the Describe calls report it, with the
+// health status in the letter case of the call.
+func (a *AutoScaling) wireInstance(inst *asgInstance, health string) asgWireInstance {
+	return asgWireInstance{
+		InstanceID:           inst.id,
+		InstanceType:         "m5.large",
+		AvailabilityZone:     inst.az,
+		LifecycleState:       inst.state,
+		HealthStatus:         health,
+		LaunchTemplate:       a.launchTemplate(inst.group),
+		ProtectedFromScaleIn: inst.protected,
+	}
+}
+
 // sortedInstancesLocked returns instances ordered by ID.
 func (a *AutoScaling) sortedInstancesLocked() []*asgInstance {
 	out := make([]*asgInstance, 0, len(a.instances))
@@ -1015,7 +958,7 @@ func (a *AutoScaling) sortedInstancesLocked() []*asgInstance {
 
 // opDescribeInstancesLocked implements DescribeAutoScalingInstances
 // (without pagination). Unknown IDs are left out, as in the service.
-func (a *AutoScaling) opDescribeInstancesLocked(form map[string][]string) any {
+func (a *AutoScaling) opDescribeInstancesLocked(form url.Values) any {
 	ids := asgMembers(form, "InstanceIds")
 	res := asgInstancesResult{AutoScalingInstances: asgList[asgWireInstanceDetails]{Member: []asgWireInstanceDetails{}}}
 	for _, inst := range a.sortedInstancesLocked() {
@@ -1023,14 +966,8 @@ func (a *AutoScaling) opDescribeInstancesLocked(form map[string][]string) any {
 			continue
 		}
 		res.AutoScalingInstances.Member = append(res.AutoScalingInstances.Member, asgWireInstanceDetails{
-			InstanceID:           inst.id,
-			InstanceType:         "m5.large",
+			asgWireInstance:      a.wireInstance(inst, "HEALTHY"), // this API reports upper case
 			AutoScalingGroupName: inst.group,
-			AvailabilityZone:     inst.az,
-			LifecycleState:       inst.state,
-			HealthStatus:         "HEALTHY", // this API reports upper case
-			LaunchTemplate:       a.launchTemplate(inst.group),
-			ProtectedFromScaleIn: inst.protected,
 		})
 	}
 	return res
@@ -1038,7 +975,7 @@ func (a *AutoScaling) opDescribeInstancesLocked(form map[string][]string) any {
 
 // opDescribeGroupsLocked implements DescribeAutoScalingGroups (without
 // pagination). Unknown names are left out, as in the service.
-func (a *AutoScaling) opDescribeGroupsLocked(form map[string][]string) any {
+func (a *AutoScaling) opDescribeGroupsLocked(form url.Values) any {
 	names := asgMembers(form, "AutoScalingGroupNames")
 	groups := make([]*asgGroup, 0, len(a.groups))
 	for _, g := range a.groups {
@@ -1073,15 +1010,7 @@ func (a *AutoScaling) opDescribeGroupsLocked(form map[string][]string) any {
 			if !strings.HasPrefix(inst.state, "Terminating") && inst.state != "Standby" && !strings.HasPrefix(inst.state, "Detach") {
 				counted++
 			}
-			wg.Instances.Member = append(wg.Instances.Member, asgWireInstance{
-				InstanceID:           inst.id,
-				InstanceType:         "m5.large",
-				AvailabilityZone:     inst.az,
-				LifecycleState:       inst.state,
-				HealthStatus:         "Healthy", // this API reports title case
-				LaunchTemplate:       a.launchTemplate(g.name),
-				ProtectedFromScaleIn: inst.protected,
-			})
+			wg.Instances.Member = append(wg.Instances.Member, a.wireInstance(inst, "Healthy")) // this API reports title case
 		}
 		wg.DesiredCapacity = min(max(counted, g.min), g.max)
 		res.AutoScalingGroups.Member = append(res.AutoScalingGroups.Member, wg)
@@ -1137,40 +1066,22 @@ type LifecycleMessage struct {
 
 // withDefaults fills in the documented defaults.
 func (m LifecycleMessage) withDefaults() LifecycleMessage {
-	if m.Transition == "" {
-		m.Transition = AutoScalingTransitionTerminating
-	}
+	m.Transition = cmp.Or(m.Transition, AutoScalingTransitionTerminating)
 	if m.Time.IsZero() {
 		m.Time = time.Now()
 	}
-	launching := m.Transition == AutoScalingTransitionLaunching
-	if m.Origin == "" {
-		m.Origin = "AutoScalingGroup"
-		if launching {
-			m.Origin = "EC2"
-		}
+	from, to := "AutoScalingGroup", "EC2"
+	if m.Transition == AutoScalingTransitionLaunching {
+		from, to = to, from
 	}
-	if m.Destination == "" {
-		m.Destination = "EC2"
-		if launching {
-			m.Destination = "AutoScalingGroup"
-		}
-	}
+	m.Origin, m.Destination = cmp.Or(m.Origin, from), cmp.Or(m.Destination, to)
 	if m.OmitOriginDestination {
 		m.Origin, m.Destination = "", ""
 	}
-	if m.AccountID == "" {
-		m.AccountID = asgDefaultAccount
-	}
-	if m.Region == "" {
-		m.Region = asgDefaultRegion
-	}
-	if m.RequestID == "" {
-		m.RequestID = asgHashUUID("request", m.Token, m.InstanceID)
-	}
-	if m.TopicARN == "" {
-		m.TopicARN = "arn:aws:sns:" + m.Region + ":" + m.AccountID + ":" + m.Group + "-lifecycle"
-	}
+	m.AccountID = cmp.Or(m.AccountID, asgDefaultAccount)
+	m.Region = cmp.Or(m.Region, asgDefaultRegion)
+	m.RequestID = cmp.Or(m.RequestID, asgHashUUID("request", m.Token, m.InstanceID))
+	m.TopicARN = cmp.Or(m.TopicARN, "arn:aws:sns:"+m.Region+":"+m.AccountID+":"+m.Group+"-lifecycle")
 	return m
 }
 
