@@ -6,6 +6,7 @@
 package testpeers
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -71,19 +72,14 @@ type IMDS struct {
 // NewIMDS starts a fake IMDS on 127.0.0.1. It panics only if no loopback
 // port can be bound.
 func NewIMDS(opts IMDSOptions) *IMDS {
-	def := func(v *string, d string) {
-		if *v == "" {
-			*v = d
-		}
-	}
-	def(&opts.InstanceID, "i-1234567890abcdef0")
-	def(&opts.Region, "us-east-1")
-	def(&opts.AvailabilityZone, opts.Region+"a")
-	def(&opts.AccountID, "123456789012")
-	def(&opts.InstanceType, "m5.large")
-	def(&opts.ImageID, "ami-0abcdef1234567890")
-	def(&opts.PrivateIP, "10.0.0.10")
-	def(&opts.InstanceLifeCycle, "on-demand")
+	opts.InstanceID = cmp.Or(opts.InstanceID, "i-1234567890abcdef0")
+	opts.Region = cmp.Or(opts.Region, "us-east-1")
+	opts.AvailabilityZone = cmp.Or(opts.AvailabilityZone, opts.Region+"a")
+	opts.AccountID = cmp.Or(opts.AccountID, "123456789012")
+	opts.InstanceType = cmp.Or(opts.InstanceType, "m5.large")
+	opts.ImageID = cmp.Or(opts.ImageID, "ami-0abcdef1234567890")
+	opts.PrivateIP = cmp.Or(opts.PrivateIP, "10.0.0.10")
+	opts.InstanceLifeCycle = cmp.Or(opts.InstanceLifeCycle, "on-demand")
 	m := &IMDS{opts: opts, tokens: make(map[string]time.Time)}
 	m.peerServer = newPeerServer("imds", opts.Now, http.HandlerFunc(m.serveHTTP))
 	m.started = m.now().UTC().Truncate(time.Second)
@@ -292,6 +288,22 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 		return "", "", false
 	}
 	rel = strings.TrimPrefix(rel, "/")
+	static := map[string]string{
+		"ami-id":                      o.ImageID,
+		"instance-id":                 o.InstanceID,
+		"instance-life-cycle":         o.InstanceLifeCycle,
+		"instance-type":               o.InstanceType,
+		"local-ipv4":                  o.PrivateIP,
+		"placement":                   "availability-zone\nregion",
+		"placement/":                  "availability-zone\nregion",
+		"placement/region":            o.Region,
+		"placement/availability-zone": o.AvailabilityZone,
+		"events":                      "recommendations/",
+		"events/":                     "recommendations/",
+	}
+	if v, ok := static[rel]; ok {
+		return v, text, true
+	}
 	switch rel {
 	case "":
 		dirs := []string{"ami-id", "autoscaling/", "events/", "instance-id", "instance-life-cycle", "instance-type", "local-ipv4", "placement/"}
@@ -299,28 +311,10 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 			dirs = append(dirs, "spot/")
 		}
 		return strings.Join(dirs, "\n"), text, true
-	case "ami-id":
-		return o.ImageID, text, true
-	case "instance-id":
-		return o.InstanceID, text, true
-	case "instance-life-cycle":
-		return o.InstanceLifeCycle, text, true
-	case "instance-type":
-		return o.InstanceType, text, true
-	case "local-ipv4":
-		return o.PrivateIP, text, true
-	case "placement", "placement/":
-		return "availability-zone\nregion", text, true
-	case "placement/region":
-		return o.Region, text, true
-	case "placement/availability-zone":
-		return o.AvailabilityZone, text, true
 	case "autoscaling", "autoscaling/":
 		return "target-lifecycle-state", text, m.targetState != ""
 	case "autoscaling/target-lifecycle-state":
 		return m.targetState, text, m.targetState != ""
-	case "events", "events/":
-		return "recommendations/", text, true
 	case "events/recommendations", "events/recommendations/":
 		return "rebalance", text, !m.rebalance.IsZero()
 	case "events/recommendations/rebalance":
