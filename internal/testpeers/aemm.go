@@ -6,6 +6,7 @@ package testpeers
 // through this file.
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -39,28 +40,42 @@ func AEMMBinary(dir string) (string, error) {
 		}
 	}
 	p := filepath.Join(dir, "ec2-metadata-mock")
-	if _, err := os.Stat(p); err == nil {
+	if fileExists(p) {
 		return p, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	// Built aside and renamed into place: test packages running in
-	// parallel may build it at the same time.
-	tmp, err := os.MkdirTemp(dir, "build-")
+	err := buildAside(p, "ec2-metadata-mock", func(tmp string) error {
+		cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@"+AEMMVersion)
+		cmd.Env = append(os.Environ(), "GOBIN="+tmp)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build amazon-ec2-metadata-mock %s: %v\n%s", AEMMVersion, err, out)
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command("go", "install", "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@"+AEMMVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build amazon-ec2-metadata-mock %s: %v\n%s", AEMMVersion, err, out)
-	}
-	if err := os.Rename(filepath.Join(tmp, "ec2-metadata-mock"), p); err != nil {
-		return "", err
-	}
 	return p, nil
+}
+
+// buildAside builds a tool into a fresh directory next to final and renames
+// rel below it into place as final: test packages running in parallel may
+// build the same tool at the same time, and the first rename wins.
+func buildAside(final, rel string, build func(tmp string) error) error {
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(final), "build-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := build(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(tmp, rel), final); err != nil && !fileExists(final) {
+		return err
+	}
+	return nil
 }
 
 // FreePort returns a loopback TCP port nobody listens on at the moment.
@@ -92,11 +107,73 @@ type AEMMOptions struct {
 
 // AEMM is a running amazon-ec2-metadata-mock.
 type AEMM struct {
+	*peerProcess
+	Binary string
+}
+
+// peerProcess is a peer server running as a child process on loopback.
+type peerProcess struct {
 	URL    string
 	Pid    int
-	Binary string
 	cmd    *exec.Cmd
 	exited chan struct{}
+}
+
+// startPeerProcess starts cmd, which serves on port, and waits up to
+// timeout until a GET of path answers with a status ready accepts. log,
+// if not nil, is what the process wrote, for the error messages.
+func startPeerProcess(name string, cmd *exec.Cmd, port, path string, timeout time.Duration, log fmt.Stringer, ready func(status int) bool) (*peerProcess, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &peerProcess{URL: "http://127.0.0.1:" + port, Pid: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	output := func() string {
+		if log == nil {
+			return ""
+		}
+		return ":\n" + log.String()
+	}
+	for deadline := time.Now().Add(timeout); ; {
+		if resp, err := http.Get(p.URL + path); err == nil {
+			resp.Body.Close()
+			if ready(resp.StatusCode) {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("%s exited before it answered%s", name, output())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Close()
+			return nil, fmt.Errorf("%s did not answer within %v%s", name, timeout, output())
+		}
+	}
+}
+
+// Close stops the process: an interrupt, then a kill after 5 s.
+func (p *peerProcess) Close() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// cappedBuffer keeps the first MiB of a process's output. It is read only
+// once the process has exited (exec.Cmd.Wait has then returned, and with it
+// the goroutine that writes), so it needs no lock.
+type cappedBuffer struct{ bytes.Buffer }
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len() < 1<<20 {
+		b.Buffer.Write(p)
+	}
+	return len(p), nil
 }
 
 // StartAEMM runs amazon-ec2-metadata-mock with IMDSv2 required on a free
@@ -123,42 +200,15 @@ func StartAEMM(opts AEMMOptions) (*AEMM, error) {
 		opts.Log = io.Discard
 	}
 	cmd.Stdout, cmd.Stderr = opts.Log, opts.Log
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start amazon-ec2-metadata-mock: %w", err)
-	}
-	a := &AEMM{URL: "http://127.0.0.1:" + port, Pid: cmd.Process.Pid, Binary: bin, cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(a.exited) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(a.URL + "/latest/meta-data/instance-id")
-		if err == nil {
-			resp.Body.Close()
+	p, err := startPeerProcess("amazon-ec2-metadata-mock", cmd, port, "/latest/meta-data/instance-id", 20*time.Second, nil,
+		func(status int) bool {
 			// 401: it answers, and requires a token (IMDSv2 only).
-			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusOK {
-				return a, nil
-			}
-		}
-		select {
-		case <-a.exited:
-			return nil, fmt.Errorf("amazon-ec2-metadata-mock exited before it answered")
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			a.Close()
-			return nil, fmt.Errorf("amazon-ec2-metadata-mock did not answer within 20 s")
-		}
+			return status == http.StatusUnauthorized || status == http.StatusOK
+		})
+	if err != nil {
+		return nil, err
 	}
-}
-
-// Close stops the mock: an interrupt, then a kill after 5 s.
-func (a *AEMM) Close() {
-	_ = a.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-a.exited:
-	case <-time.After(5 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.exited
-	}
+	return &AEMM{peerProcess: p, Binary: bin}, nil
 }
 
 // RunAEMM starts amazon-ec2-metadata-mock for one test and stops it when

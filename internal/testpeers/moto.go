@@ -8,9 +8,7 @@ package testpeers
 // docs/sqs-peers.md lists every difference found between the two.
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,12 +31,8 @@ import (
 // MotoVersion is the pinned moto release (PyPI moto[server]).
 const MotoVersion = "5.2.5"
 
-// MotoAccount and MotoRegion are what moto's server answers for by
-// default.
-const (
-	MotoAccount = "123456789012"
-	MotoRegion  = "us-east-1"
-)
+// MotoRegion is the region moto's server answers for by default.
+const MotoRegion = "us-east-1"
 
 // motoVenv is where the project's set-up installs moto, relative to the
 // module root.
@@ -67,82 +61,40 @@ func MotoBinary() (string, error) {
 	if _, err := os.Stat(bin); err == nil {
 		return bin, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(venv), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(venv), "venv-build-")
+	err = buildAside(venv, "", func(tmp string) error {
+		for _, args := range [][]string{
+			{"python3", "-m", "venv", tmp},
+			{filepath.Join(tmp, "bin", "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "moto[server]==" + MotoVersion},
+		} {
+			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+				return fmt.Errorf("install moto %s (%s): %v\n%s", MotoVersion, strings.Join(args, " "), err, out)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	for _, args := range [][]string{
-		{"python3", "-m", "venv", tmp},
-		{filepath.Join(tmp, "bin", "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "moto[server]==" + MotoVersion},
-	} {
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("install moto %s (%s): %v\n%s", MotoVersion, strings.Join(args, " "), err, out)
-		}
-	}
-	if err := os.Rename(tmp, venv); err != nil {
-		if _, statErr := os.Stat(bin); statErr == nil {
-			return bin, nil // another package won the race
-		}
 		return "", err
 	}
 	return bin, nil
 }
 
-// moduleRoot is the nearest directory above the working directory holding
-// go.mod.
+// moduleRoot is the directory of the go.mod that governs the working
+// directory.
 func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("no go.mod above the working directory (go env GOMOD: %q, %v)", gomod, err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return filepath.Dir(gomod), nil
 }
 
 // Moto is a running moto server.
 type Moto struct {
-	URL string
-	Pid int
-
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *syncBuffer
-	sqs    *sqs.Client
-	seq    int
-	mu     sync.Mutex
-}
-
-// syncBuffer keeps the server's output for error messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() < 1<<20 {
-		s.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	*peerProcess
+	sqs *sqs.Client
+	seq int
+	mu  sync.Mutex
 }
 
 // StartMoto runs `moto_server -H 127.0.0.1 -p PORT` on a free loopback port
@@ -169,32 +121,14 @@ func StartMoto() (*Moto, error) {
 		}
 	}
 	setParentDeathSignal(cmd)
-	m := &Moto{URL: "http://127.0.0.1:" + port, exited: make(chan struct{}), log: &syncBuffer{}}
-	cmd.Stdout, cmd.Stderr = m.log, m.log
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start moto_server: %w", err)
+	log := &cappedBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	p, err := startPeerProcess("moto_server", cmd, port, "/moto-api/", 60*time.Second, log,
+		func(status int) bool { return status == http.StatusOK })
+	if err != nil {
+		return nil, err
 	}
-	m.cmd, m.Pid = cmd, cmd.Process.Pid
-	go func() { _ = cmd.Wait(); close(m.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(m.URL + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-m.exited:
-			return nil, fmt.Errorf("moto_server exited before it answered:\n%s", m.log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			m.Close()
-			return nil, fmt.Errorf("moto_server did not answer within 60 s:\n%s", m.log.String())
-		}
-	}
+	m := &Moto{peerProcess: p}
 	m.sqs = sqs.New(sqs.Options{
 		Region: MotoRegion, BaseEndpoint: aws.String(m.URL),
 		// moto answers in the JSON protocol only to signed requests.
@@ -206,17 +140,6 @@ func StartMoto() (*Moto, error) {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// Close stops the server: an interrupt, then a kill after 5 s.
-func (m *Moto) Close() {
-	_ = m.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-m.exited:
-	case <-time.After(5 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-	}
 }
 
 // SQS is an SDK client for the server, for setting up and inspecting
