@@ -608,23 +608,10 @@ func asgRequired(form url.Values, names ...string) *asgError {
 // asgFaultError renders an injected fault as an Auto Scaling error.
 func asgFaultError(f *Fault) *asgError {
 	status := f.status()
-	code := f.Code
-	if code == "" {
-		switch {
-		case status == http.StatusServiceUnavailable:
-			code = "ServiceUnavailable"
-		case status >= 500:
-			code = "InternalFailure"
-		default:
-			code = "Throttling"
-		}
-	}
-	msg := f.Message
-	if msg == "" {
-		msg = "Injected fault " + code + "."
-		if code == "Throttling" {
-			msg = "Rate exceeded"
-		}
+	code := faultCode(f, "InternalFailure", "Throttling", "Throttling")
+	msg := cmp.Or(f.Message, "Injected fault "+code+".")
+	if f.Message == "" && code == "Throttling" {
+		msg = "Rate exceeded"
 	}
 	typ := "Sender"
 	if status >= 500 {
@@ -1085,41 +1072,24 @@ func (m LifecycleMessage) withDefaults() LifecycleMessage {
 	return m
 }
 
-// asgDirectBody is the flat JSON Auto Scaling sends to an SQS target.
-type asgDirectBody struct {
-	Origin               string `json:"Origin,omitempty"`
-	Destination          string `json:"Destination,omitempty"`
-	LifecycleHookName    string `json:"LifecycleHookName"`
-	AccountID            string `json:"AccountId"`
-	RequestID            string `json:"RequestId"`
-	LifecycleTransition  string `json:"LifecycleTransition"`
-	AutoScalingGroupName string `json:"AutoScalingGroupName"`
-	Service              string `json:"Service"`
-	Time                 string `json:"Time"`
-	EC2InstanceID        string `json:"EC2InstanceId"`
-	LifecycleActionToken string `json:"LifecycleActionToken"`
-	NotificationMetadata string `json:"NotificationMetadata,omitempty"`
-}
-
 // Direct renders the body Auto Scaling sends straight to an SQS queue: a
 // flat JSON object with Service "AWS Auto Scaling", Time with millisecond
 // precision, AccountId, RequestId and (by default) Origin/Destination.
 func (m LifecycleMessage) Direct() string {
 	m = m.withDefaults()
-	return asgJSON(asgDirectBody{
-		Origin:               m.Origin,
-		Destination:          m.Destination,
-		LifecycleHookName:    m.Hook,
-		AccountID:            m.AccountID,
-		RequestID:            m.RequestID,
-		LifecycleTransition:  m.Transition,
-		AutoScalingGroupName: m.Group,
-		Service:              "AWS Auto Scaling",
-		Time:                 asgTime(m.Time),
-		EC2InstanceID:        m.InstanceID,
-		LifecycleActionToken: m.Token,
-		NotificationMetadata: m.Metadata,
-	})
+	return asgObject(false,
+		"Origin,omitempty", m.Origin,
+		"Destination,omitempty", m.Destination,
+		"LifecycleHookName", m.Hook,
+		"AccountId", m.AccountID,
+		"RequestId", m.RequestID,
+		"LifecycleTransition", m.Transition,
+		"AutoScalingGroupName", m.Group,
+		"Service", "AWS Auto Scaling",
+		"Time", asgTime(m.Time),
+		"EC2InstanceId", m.InstanceID,
+		"LifecycleActionToken", m.Token,
+		"NotificationMetadata,omitempty", m.Metadata)
 }
 
 // SNS renders the body an SQS subscription of an SNS topic receives
@@ -1135,31 +1105,6 @@ func (m LifecycleMessage) SNS() string {
 	return asgSNSEnvelope(m.Region, m.TopicARN, subject, m.Direct(), m.Time.Add(31*time.Millisecond), m.Token)
 }
 
-// asgEventDetail is the detail of an EventBridge lifecycle event.
-type asgEventDetail struct {
-	LifecycleActionToken string `json:"LifecycleActionToken"`
-	AutoScalingGroupName string `json:"AutoScalingGroupName"`
-	LifecycleHookName    string `json:"LifecycleHookName"`
-	EC2InstanceID        string `json:"EC2InstanceId"`
-	LifecycleTransition  string `json:"LifecycleTransition"`
-	NotificationMetadata string `json:"NotificationMetadata,omitempty"`
-	Origin               string `json:"Origin,omitempty"`
-	Destination          string `json:"Destination,omitempty"`
-}
-
-// asgEvent is an EventBridge event as a rule's SQS target receives it.
-type asgEvent struct {
-	Version    string         `json:"version"`
-	ID         string         `json:"id"`
-	DetailType string         `json:"detail-type"`
-	Source     string         `json:"source"`
-	Account    string         `json:"account"`
-	Time       string         `json:"time"`
-	Region     string         `json:"region"`
-	Resources  []string       `json:"resources"`
-	Detail     asgEventDetail `json:"detail"`
-}
-
 // EventBridge renders the event an EventBridge rule delivers to an SQS
 // target: detail-type "EC2 Instance-terminate Lifecycle Action" (or
 // "EC2 Instance-launch Lifecycle Action"), source "aws.autoscaling", time
@@ -1171,50 +1116,37 @@ func (m LifecycleMessage) EventBridge() string {
 	if m.Transition == AutoScalingTransitionLaunching {
 		detailType = "EC2 Instance-launch Lifecycle Action"
 	}
-	return asgJSON(asgEvent{
-		Version:    "0",
-		ID:         asgHashUUID("event", m.Token, m.InstanceID),
-		DetailType: detailType,
-		Source:     "aws.autoscaling",
-		Account:    m.AccountID,
-		Time:       m.Time.UTC().Format("2006-01-02T15:04:05Z"),
-		Region:     m.Region,
-		Resources:  []string{asgGroupARN(m.Region, m.AccountID, m.Group)},
-		Detail: asgEventDetail{
-			LifecycleActionToken: m.Token,
-			AutoScalingGroupName: m.Group,
-			LifecycleHookName:    m.Hook,
-			EC2InstanceID:        m.InstanceID,
-			LifecycleTransition:  m.Transition,
-			NotificationMetadata: m.Metadata,
-			Origin:               m.Origin,
-			Destination:          m.Destination,
-		},
-	})
+	return asgObject(false,
+		"version", "0",
+		"id", asgHashUUID("event", m.Token, m.InstanceID),
+		"detail-type", detailType,
+		"source", "aws.autoscaling",
+		"account", m.AccountID,
+		"time", m.Time.UTC().Format("2006-01-02T15:04:05Z"),
+		"region", m.Region,
+		"resources", []string{asgGroupARN(m.Region, m.AccountID, m.Group)},
+		"detail", json.RawMessage(asgObject(false,
+			"LifecycleActionToken", m.Token,
+			"AutoScalingGroupName", m.Group,
+			"LifecycleHookName", m.Hook,
+			"EC2InstanceId", m.InstanceID,
+			"LifecycleTransition", m.Transition,
+			"NotificationMetadata,omitempty", m.Metadata,
+			"Origin,omitempty", m.Origin,
+			"Destination,omitempty", m.Destination)))
 }
 
-// asgTestBody is the autoscaling:TEST_NOTIFICATION body.
-type asgTestBody struct {
-	AutoScalingGroupName string `json:"AutoScalingGroupName"`
-	Service              string `json:"Service"`
-	Time                 string `json:"Time"`
-	AccountID            string `json:"AccountId"`
-	Event                string `json:"Event"`
-	RequestID            string `json:"RequestId"`
-	AutoScalingGroupARN  string `json:"AutoScalingGroupARN"`
-}
-
-// asgTestNotification renders the test notification for a group.
+// asgTestNotification renders the autoscaling:TEST_NOTIFICATION body for a
+// group.
 func asgTestNotification(group, account, region string, t time.Time) string {
-	return asgJSON(asgTestBody{
-		AutoScalingGroupName: group,
-		Service:              "AWS Auto Scaling",
-		Time:                 asgTime(t),
-		AccountID:            account,
-		Event:                "autoscaling:TEST_NOTIFICATION",
-		RequestID:            asgHashUUID("test", group, asgTime(t)),
-		AutoScalingGroupARN:  asgGroupARN(region, account, group),
-	})
+	return asgObject(false,
+		"AutoScalingGroupName", group,
+		"Service", "AWS Auto Scaling",
+		"Time", asgTime(t),
+		"AccountId", account,
+		"Event", "autoscaling:TEST_NOTIFICATION",
+		"RequestId", asgHashUUID("test", group, asgTime(t)),
+		"AutoScalingGroupARN", asgGroupARN(region, account, group))
 }
 
 // asgSNSEnvelope renders an SNS notification as delivered to SQS, in the
@@ -1222,29 +1154,36 @@ func asgTestNotification(group, account, region string, t time.Time) string {
 func asgSNSEnvelope(region, topicARN, subject, message string, ts time.Time, seed string) string {
 	sig := md5.Sum([]byte("signature\x00" + seed))
 	cert := md5.Sum([]byte("cert\x00" + region))
-	fields := [][2]string{
-		{"Type", "Notification"},
-		{"MessageId", asgHashUUID("sns", seed, subject)},
-		{"TopicArn", topicARN},
-		{"Subject", subject},
-		{"Message", message},
-		{"Timestamp", asgTime(ts)},
-		{"SignatureVersion", "1"},
-		{"Signature", base64.StdEncoding.EncodeToString(append(sig[:], sig[:]...))},
-		{"SigningCertURL", "https://sns." + region + ".amazonaws.com/SimpleNotificationService-" + hex.EncodeToString(cert[:]) + ".pem"},
-		{"UnsubscribeURL", "https://sns." + region + ".amazonaws.com/?Action=Unsubscribe&SubscriptionArn=" + topicARN + ":" + asgHashUUID("subscription", topicARN)},
+	return asgObject(true,
+		"Type", "Notification",
+		"MessageId", asgHashUUID("sns", seed, subject),
+		"TopicArn", topicARN,
+		"Subject", subject,
+		"Message", message,
+		"Timestamp", asgTime(ts),
+		"SignatureVersion", "1",
+		"Signature", base64.StdEncoding.EncodeToString(append(sig[:], sig[:]...)),
+		"SigningCertURL", "https://sns."+region+".amazonaws.com/SimpleNotificationService-"+hex.EncodeToString(cert[:])+".pem",
+		"UnsubscribeURL", "https://sns."+region+".amazonaws.com/?Action=Unsubscribe&SubscriptionArn="+topicARN+":"+asgHashUUID("subscription", topicARN))
+}
+
+// asgObject renders alternating keys and values as a JSON object with the
+// keys in that order, as AWS lays its notifications out. A key ending in
+// ",omitempty" is left out when its value is "". The object is compact,
+// or with sns in SNS's layout: one `"Key" : value` per line.
+func asgObject(sns bool, kv ...any) string {
+	open, sep, comma, end := "{", ":", ",", "}"
+	if sns {
+		open, sep, comma, end = "{\n  ", " : ", ",\n  ", "\n}"
 	}
-	var b strings.Builder
-	b.WriteString("{\n")
-	for i, f := range fields {
-		fmt.Fprintf(&b, "  %s : %s", asgJSON(f[0]), asgJSON(f[1]))
-		if i < len(fields)-1 {
-			b.WriteString(",")
+	var fields []string
+	for i := 0; i+1 < len(kv); i += 2 {
+		key, omitEmpty := strings.CutSuffix(kv[i].(string), ",omitempty")
+		if !omitEmpty || kv[i+1] != "" {
+			fields = append(fields, asgJSON(key)+sep+asgJSON(kv[i+1]))
 		}
-		b.WriteString("\n")
 	}
-	b.WriteString("}")
-	return b.String()
+	return open + strings.Join(fields, comma) + end
 }
 
 // asgJSON marshals v without HTML escaping (AWS does not escape <, >, &).

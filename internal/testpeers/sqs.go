@@ -461,29 +461,31 @@ func sqsErrHandle(h string) *sqsError {
 // sqsFaultError renders an injected fault as an SQS error.
 func sqsFaultError(f *Fault) *sqsError {
 	status := f.status()
-	code := f.Code
-	if code == "" {
-		switch {
-		case status == http.StatusServiceUnavailable:
-			code = "ServiceUnavailable"
-		case status >= 500:
-			code = "InternalError"
-		case status == http.StatusTooManyRequests:
-			code = "RequestThrottled"
-		default:
-			code = "InvalidParameterValueException"
-		}
-	}
-	msg := f.Message
-	if msg == "" {
-		msg = "Injected fault " + code + "."
-	}
+	code := faultCode(f, "InternalError", "RequestThrottled", "InvalidParameterValueException")
+	msg := cmp.Or(f.Message, "Injected fault "+code+".")
 	typ := code
 	if !strings.Contains(typ, "#") {
 		typ = sqsTypePrefix + code
 	}
 	short := code[strings.LastIndex(code, "#")+1:]
 	return &sqsError{status: status, typ: typ, queryCode: sqsQueryCode(short), sender: status < 500, message: msg}
+}
+
+// faultCode is an error fault's Code or, without one, the service's code
+// for its status: ServiceUnavailable for 503, internal for other 5xx,
+// throttled for 429 and other for the rest.
+func faultCode(f *Fault, internal, throttled, other string) string {
+	switch status := f.status(); {
+	case f.Code != "":
+		return f.Code
+	case status == http.StatusServiceUnavailable:
+		return "ServiceUnavailable"
+	case status >= 500:
+		return internal
+	case status == http.StatusTooManyRequests:
+		return throttled
+	}
+	return other
 }
 
 // serveHTTP dispatches one AWS JSON 1.0 request.
