@@ -615,31 +615,21 @@ func sqsFlatten(body []byte) map[string]string {
 	if err := dec.Decode(&v); err != nil {
 		return params
 	}
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		join := func(k string) string {
-			if prefix == "" {
-				return k
-			}
-			return prefix + "." + k
-		}
+	var walk func(key string, v any) // key is "" or ".Name.1..."
+	walk = func(key string, v any) {
 		switch t := v.(type) {
 		case map[string]any:
 			for k, vv := range t {
-				walk(join(k), vv)
+				walk(key+"."+k, vv)
 			}
 		case []any:
 			for i, vv := range t {
-				walk(join(strconv.Itoa(i+1)), vv)
+				walk(key+"."+strconv.Itoa(i+1), vv)
 			}
-		case string:
-			params[prefix] = t
-		case json.Number:
-			params[prefix] = t.String()
-		case bool:
-			params[prefix] = strconv.FormatBool(t)
 		case nil:
-			params[prefix] = ""
+			params[strings.TrimPrefix(key, ".")] = ""
+		default: // string, json.Number or bool
+			params[strings.TrimPrefix(key, ".")] = fmt.Sprint(t)
 		}
 	}
 	walk("", v)
