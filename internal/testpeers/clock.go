@@ -1,7 +1,7 @@
 package testpeers
 
 import (
-	"sort"
+	"slices"
 	"sync"
 	"time"
 )
@@ -67,22 +67,21 @@ func (c *FakeClock) AdvanceToNext() bool {
 	if len(c.waiters) == 0 {
 		return false
 	}
-	sort.Slice(c.waiters, func(i, j int) bool { return c.waiters[i].at.Before(c.waiters[j].at) })
-	if next := c.waiters[0].at; next.After(c.now) {
-		c.now = next
+	next := slices.MinFunc(c.waiters, func(a, b clockWaiter) int { return a.at.Compare(b.at) })
+	if next.at.After(c.now) {
+		c.now = next.at
 	}
 	c.fireLocked()
 	return true
 }
 
+// fireLocked sends the time to every waiter now due and drops it.
 func (c *FakeClock) fireLocked() {
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
+	c.waiters = slices.DeleteFunc(c.waiters, func(w clockWaiter) bool {
 		if w.at.After(c.now) {
-			kept = append(kept, w)
-			continue
+			return false
 		}
 		w.ch <- c.now
-	}
-	c.waiters = kept
+		return true
+	})
 }
