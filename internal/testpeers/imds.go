@@ -46,8 +46,6 @@ type IMDSOptions struct {
 	// (the default) or "spot". Only Spot instances get interruption
 	// notices and rebalance recommendations.
 	InstanceLifeCycle string
-	// UserData is served at /latest/user-data; 404 when empty.
-	UserData string
 	// Now is the fake's clock for token expiry. Default time.Now.
 	Now func() time.Time
 }
@@ -169,12 +167,12 @@ func (m *IMDS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		imdsWriteStatus(w, http.StatusUnauthorized)
 		return
 	}
-	body, ctype, ok := m.lookup(r.URL.Path)
+	body, ok := m.lookup(r.URL.Path)
 	if !ok {
 		imdsWriteStatus(w, http.StatusNotFound)
 		return
 	}
-	imdsWriteText(w, http.StatusOK, ctype, body)
+	imdsWriteText(w, http.StatusOK, "text/plain", body)
 }
 
 // imdsOp names the operation of a path for the call log.
@@ -255,13 +253,12 @@ type imdsIdentity struct {
 	Version                 string   `json:"version"`
 }
 
-// lookup returns the document at an IMDS path, its content type, and false
-// for 404.
-func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
+// lookup returns the text/plain document at an IMDS path, and false for
+// 404 (user data included: the fake has none).
+func (m *IMDS) lookup(path string) (body string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o := m.opts
-	const text = "text/plain"
 	switch path {
 	case "/latest/dynamic/instance-identity/document":
 		b, err := json.MarshalIndent(imdsIdentity{
@@ -277,15 +274,13 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 			Version:          "2017-09-30",
 		}, "", "  ")
 		if err != nil {
-			return "", "", false
+			return "", false
 		}
-		return string(b), text, true
-	case "/latest/user-data":
-		return o.UserData, "application/octet-stream", o.UserData != ""
+		return string(b), true
 	}
 	rel, isMeta := strings.CutPrefix(path, "/latest/meta-data")
 	if !isMeta {
-		return "", "", false
+		return "", false
 	}
 	rel = strings.TrimPrefix(rel, "/")
 	static := map[string]string{
@@ -302,7 +297,7 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 		"events/":                     "recommendations/",
 	}
 	if v, ok := static[rel]; ok {
-		return v, text, true
+		return v, true
 	}
 	switch rel {
 	case "":
@@ -310,38 +305,38 @@ func (m *IMDS) lookup(path string) (body, ctype string, ok bool) {
 		if m.spotAction != "" {
 			dirs = append(dirs, "spot/")
 		}
-		return strings.Join(dirs, "\n"), text, true
+		return strings.Join(dirs, "\n"), true
 	case "autoscaling", "autoscaling/":
-		return "target-lifecycle-state", text, m.targetState != ""
+		return "target-lifecycle-state", m.targetState != ""
 	case "autoscaling/target-lifecycle-state":
-		return m.targetState, text, m.targetState != ""
+		return m.targetState, m.targetState != ""
 	case "events/recommendations", "events/recommendations/":
-		return "rebalance", text, !m.rebalance.IsZero()
+		return "rebalance", !m.rebalance.IsZero()
 	case "events/recommendations/rebalance":
 		if m.rebalance.IsZero() {
-			return "", "", false
+			return "", false
 		}
-		return fmt.Sprintf(`{"noticeTime":%q}`, m.rebalance.UTC().Format(time.RFC3339)), text, true
+		return fmt.Sprintf(`{"noticeTime":%q}`, m.rebalance.UTC().Format(time.RFC3339)), true
 	case "spot", "spot/":
 		if m.spotAction == "" {
-			return "", "", false
+			return "", false
 		}
 		if m.spotAction == "terminate" {
-			return "instance-action\ntermination-time", text, true
+			return "instance-action\ntermination-time", true
 		}
-		return "instance-action", text, true
+		return "instance-action", true
 	case "spot/instance-action":
 		if m.spotAction == "" {
-			return "", "", false
+			return "", false
 		}
-		return fmt.Sprintf(`{"action":%q,"time":%q}`, m.spotAction, m.spotTime.UTC().Format(time.RFC3339)), text, true
+		return fmt.Sprintf(`{"action":%q,"time":%q}`, m.spotAction, m.spotTime.UTC().Format(time.RFC3339)), true
 	case "spot/termination-time":
 		if m.spotAction != "terminate" {
-			return "", "", false
+			return "", false
 		}
-		return m.spotTime.UTC().Format("2006-01-02T15:04:05.000Z"), text, true
+		return m.spotTime.UTC().Format("2006-01-02T15:04:05.000Z"), true
 	}
-	return "", "", false
+	return "", false
 }
 
 // imdsWriteText writes a plain answer.
