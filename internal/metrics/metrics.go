@@ -18,6 +18,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
 
 const namespace = "scaledownd"
@@ -29,26 +31,26 @@ var Phases = []string{"idle", "received", "draining", "activating", "completing"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	phase         *prometheus.GaugeVec
-	trinoTasks    prometheus.Gauge
-	trinoState    *prometheus.GaugeVec
-	drainDuration *prometheus.HistogramVec
-	completed     *prometheus.CounterVec
-	heartbeats    *prometheus.CounterVec
-	messages      *prometheus.CounterVec
-	awsCalls      *prometheus.CounterVec
-	trinoRequests *prometheus.CounterVec
-	lastPoll      prometheus.Gauge
-	pollErrors    prometheus.Counter
-	staleDeleted  *prometheus.CounterVec
-	receiveCount  prometheus.Histogram
-	unconfirmed   *prometheus.CounterVec
-	report        reportMetrics // report.go
-	mu            sync.Mutex
-	deadline      time.Time
-	now           func() time.Time
-
-	oldestBlocking prometheus.Gauge // queries.go
+	phase           *prometheus.GaugeVec
+	trinoTasks      prometheus.Gauge
+	trinoState      *prometheus.GaugeVec
+	drainDuration   *prometheus.HistogramVec
+	completed       *prometheus.CounterVec
+	heartbeats      *prometheus.CounterVec
+	messages        *prometheus.CounterVec
+	awsCalls        *prometheus.CounterVec
+	trinoRequests   *prometheus.CounterVec
+	lastPoll        prometheus.Gauge
+	pollErrors      prometheus.Counter
+	staleDeleted    *prometheus.CounterVec
+	receiveCount    prometheus.Histogram
+	unconfirmed     *prometheus.CounterVec
+	phaseDuration   *prometheus.HistogramVec // from drain reports
+	blockingQueries prometheus.Gauge         // from the drain's query listing
+	oldestBlocking  prometheus.Gauge
+	mu              sync.Mutex
+	deadline        time.Time
+	now             func() time.Time
 }
 
 // CompletionReasons are the reasons an action is completed.
@@ -57,108 +59,92 @@ var CompletionReasons = []string{"drained", "exited", "not-running", "coordinato
 // TrinoStates are the worker states exported by scaledownd_trino_state.
 var TrinoStates = []string{"ACTIVE", "DRAINING", "DRAINED", "SHUTTING_DOWN", "GONE"}
 
+func gaugeOpts(subsystem, name, help string) prometheus.GaugeOpts {
+	return prometheus.GaugeOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
+}
+
+func counterOpts(subsystem, name, help string) prometheus.CounterOpts {
+	return prometheus.CounterOpts(gaugeOpts(subsystem, name, help))
+}
+
+func histogramOpts(subsystem, name, help string, buckets ...float64) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, Buckets: buckets}
+}
+
 // New registers every metric on a new registry, together with the Go and
 // process collectors. version is the daemon's version for build info.
 func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{Registry: reg, now: time.Now}
-	m.oldestBlocking = newOldestBlockingQuery()
-	reg.MustRegister(m.oldestBlocking)
 
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "build_info",
-		Help: "A metric with a constant '1' value labelled by the version and Go version scaledownd was built with.",
-	}, []string{"version", "goversion"})
+	build := prometheus.NewGaugeVec(gaugeOpts("", "build_info",
+		"A metric with a constant '1' value labelled by the version and Go version scaledownd was built with."), []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
+	m.phase = prometheus.NewGaugeVec(gaugeOpts("", "phase",
+		"Phase of the lifecycle action in progress: 1 for the current phase, 0 for the others."), []string{"phase"})
+	m.trinoState = prometheus.NewGaugeVec(gaugeOpts("trino", "state",
+		"Last node state read from the local Trino worker during a drain: 1 for that state, 0 for the others."), []string{"state"})
+	m.trinoTasks = prometheus.NewGauge(gaugeOpts("trino", "active_tasks",
+		"Active tasks on the local Trino worker as its executor reports them during a drain (a hint; DRAINED or the exit is the truth)."))
+	m.drainDuration = prometheus.NewHistogramVec(histogramOpts("", "drain_duration_seconds",
+		"Time from the start of a lifecycle action to its completion, by outcome.",
+		1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800), []string{"outcome"})
+	m.completed = prometheus.NewCounterVec(counterOpts("lifecycle", "actions_completed_total",
+		"Lifecycle actions finished, by result (CONTINUE, ABANDON, already-done, error, none for Spot signals) and reason (drained, exited, not-running, coordinator, deadline, lapsed, active, launch-timeout)."), []string{"result", "reason"})
+	m.heartbeats = prometheus.NewCounterVec(counterOpts("lifecycle", "heartbeats_total",
+		"RecordLifecycleActionHeartbeat calls, by result (ok, not-found, error)."), []string{"result"})
+	deadline := prometheus.NewGaugeFunc(gaugeOpts("lifecycle", "deadline_remaining_seconds",
+		"Seconds left until the action in progress is completed regardless of the drain; NaN when idle."), m.deadlineRemaining)
+	m.messages = prometheus.NewCounterVec(counterOpts("sqs", "messages_received_total",
+		"SQS messages received, by kind (own, foreign, test, malformed)."), []string{"kind"})
+	m.receiveCount = prometheus.NewHistogram(histogramOpts("sqs", "own_message_receive_count",
+		"ApproximateReceiveCount of this instance's lifecycle messages when they reached it: how often others handed them back.",
+		1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+	m.lastPoll = prometheus.NewGauge(gaugeOpts("sqs", "last_successful_poll_timestamp_seconds",
+		"Unix time of the last successful ReceiveMessage."))
+	m.pollErrors = prometheus.NewCounter(counterOpts("sqs", "poll_errors_total",
+		"Failed ReceiveMessage calls (after the SDK's retries)."))
+	m.staleDeleted = prometheus.NewCounterVec(counterOpts("sqs", "stale_messages_deleted_total",
+		"Other instances' lifecycle messages deleted because their action can no longer be completed, by reason (expired, instance-gone, not-waiting)."), []string{"reason"})
+	m.unconfirmed = prometheus.NewCounterVec(counterOpts("lifecycle", "unconfirmed_total",
+		"Lifecycle actions from the queue that AWS did not confirm for this instance within lifecycle.confirm-window, by transition (terminating, launching): never drained, never completed."), []string{"transition"})
+	m.awsCalls = prometheus.NewCounterVec(counterOpts("aws", "api_calls_total",
+		"AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled)."), []string{"operation", "outcome"})
+	m.trinoRequests = prometheus.NewCounterVec(counterOpts("trino", "api_requests_total",
+		"Requests to the local Trino worker, by outcome (ok, forbidden, not-running, error)."), []string{"outcome"})
+	m.phaseDuration = prometheus.NewHistogramVec(histogramOpts("drain", "phase_duration_seconds",
+		"Duration of each phase of a finished drain (signal_to_draining, draining_to_tasks_zero, tasks_zero_to_drained, drained_to_completion), from its drain report.",
+		// From the tenth of a second the coordinator takes to notice
+		// DRAINING to the 48 h an action can last.
+		0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 172800), []string{"phase"})
+	m.blockingQueries = prometheus.NewGauge(gaugeOpts("trino", "blocking_queries",
+		"Queries that still have tasks on the local worker during a drain, as the coordinator lists them (0 when idle or without trino.coordinator-url)."))
+	// The count is scaledownd_trino_blocking_queries.
+	m.oldestBlocking = prometheus.NewGauge(gaugeOpts("trino", "oldest_blocking_query_age_seconds",
+		"How long the longest-running query with tasks still on the worker has run, as the coordinator last listed it (trino.coordinator-url); 0 when none or idle."))
 
-	m.phase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "phase",
-		Help: "Phase of the lifecycle action in progress: 1 for the current phase, 0 for the others.",
-	}, []string{"phase"})
-	m.trinoState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "trino", Name: "state",
-		Help: "Last node state read from the local Trino worker during a drain: 1 for that state, 0 for the others.",
-	}, []string{"state"})
-	m.trinoTasks = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "trino", Name: "active_tasks",
-		Help: "Active tasks on the local Trino worker as its executor reports them during a drain (a hint; DRAINED or the exit is the truth).",
-	})
-	m.drainDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: namespace, Name: "drain_duration_seconds",
-		Help:    "Time from the start of a lifecycle action to its completion, by outcome.",
-		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800},
-	}, []string{"outcome"})
-	m.completed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "lifecycle", Name: "actions_completed_total",
-		Help: "Lifecycle actions finished, by result (CONTINUE, ABANDON, already-done, error, none for Spot signals) and reason (drained, exited, not-running, coordinator, deadline, lapsed, active, launch-timeout).",
-	}, []string{"result", "reason"})
-	m.heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "lifecycle", Name: "heartbeats_total",
-		Help: "RecordLifecycleActionHeartbeat calls, by result (ok, not-found, error).",
-	}, []string{"result"})
-	deadline := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "lifecycle", Name: "deadline_remaining_seconds",
-		Help: "Seconds left until the action in progress is completed regardless of the drain; NaN when idle.",
-	}, m.deadlineRemaining)
-	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "sqs", Name: "messages_received_total",
-		Help: "SQS messages received, by kind (own, foreign, test, malformed).",
-	}, []string{"kind"})
-	m.receiveCount = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: namespace, Subsystem: "sqs", Name: "own_message_receive_count",
-		Help:    "ApproximateReceiveCount of this instance's lifecycle messages when they reached it: how often others handed them back.",
-		Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
-	})
-	m.lastPoll = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: namespace, Subsystem: "sqs", Name: "last_successful_poll_timestamp_seconds",
-		Help: "Unix time of the last successful ReceiveMessage.",
-	})
-	m.pollErrors = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "sqs", Name: "poll_errors_total",
-		Help: "Failed ReceiveMessage calls (after the SDK's retries).",
-	})
-	m.staleDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "sqs", Name: "stale_messages_deleted_total",
-		Help: "Other instances' lifecycle messages deleted because their action can no longer be completed, by reason (expired, instance-gone, not-waiting).",
-	}, []string{"reason"})
-	m.unconfirmed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "lifecycle", Name: "unconfirmed_total",
-		Help: "Lifecycle actions from the queue that AWS did not confirm for this instance within lifecycle.confirm-window, by transition (terminating, launching): never drained, never completed.",
-	}, []string{"transition"})
-	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "aws", Name: "api_calls_total",
-		Help: "AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled).",
-	}, []string{"operation", "outcome"})
-	m.trinoRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Subsystem: "trino", Name: "api_requests_total",
-		Help: "Requests to the local Trino worker, by outcome (ok, forbidden, not-running, error).",
-	}, []string{"outcome"})
-
-	reg.MustRegister(build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
-		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.unconfirmed, m.awsCalls, m.trinoRequests)
-	m.registerReport(reg)
+	reg.MustRegister(m.oldestBlocking, build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
+		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.unconfirmed, m.awsCalls, m.trinoRequests,
+		m.phaseDuration, m.blockingQueries)
 
 	// Every series of a closed label set exists from the start, so rate()
 	// and absent() behave and dashboards show zeros, not gaps.
 	m.SetPhase("idle")
-	for _, s := range TrinoStates {
-		m.trinoState.WithLabelValues(s)
-	}
-	for _, k := range []string{"own", "foreign", "test", "malformed"} {
-		m.messages.WithLabelValues(k)
-	}
-	for _, r := range []string{"expired", "instance-gone", "not-waiting"} {
-		m.staleDeleted.WithLabelValues(r)
-	}
-	for _, t := range []string{"terminating", "launching"} {
-		m.unconfirmed.WithLabelValues(t)
-	}
-	for _, r := range []string{"ok", "not-found", "error"} {
-		m.heartbeats.WithLabelValues(r)
-	}
-	for _, o := range []string{"ok", "forbidden", "not-running", "error"} {
-		m.trinoRequests.WithLabelValues(o)
+	for vec, values := range map[*prometheus.MetricVec][]string{
+		m.trinoState.MetricVec:    TrinoStates,
+		m.messages.MetricVec:      {"own", "foreign", "test", "malformed"},
+		m.staleDeleted.MetricVec:  {"expired", "instance-gone", "not-waiting"},
+		m.unconfirmed.MetricVec:   {"terminating", "launching"},
+		m.heartbeats.MetricVec:    {"ok", "not-found", "error"},
+		m.trinoRequests.MetricVec: {"ok", "forbidden", "not-running", "error"},
+		m.phaseDuration.MetricVec: drainreport.PhaseNames,
+	} {
+		for _, v := range values {
+			if _, err := vec.GetMetricWithLabelValues(v); err != nil {
+				panic(err)
+			}
+		}
 	}
 	for _, result := range []string{"CONTINUE", "ABANDON", "already-done", "error"} {
 		for _, reason := range CompletionReasons {
@@ -288,3 +274,15 @@ func Outcome(err error) string {
 	}
 	return "client-error"
 }
+
+// DrainPhase observes the duration of one phase of a finished drain.
+func (m *Metrics) DrainPhase(phase string, d time.Duration) {
+	m.phaseDuration.WithLabelValues(phase).Observe(d.Seconds())
+}
+
+// BlockingQueries records how many queries hold the drain in progress.
+func (m *Metrics) BlockingQueries(n int) { m.blockingQueries.Set(float64(n)) }
+
+// OldestBlockingQuery records how long the longest-running query that
+// holds the drain has run (0: none).
+func (m *Metrics) OldestBlockingQuery(age time.Duration) { m.oldestBlocking.Set(age.Seconds()) }
