@@ -11,8 +11,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -182,78 +184,61 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
+	// within reports d outside [lo, hi] as "key: rule, got d".
+	within := func(key string, d, lo, hi time.Duration, rule string) {
+		if d < lo || d > hi {
+			bad(key, "%s, got %s", rule, d)
+		}
+	}
+	// oneOf reports v outside allowed as "key: want a, b or c, got v".
+	oneOf := func(key, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			last := len(allowed) - 1
+			bad(key, "want %s or %s, got %q", strings.Join(allowed[:last], ", "), allowed[last], v)
+		}
+	}
+	const forever = time.Duration(math.MaxInt64)
 	if c.AWS.QueueURL != "" {
 		if u, err := url.Parse(c.AWS.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
 			bad("aws.queue-url", "want a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/name, got %q", c.AWS.QueueURL)
 		}
 	}
-	switch c.AWS.Mode {
-	case "sqs", "imds", "both":
-	default:
-		bad("aws.mode", "want sqs, imds or both, got %q", c.AWS.Mode)
-	}
-	if c.AWS.SQSIdleInterval < 0 || c.AWS.SQSIdleInterval > time.Hour {
-		bad("aws.sqs-idle-interval", "must be between 0 (poll all the time) and 1h, got %s", c.AWS.SQSIdleInterval)
-	}
-	if c.AWS.IMDSPollInterval < 100*time.Millisecond {
-		bad("aws.imds-poll-interval", "must be at least 100ms, got %s", c.AWS.IMDSPollInterval)
-	}
+	oneOf("aws.mode", c.AWS.Mode, "sqs", "imds", "both")
+	within("aws.sqs-idle-interval", c.AWS.SQSIdleInterval, 0, time.Hour, "must be between 0 (poll all the time) and 1h")
+	within("aws.imds-poll-interval", c.AWS.IMDSPollInterval, 100*time.Millisecond, forever, "must be at least 100ms")
 	if c.AWS.InstanceID != "" && !strings.HasPrefix(c.AWS.InstanceID, "i-") {
 		bad("aws.instance-id", "want an instance id such as i-0123456789abcdef0, got %q", c.AWS.InstanceID)
 	}
 	for key, ep := range map[string]string{"aws.sqs-endpoint": c.AWS.SQSEndpoint, "aws.autoscaling-endpoint": c.AWS.AutoScalingEP, "aws.imds-endpoint": c.AWS.IMDSEndpoint} {
-		if ep == "" {
-			continue
-		}
-		if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if _, ok := httpURL(ep); ep != "" && !ok {
 			bad(key, "want an http(s) URL, got %q", ep)
 		}
 	}
-	if c.AWS.WaitTime < time.Second || c.AWS.WaitTime > 20*time.Second {
-		bad("aws.wait-time", "must be between 1s and 20s (SQS long polling), got %s", c.AWS.WaitTime)
-	}
-	if c.AWS.VisibilityTimeout < 30*time.Second || c.AWS.VisibilityTimeout > 12*time.Hour {
-		bad("aws.visibility-timeout", "must be between 30s and 12h, got %s", c.AWS.VisibilityTimeout)
-	}
-	if c.AWS.CallTimeout < 100*time.Millisecond {
-		bad("aws.call-timeout", "must be at least 100ms, got %s", c.AWS.CallTimeout)
-	}
+	within("aws.wait-time", c.AWS.WaitTime, time.Second, 20*time.Second, "must be between 1s and 20s (SQS long polling)")
+	within("aws.visibility-timeout", c.AWS.VisibilityTimeout, 30*time.Second, 12*time.Hour, "must be between 30s and 12h")
+	within("aws.call-timeout", c.AWS.CallTimeout, 100*time.Millisecond, forever, "must be at least 100ms")
 	if c.AWS.MaxAttempts < 1 || c.AWS.MaxAttempts > 10 {
 		bad("aws.max-attempts", "must be between 1 and 10, got %d", c.AWS.MaxAttempts)
 	}
 
-	if c.Lifecycle.MaxDrainTime <= 0 {
-		bad("lifecycle.max-drain-time", "must be positive, got %s", c.Lifecycle.MaxDrainTime)
-	} else if c.Lifecycle.MaxDrainTime > 48*time.Hour {
-		bad("lifecycle.max-drain-time", "must not exceed 48h, the AWS limit, got %s", c.Lifecycle.MaxDrainTime)
-	}
-	if c.Lifecycle.SafetyMargin < 0 {
-		bad("lifecycle.safety-margin", "must not be negative, got %s", c.Lifecycle.SafetyMargin)
-	}
-	if hb := time.Duration(c.Lifecycle.HeartbeatInterval); hb != 0 && hb > 3600*time.Second {
-		bad("lifecycle.heartbeat-interval", "must be at most 1h (half the largest HeartbeatTimeout), got %s", hb)
-	}
-	if c.Lifecycle.LaunchTimeout <= 0 {
-		bad("lifecycle.launch-timeout", "must be positive, got %s", c.Lifecycle.LaunchTimeout)
-	}
-	if c.Lifecycle.NotFoundWindow < 0 {
-		bad("lifecycle.not-found-window", "must not be negative, got %s", c.Lifecycle.NotFoundWindow)
-	}
-	if c.Lifecycle.ConfirmWindow < 0 || c.Lifecycle.ConfirmWindow > time.Hour {
-		bad("lifecycle.confirm-window", "must be between 0 (check once) and 1h, got %s", c.Lifecycle.ConfirmWindow)
-	}
+	within("lifecycle.max-drain-time", c.Lifecycle.MaxDrainTime, 1, forever, "must be positive")
+	within("lifecycle.max-drain-time", c.Lifecycle.MaxDrainTime, -forever, 48*time.Hour, "must not exceed 48h, the AWS limit")
+	within("lifecycle.safety-margin", c.Lifecycle.SafetyMargin, 0, forever, "must not be negative")
+	within("lifecycle.heartbeat-interval", time.Duration(c.Lifecycle.HeartbeatInterval), -forever, time.Hour, "must be at most 1h (half the largest HeartbeatTimeout)")
+	within("lifecycle.launch-timeout", c.Lifecycle.LaunchTimeout, 1, forever, "must be positive")
+	within("lifecycle.not-found-window", c.Lifecycle.NotFoundWindow, 0, forever, "must not be negative")
+	within("lifecycle.confirm-window", c.Lifecycle.ConfirmWindow, 0, time.Hour, "must be between 0 (check once) and 1h")
 
-	if u, err := url.Parse(c.Trino.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	password := c.Trino.Password != "" || c.Trino.PasswordFile != ""
+	if u, ok := httpURL(c.Trino.URL); !ok {
 		bad("trino.url", "want http(s)://host:port, got %q", c.Trino.URL)
-	} else if (c.Trino.Password != "" || c.Trino.PasswordFile != "") && u.Scheme != "https" {
+	} else if password && u.Scheme != "https" {
 		bad("trino.url", "a password is configured but the URL is not https; Trino accepts passwords over HTTPS only and they must not travel in clear text")
 	}
-	if c.Trino.CoordinatorURL != "" {
-		if u, err := url.Parse(c.Trino.CoordinatorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("trino.coordinator-url", "want http(s)://host:port, got %q", c.Trino.CoordinatorURL)
-		} else if (c.Trino.Password != "" || c.Trino.PasswordFile != "") && u.Scheme != "https" {
-			bad("trino.coordinator-url", "a password is configured but the URL is not https; it must not travel in clear text")
-		}
+	if u, ok := httpURL(c.Trino.CoordinatorURL); c.Trino.CoordinatorURL != "" && !ok {
+		bad("trino.coordinator-url", "want http(s)://host:port, got %q", c.Trino.CoordinatorURL)
+	} else if ok && password && u.Scheme != "https" {
+		bad("trino.coordinator-url", "a password is configured but the URL is not https; it must not travel in clear text")
 	}
 	if strings.TrimSpace(c.Trino.User) == "" {
 		bad("trino.user", "must not be empty: Trino needs a user for the node-state API")
@@ -261,26 +246,12 @@ func (c *Config) Validate() error {
 	if c.Trino.Password != "" && c.Trino.PasswordFile != "" {
 		bad("trino.password", "set either trino.password or trino.password-file, not both")
 	}
-	switch c.Trino.Strategy {
-	case "auto", "drain", "shutdown":
-	default:
-		bad("trino.strategy", "want auto, drain or shutdown, got %q", c.Trino.Strategy)
-	}
-	if c.Trino.QuietPeriod < 0 {
-		bad("trino.quiet-period", "must not be negative, got %s", c.Trino.QuietPeriod)
-	}
-	if c.Trino.PollInterval < 10*time.Millisecond {
-		bad("trino.poll-interval", "must be at least 10ms, got %s", c.Trino.PollInterval)
-	}
-	if c.Trino.RequestTimeout < 10*time.Millisecond {
-		bad("trino.request-timeout", "must be at least 10ms, got %s", c.Trino.RequestTimeout)
-	}
-	if c.Trino.NotRunningWindow < 0 {
-		bad("trino.not-running-window", "must not be negative, got %s", c.Trino.NotRunningWindow)
-	}
-	if c.Trino.DeadlineWarning < 0 || c.Trino.DeadlineWarning > 48*time.Hour {
-		bad("trino.deadline-warning", "must be between 0 (automatic) and 48h, got %s", c.Trino.DeadlineWarning)
-	}
+	oneOf("trino.strategy", c.Trino.Strategy, "auto", "drain", "shutdown")
+	within("trino.quiet-period", c.Trino.QuietPeriod, 0, forever, "must not be negative")
+	within("trino.poll-interval", c.Trino.PollInterval, 10*time.Millisecond, forever, "must be at least 10ms")
+	within("trino.request-timeout", c.Trino.RequestTimeout, 10*time.Millisecond, forever, "must be at least 10ms")
+	within("trino.not-running-window", c.Trino.NotRunningWindow, 0, forever, "must not be negative")
+	within("trino.deadline-warning", c.Trino.DeadlineWarning, 0, 48*time.Hour, "must be between 0 (automatic) and 48h")
 
 	if _, _, err := net.SplitHostPort(c.Listen); c.Listen != "" && err != nil {
 		bad("listen-address", "want host:port (or empty to disable), got %q", c.Listen)
@@ -288,15 +259,13 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		bad("state-dir", "must not be empty")
 	}
-	switch c.Log.Format {
-	case "json", "console":
-	default:
-		bad("log.format", "want json or console, got %q", c.Log.Format)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
-	}
+	oneOf("log.format", c.Log.Format, "json", "console")
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	return errors.Join(errs...)
+}
+
+// httpURL parses s as an http(s) URL with a host.
+func httpURL(s string) (*url.URL, bool) {
+	u, err := url.Parse(s)
+	return u, err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,9 +48,8 @@ func Settings() []Setting {
 }
 
 var (
-	durationType     = reflect.TypeOf(time.Duration(0))
-	textUnmarshaler  = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
-	errUnknownFormat = errors.New("unsupported setting type")
+	durationType    = reflect.TypeOf(time.Duration(0))
+	textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 )
 
 func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
@@ -106,31 +107,29 @@ func render(v reflect.Value) string {
 // set parses text into the field of c that s names.
 func (s Setting) set(c *Config, text string) error {
 	v := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
-	switch {
-	case v.Type() == durationType:
+	switch s.Type {
+	case "duration":
 		d, err := time.ParseDuration(strings.TrimSpace(text))
 		if err != nil {
 			return fmt.Errorf("want a duration such as 30s or 5m, got %q", text)
 		}
 		v.SetInt(int64(d))
-	case v.Addr().Type().Implements(textUnmarshaler):
+	case "duration|auto":
 		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text))
-	case v.Kind() == reflect.Bool:
+	case "bool":
 		b, err := strconv.ParseBool(strings.TrimSpace(text))
 		if err != nil {
 			return fmt.Errorf("want true or false, got %q", text)
 		}
 		v.SetBool(b)
-	case v.Kind() == reflect.Int:
+	case "int":
 		n, err := strconv.Atoi(strings.TrimSpace(text))
 		if err != nil {
 			return fmt.Errorf("want a whole number, got %q", text)
 		}
 		v.SetInt(int64(n))
-	case v.Kind() == reflect.String:
-		v.SetString(text)
 	default:
-		return errUnknownFormat
+		v.SetString(text)
 	}
 	return nil
 }
@@ -219,18 +218,17 @@ func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, erro
 	}
 
 	var errs []error
-	for _, s := range Settings() {
-		if v, ok := getenv(s.Env); ok {
-			if err := s.set(&cfg, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s (env %s): %w", s.Key, s.Env, err))
-			}
+	apply := func(s Setting, text, from string) {
+		if err := s.set(&cfg, text); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", s.Key, from, err))
 		}
 	}
-	for _, s := range Settings() {
+	for _, s := range Settings() { // a flag beats the environment
+		if v, ok := getenv(s.Env); ok {
+			apply(s, v, "env "+s.Env)
+		}
 		if v, ok := fs.values[s.Key]; ok {
-			if err := s.set(&cfg, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s (flag %s): %w", s.Key, s.Flag, err))
-			}
+			apply(s, v, "flag "+s.Flag)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -298,14 +296,7 @@ func (c Config) Fields() map[string]string {
 }
 
 // Keys returns the keys of m sorted.
-func Keys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func Keys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
 
 // CredentialName is the systemd credential holding the Trino password:
 // the shipped unit loads CredentialFile into $CREDENTIALS_DIRECTORY under
@@ -331,9 +322,20 @@ const CredentialFile = "/etc/scaledownd/trino-password"
 // trino.coordinator-url that is not https is an error: it would travel in
 // clear text.
 func (c Config) TrinoPassword() (string, error) {
-	pw, src, err := c.trinoPassword()
-	if err != nil || pw == "" || src == "trino.password" || src == "trino.password-file" {
-		return pw, err
+	src, file := c.TrinoPasswordSource()
+	if file == "" {
+		return c.Trino.Password, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		if src == "trino.password-file" {
+			return "", fmt.Errorf("trino.password-file: %w", err)
+		}
+		return "", fmt.Errorf("trino password (%s): %w", src, err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" || src == "trino.password-file" {
+		return pw, nil
 	}
 	for key, u := range map[string]string{"trino.url": c.Trino.URL, "trino.coordinator-url": c.Trino.CoordinatorURL} {
 		if u != "" && !strings.HasPrefix(strings.ToLower(u), "https://") {
@@ -362,21 +364,6 @@ func (c Config) TrinoPasswordSource() (key, file string) {
 		}
 	}
 	return "", ""
-}
-
-func (c Config) trinoPassword() (pw, src string, err error) {
-	src, file := c.TrinoPasswordSource()
-	if file == "" {
-		return c.Trino.Password, src, nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		if src == "trino.password-file" {
-			return "", src, fmt.Errorf("trino.password-file: %w", err)
-		}
-		return "", src, fmt.Errorf("trino password (%s): %w", src, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), src, nil
 }
 
 // OtherEnv lists the SCALEDOWND_ variables that are not settings and are
