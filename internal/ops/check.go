@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/exporter-toolkit/web"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
@@ -233,23 +232,12 @@ func webConfigCheck(file string) Check {
 	if err := web.Validate(file); err != nil {
 		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v: the daemon would not start", file, err)}
 	}
-	var wc struct {
-		TLS struct {
-			Cert     string `yaml:"cert"`
-			CertFile string `yaml:"cert_file"`
-		} `yaml:"tls_server_config"`
-		Users map[string]string `yaml:"basic_auth_users"`
-	}
-	b, err := os.ReadFile(file)
-	if err == nil {
-		err = yaml.Unmarshal(b, &wc)
-	}
+	wc, err := readWebConfig(file)
 	if err != nil {
-		return Check{Name: "web-config", Detail: fmt.Sprintf("web.config.file %s: %v", file, err)}
+		return Check{Name: "web-config", Detail: err.Error()}
 	}
-	tlsOn := wc.TLS.Cert != "" || wc.TLS.CertFile != ""
-	detail := fmt.Sprintf("%s: TLS %s, basic auth for %d user(s)", file, map[bool]string{true: "on", false: "off"}[tlsOn], len(wc.Users))
-	if !tlsOn && len(wc.Users) > 0 {
+	detail := fmt.Sprintf("%s: TLS %s, basic auth for %d user(s)", file, map[bool]string{true: "on", false: "off"}[wc.tlsOn()], len(wc.Users))
+	if !wc.tlsOn() && len(wc.Users) > 0 {
 		return Check{Name: "web-config", OK: true, Warn: true, Detail: detail + "; without TLS the password travels in clear text"}
 	}
 	return Check{Name: "web-config", OK: true, Detail: detail}

@@ -70,7 +70,11 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, opts DrainOpt
 	}
 	rep := m.finish(string(res.Outcome))
 	if opts.StateDir != "" {
-		if err := storeReport(opts.StateDir, m.id, rep); err != nil {
+		h, err := statefile.OpenHistory(opts.StateDir)
+		if err == nil {
+			err = h.Append(m.id, rep)
+		}
+		if err != nil {
 			log.Warn("could not add the drain report to the history", zap.Error(err), zap.String("state_dir", opts.StateDir))
 		}
 	}
@@ -80,14 +84,6 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, opts DrainOpt
 	return nil
 }
 
-func storeReport(stateDir, id string, rep drainreport.Report) error {
-	h, err := statefile.OpenHistory(stateDir)
-	if err != nil {
-		return err
-	}
-	return h.Append(id, rep)
-}
-
 // maintenance follows a maintenance drain: its report and its progress
 // line.
 type maintenance struct {
@@ -95,12 +91,10 @@ type maintenance struct {
 	start time.Time
 	id    string
 	p     *progress
-	draw  sync.Mutex // one redraw at a time
 
-	mu     sync.Mutex
-	rep    drainreport.Report
-	l      live
-	latest []drainreport.Query
+	mu  sync.Mutex // over rep, l and the redraws of p
+	rep drainreport.Report
+	l   live
 }
 
 func newMaintenance(w io.Writer, opts DrainOptions) *maintenance {
@@ -148,15 +142,17 @@ func (m *maintenance) run(ctx context.Context, drain func(context.Context) (trin
 	return drain(trinoadmin.WithObserver(ctx, m))
 }
 
-func (m *maintenance) redraw() {
+// update applies change under the lock and redraws the progress line.
+func (m *maintenance) update(change func(l *live)) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	change(&m.l)
 	l := m.l
 	l.elapsed = time.Since(m.start)
-	m.mu.Unlock()
-	m.draw.Lock()
-	defer m.draw.Unlock()
 	m.p.show(liveLine(l))
 }
+
+func (m *maintenance) redraw() { m.update(func(*live) {}) }
 
 func (m *maintenance) watchQueries(ctx context.Context) {
 	interval := m.opts.QueryInterval
@@ -172,16 +168,10 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 			top := drainreport.Report{Queries: seen}
 			top.Finish()
 			n := len(seen)
-			m.mu.Lock()
-			m.rep.SeeQueries(seen)
-			m.l.queries = &n
-			m.l.longest, m.l.longestID = "", ""
-			if len(top.Queries) > 0 {
-				q := top.Queries[0]
-				m.l.longest, m.l.longestID = fmt.Sprintf("%s (%s) %.0fs", q.QueryID, dash(q.User), q.ElapsedS), q.QueryID
-			}
-			m.mu.Unlock()
-			m.redraw()
+			m.update(func(l *live) {
+				m.rep.SeeQueries(seen)
+				l.queries, l.top = &n, top.Queries
+			})
 		}
 		select {
 		case <-ctx.Done():
@@ -194,45 +184,34 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 // DrainMilestone implements trinoadmin.Observer.
 func (m *maintenance) DrainMilestone(ms trinoadmin.Milestone) {
 	now := time.Now()
-	m.mu.Lock()
-	t := &m.rep.Timeline
-	set := func(at *time.Time, phase string) {
-		if at.IsZero() {
-			*at = now
+	m.update(func(l *live) {
+		t := &m.rep.Timeline
+		set := func(at *time.Time, phase string) {
+			if at.IsZero() {
+				*at = now
+			}
+			l.phase = phase
 		}
-		m.l.phase = phase
-	}
-	switch ms {
-	case trinoadmin.MilestoneDrainingRequested:
-		set(&t.DrainingRequested, "draining")
-	case trinoadmin.MilestoneTasksZero:
-		set(&t.TasksZero, "tasks done, waiting for DRAINED")
-	case trinoadmin.MilestoneDrained:
-		set(&t.Drained, "drained")
-	case trinoadmin.MilestoneShuttingDown:
-		set(&t.ShuttingDown, "shutting down")
-	case trinoadmin.MilestoneProcessGone:
-		set(&t.ProcessGone, "process gone")
-	}
-	m.mu.Unlock()
-	m.redraw()
+		switch ms {
+		case trinoadmin.MilestoneDrainingRequested:
+			set(&t.DrainingRequested, "draining")
+		case trinoadmin.MilestoneTasksZero:
+			set(&t.TasksZero, "tasks done, waiting for DRAINED")
+		case trinoadmin.MilestoneDrained:
+			set(&t.Drained, "drained")
+		case trinoadmin.MilestoneShuttingDown:
+			set(&t.ShuttingDown, "shutting down")
+		case trinoadmin.MilestoneProcessGone:
+			set(&t.ProcessGone, "process gone")
+		}
+	})
 }
 
 // DrainTasks implements trinoadmin.Observer.
-func (m *maintenance) DrainTasks(n int) {
-	m.mu.Lock()
-	m.l.tasks = &n
-	m.mu.Unlock()
-	m.redraw()
-}
+func (m *maintenance) DrainTasks(n int) { m.update(func(l *live) { l.tasks = &n }) }
 
 // DrainState implements trinoadmin.Observer.
-func (m *maintenance) DrainState(state string) {
-	m.mu.Lock()
-	m.l.trinoState = state
-	m.mu.Unlock()
-	m.redraw()
-}
+func (m *maintenance) DrainState(state string) { m.update(func(l *live) { l.trinoState = state }) }
 
 // finish completes the report with the drain's outcome.
 func (m *maintenance) finish(reason string) drainreport.Report {

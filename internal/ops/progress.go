@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
 
 // progress shows one line that changes as a drain goes: rewritten in place
@@ -68,9 +70,11 @@ func liveLine(l live) (key, line string) {
 	keyParts := slices.Clone(parts)
 	if l.queries != nil {
 		q := fmt.Sprintf("queries %d", *l.queries)
-		keyParts = append(keyParts, q+" "+l.longestID)
-		if l.longest != "" {
-			q += " (longest " + l.longest + ")"
+		keyParts = append(keyParts, q)
+		if len(l.top) > 0 {
+			t := l.top[0]
+			keyParts = append(keyParts, t.QueryID)
+			q += fmt.Sprintf(" (longest %s (%s) %.0fs)", t.QueryID, dash(t.User), t.ElapsedS)
 		}
 		parts = append(parts, q)
 	}
@@ -92,8 +96,7 @@ type live struct {
 	trinoState string
 	tasks      *int
 	queries    *int
-	longest    string // the longest blocking query: id (user) elapsed
-	longestID  string
-	deadlineIn *float64 // seconds; nil without a deadline
+	top        []drainreport.Query // the blocking queries, longest-running first
+	deadlineIn *float64            // seconds; nil without a deadline
 	elapsed    time.Duration
 }

@@ -32,91 +32,31 @@ type StatusOptions struct {
 	User, PasswordFile string
 }
 
-// webClient returns the scheme and client for the listener, and the
-// credentials to send.
-func (o StatusOptions) webClient() (scheme string, c *http.Client, user, password string, err error) {
-	c = &http.Client{}
-	if o.WebConfigFile == "" {
-		return "http", c, "", "", nil
-	}
-	b, err := os.ReadFile(o.WebConfigFile)
-	if err != nil {
-		return "", nil, "", "", fmt.Errorf("web.config.file: %w", err)
-	}
-	var wc struct {
-		TLS struct {
-			Cert     string `yaml:"cert"`
-			CertFile string `yaml:"cert_file"`
-		} `yaml:"tls_server_config"`
-		Users map[string]string `yaml:"basic_auth_users"`
-	}
-	if err := yaml.Unmarshal(b, &wc); err != nil {
-		return "", nil, "", "", fmt.Errorf("web.config.file %s: %w", o.WebConfigFile, err)
-	}
-	scheme = "http"
-	if wc.TLS.Cert != "" || wc.TLS.CertFile != "" {
-		certPEM := []byte(wc.TLS.Cert)
-		if wc.TLS.CertFile != "" {
-			f := wc.TLS.CertFile
-			if !filepath.IsAbs(f) {
-				f = filepath.Join(filepath.Dir(o.WebConfigFile), f)
-			}
-			if certPEM, err = os.ReadFile(f); err != nil {
-				return "", nil, "", "", fmt.Errorf("web.config.file's certificate: %w", err)
-			}
-		}
-		block, _ := pem.Decode(certPEM)
-		if block == nil {
-			return "", nil, "", "", fmt.Errorf("web.config.file's certificate: no PEM block")
-		}
-		want := block.Bytes
-		scheme = "https"
-		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{
-			// The address is loopback and the name may be anything: trust
-			// exactly the certificate the daemon serves instead.
-			InsecureSkipVerify: true,
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				if len(raw) == 0 || !bytes.Equal(raw[0], want) {
-					return errors.New("the listener's certificate is not the one in web.config.file")
-				}
-				return nil
-			},
-		}}
-	}
-	if len(wc.Users) > 0 {
-		if o.User == "" || o.PasswordFile == "" {
-			return "", nil, "", "", fmt.Errorf("the listener asks for basic auth (web.config.file %s): pass --user and --password-file", o.WebConfigFile)
-		}
-		pw, err := os.ReadFile(o.PasswordFile)
-		if err != nil {
-			return "", nil, "", "", fmt.Errorf("--password-file: %w", err)
-		}
-		user, password = o.User, strings.TrimRight(string(pw), "\r\n")
-	}
-	return scheme, c, user, password, nil
+// webConfig is the part of the listener's web.config.file read here.
+type webConfig struct {
+	TLS struct {
+		Cert     string `yaml:"cert"`
+		CertFile string `yaml:"cert_file"`
+	} `yaml:"tls_server_config"`
+	Users map[string]string `yaml:"basic_auth_users"`
 }
 
-// StatusURL is where the running daemon answers /status for a listen
-// address such as ":10180" (plain HTTP).
-func StatusURL(listen string) (string, error) {
-	return statusURL("http", listen)
+func readWebConfig(file string) (wc webConfig, err error) {
+	b, err := os.ReadFile(file)
+	if err == nil {
+		err = yaml.Unmarshal(b, &wc)
+	}
+	if err != nil {
+		return wc, fmt.Errorf("web.config.file %s: %w", file, err)
+	}
+	return wc, nil
 }
 
-func statusURL(scheme, listen string) (string, error) {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "", fmt.Errorf("listen-address %q: %w", listen, err)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return scheme + "://" + net.JoinHostPort(host, port) + "/status", nil
-}
+func (wc webConfig) tlsOn() bool { return wc.TLS.Cert != "" || wc.TLS.CertFile != "" }
 
 // statusDoc is the part of the daemon's /status this package reads.
 type statusDoc struct {
 	Phase           string              `json:"phase"`
-	Deadline        string              `json:"deadline"`
 	DeadlineIn      *float64            `json:"deadline_in_s"`
 	TrinoState      string              `json:"trino_state"`
 	TasksLeft       *int                `json:"tasks_left"`
@@ -131,25 +71,71 @@ type statusClient struct {
 	http                *http.Client
 }
 
+// client returns how to reach the listener: its /status URL on loopback,
+// the HTTP client and the credentials to send.
 func (o StatusOptions) client() (statusClient, error) {
-	scheme, c, user, password, err := o.webClient()
-	if err != nil {
-		return statusClient{}, err
+	c := statusClient{http: &http.Client{}}
+	scheme := "http"
+	if o.WebConfigFile != "" {
+		wc, err := readWebConfig(o.WebConfigFile)
+		if err != nil {
+			return c, err
+		}
+		if wc.tlsOn() {
+			certPEM := []byte(wc.TLS.Cert)
+			if f := wc.TLS.CertFile; f != "" {
+				if !filepath.IsAbs(f) {
+					f = filepath.Join(filepath.Dir(o.WebConfigFile), f)
+				}
+				if certPEM, err = os.ReadFile(f); err != nil {
+					return c, fmt.Errorf("web.config.file's certificate: %w", err)
+				}
+			}
+			block, _ := pem.Decode(certPEM)
+			if block == nil {
+				return c, fmt.Errorf("web.config.file's certificate: no PEM block")
+			}
+			scheme = "https"
+			c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{
+				// The address is loopback and the name may be anything: trust
+				// exactly the certificate the daemon serves instead.
+				InsecureSkipVerify: true,
+				VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+					if len(raw) == 0 || !bytes.Equal(raw[0], block.Bytes) {
+						return errors.New("the listener's certificate is not the one in web.config.file")
+					}
+					return nil
+				},
+			}}
+		}
+		if len(wc.Users) > 0 {
+			if o.User == "" || o.PasswordFile == "" {
+				return c, fmt.Errorf("the listener asks for basic auth (web.config.file %s): pass --user and --password-file", o.WebConfigFile)
+			}
+			pw, err := os.ReadFile(o.PasswordFile)
+			if err != nil {
+				return c, fmt.Errorf("--password-file: %w", err)
+			}
+			c.user, c.password = o.User, strings.TrimRight(string(pw), "\r\n")
+		}
 	}
-	url, err := statusURL(scheme, o.Listen)
+	host, port, err := net.SplitHostPort(o.Listen)
 	if err != nil {
-		return statusClient{}, err
+		return c, fmt.Errorf("listen-address %q: %w", o.Listen, err)
 	}
-	return statusClient{url: url, user: user, password: password, http: c}, nil
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	c.url = scheme + "://" + net.JoinHostPort(host, port) + "/status"
+	return c, nil
 }
 
 // fetch asks the daemon for its status: the whole document and the fields
 // read here.
 func (c statusClient) fetch(ctx context.Context) (map[string]any, statusDoc, error) {
-	url := c.url
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return nil, statusDoc{}, err
 	}
@@ -158,7 +144,7 @@ func (c statusClient) fetch(ctx context.Context) (map[string]any, statusDoc, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, statusDoc{}, fmt.Errorf("ask the running daemon at %s: %w (is scaledownd running?)", url, err)
+		return nil, statusDoc{}, fmt.Errorf("ask the running daemon at %s: %w (is scaledownd running?)", c.url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -261,14 +247,8 @@ func Watch(ctx context.Context, w io.Writer, o StatusOptions, interval time.Dura
 			p.show("idle", "idle · waiting for a lifecycle action")
 		default:
 			seen = true
-			l := live{phase: doc.Phase, trinoState: doc.TrinoState, tasks: doc.TasksLeft, queries: doc.BlockingQueries,
-				deadlineIn: doc.DeadlineIn}
-			if len(doc.Queries) > 0 {
-				q := doc.Queries[0]
-				l.longest = fmt.Sprintf("%s (%s) %.0fs", q.QueryID, dash(q.User), q.ElapsedS)
-				l.longestID = q.QueryID
-			}
-			p.show(liveLine(l))
+			p.show(liveLine(live{phase: doc.Phase, trinoState: doc.TrinoState, tasks: doc.TasksLeft, queries: doc.BlockingQueries,
+				top: doc.Queries, deadlineIn: doc.DeadlineIn}))
 		}
 		select {
 		case <-ctx.Done():
