@@ -61,13 +61,6 @@ func (h *Health) Watch(name string, maxSilence time.Duration) (beat func()) {
 	}
 }
 
-// Unwatch stops watching a loop that has ended on purpose.
-func (h *Health) Unwatch(name string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.loops, name)
-}
-
 // SetReady marks a part ready (reason "") or not ready with a reason.
 func (h *Health) SetReady(part, reason string) {
 	h.mu.Lock()
@@ -134,21 +127,14 @@ func New(opts Options, reg prometheus.Gatherer, h *Health, status func() any) (*
 	if log == nil {
 		log = zap.NewNop()
 	}
-	addr := opts.Addr
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on %s: %w", opts.Addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := h.Live()
-		answer(w, ok, why)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := h.Ready()
-		answer(w, ok, why)
-	})
+	mux.HandleFunc("GET /healthz", answer(h.Live))
+	mux.HandleFunc("GET /readyz", answer(h.Ready))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		var v any = struct{}{}
@@ -171,14 +157,18 @@ func New(opts Options, reg prometheus.Gatherer, h *Health, status func() any) (*
 	}, nil
 }
 
-func answer(w http.ResponseWriter, ok bool, why string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !ok {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, why)
-		return
+// answer serves check's verdict: "ok", or 503 and why not.
+func answer(check func() (bool, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		ok, why := check()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, why)
+			return
+		}
+		fmt.Fprintln(w, "ok")
 	}
-	fmt.Fprintln(w, "ok")
 }
 
 // Addr is the address the server listens on.
