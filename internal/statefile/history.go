@@ -60,13 +60,7 @@ func (h *History) pruneInflight() {
 // ReadHistory reads the history of a state directory without creating
 // anything (for `scaledownd history`): no directory is an empty history.
 func ReadHistory(dir string) ([]Entry, error) {
-	h := &History{dir: filepath.Join(dir, "reports")}
-	entries, err := h.read()
-	if err != nil {
-		return nil, err
-	}
-	slices.Reverse(entries)
-	return entries, nil
+	return (&History{dir: filepath.Join(dir, "reports")}).List()
 }
 
 // ReportID names the action of key in the history.
@@ -94,8 +88,7 @@ func (h *History) Append(id string, r drainreport.Report) error {
 	defer unlock()
 	entries, err := h.read()
 	if err != nil {
-		var bad *corruptHistory
-		if !errors.As(err, &bad) {
+		if !errors.Is(err, errCorruptHistory) {
 			return err
 		}
 		// Set aside; the new history starts with this report.
@@ -107,11 +100,7 @@ func (h *History) Append(id string, r drainreport.Report) error {
 	if len(entries) > HistorySize {
 		entries = entries[len(entries)-HistorySize:]
 	}
-	data, err := json.MarshalIndent(entries, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode report history: %w", err)
-	}
-	if err := writeAtomic(h.dir, h.file(), data); err != nil {
+	if err := writeJSON(h.dir, h.file(), entries); err != nil {
 		return fmt.Errorf("write report history: %w", err)
 	}
 	if err := os.Remove(h.inflight(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -134,11 +123,7 @@ func (h *History) List() ([]Entry, error) {
 
 // SaveInflight writes the report of an action in progress.
 func (h *History) SaveInflight(id string, r drainreport.Report) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("encode report: %w", err)
-	}
-	if err := writeAtomic(filepath.Join(h.dir, "inflight"), h.inflight(id), data); err != nil {
+	if err := writeJSON(filepath.Join(h.dir, "inflight"), h.inflight(id), r); err != nil {
 		return fmt.Errorf("write report in progress: %w", err)
 	}
 	return nil
@@ -164,9 +149,8 @@ func (h *History) Finished(id string) bool {
 	return err == nil && slices.ContainsFunc(entries, func(e Entry) bool { return e.ID == id })
 }
 
-type corruptHistory struct{ err error }
-
-func (c *corruptHistory) Error() string { return "report history is unreadable: " + c.err.Error() }
+// errCorruptHistory marks a history file that cannot be decoded.
+var errCorruptHistory = errors.New("report history is unreadable")
 
 // read returns the entries, oldest first.
 func (h *History) read() ([]Entry, error) {
@@ -179,7 +163,7 @@ func (h *History) read() ([]Entry, error) {
 	}
 	var entries []Entry
 	if err := json.Unmarshal(data, &entries); err != nil {
-		return nil, &corruptHistory{err}
+		return nil, fmt.Errorf("%w: %v", errCorruptHistory, err)
 	}
 	return entries, nil
 }

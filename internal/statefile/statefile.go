@@ -91,19 +91,19 @@ func keyHash(key string) string {
 // Save writes r atomically.
 func (s *Store) Save(r Record) error {
 	r.Version = formatVersion
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode state record: %w", err)
-	}
-	if err := writeAtomic(s.dir, s.path(r.Key), data); err != nil {
+	if err := writeJSON(s.dir, s.path(r.Key), r); err != nil {
 		return fmt.Errorf("state record: %w", err)
 	}
 	return nil
 }
 
-// writeAtomic replaces final (in dir) with data: a temporary file, fsync,
-// rename, fsync of the directory.
-func writeAtomic(dir, final string, data []byte) error {
+// writeJSON replaces final (in dir) with v as indented JSON: a temporary
+// file, fsync, rename, fsync of the directory.
+func writeJSON(dir, final string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write: %w", err)
