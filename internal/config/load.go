@@ -97,12 +97,8 @@ func typeName(t reflect.Type) string {
 	}
 }
 
-func render(v reflect.Value) string {
-	if s, ok := v.Interface().(fmt.Stringer); ok {
-		return s.String()
-	}
-	return fmt.Sprint(v.Interface())
-}
+// render is v as text; fmt uses String where a type has it (durations).
+func render(v reflect.Value) string { return fmt.Sprint(v.Interface()) }
 
 // set parses text into the field of c that s names.
 func (s Setting) set(c *Config, text string) error {

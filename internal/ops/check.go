@@ -4,12 +4,14 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,7 +83,11 @@ func RunChecks(ctx context.Context, cfg config.Config, d Deps) []Check {
 	if cfg.AWS.QueueURL == "" {
 		add(Check{Name: "queue", Detail: "aws.queue-url is not set: the daemon will stay idle"})
 	} else if d.Queue != nil {
-		add(queueCheck(ctx, cfg, d.Queue, groupMaxSize(ctx, d.Actions, group)))
+		maxSize := 0 // unknown
+		if d.Actions != nil && group != "" {
+			maxSize, _ = d.Actions.GroupMaxSize(ctx, group) // 0 on error
+		}
+		add(queueCheck(ctx, cfg, d.Queue, maxSize))
 	}
 
 	if c, ok := passwordCheck(cfg); ok {
@@ -123,18 +129,6 @@ func hookCheck(ctx context.Context, cfg config.Config, a *lifecycle.Actions, gro
 type redrivePolicy struct {
 	MaxReceiveCount json.Number `json:"maxReceiveCount"`
 	DeadLetterARN   string      `json:"deadLetterTargetArn"`
-}
-
-// groupMaxSize is the group's MaxSize, or 0 when unknown.
-func groupMaxSize(ctx context.Context, a *lifecycle.Actions, group string) int {
-	if a == nil || group == "" {
-		return 0
-	}
-	n, err := a.GroupMaxSize(ctx, group)
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 // deadLetterFactor follows from the SQS source's bound in mode sqs (see
@@ -258,7 +252,7 @@ func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) [
 	}
 	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
 	checks := []Check{{Name: "trino", OK: true,
-		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, orUnknown(info.State), strategy)}}
+		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, cmp.Or(info.State, "unknown"), strategy)}}
 	checks = append(checks, permissionCheck(ctx, c, cfg.Trino.User))
 	return checks
 }
@@ -312,21 +306,9 @@ func coordinatorCheck(ctx context.Context, cfg config.Config, c *trinoadmin.Clie
 	return Check{Name: "trino-coordinator", OK: true, Detail: fmt.Sprintf("coordinator %s lists node %s as active", co.URL(), id)}
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
-}
-
 // Failed reports whether any check failed.
 func Failed(checks []Check) bool {
-	for _, c := range checks {
-		if !c.OK {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(checks, func(c Check) bool { return !c.OK })
 }
 
 // PrintChecks writes checks as a table, or as JSON.

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -74,7 +75,7 @@ func liveLine(l live) (key, line string) {
 		if len(l.top) > 0 {
 			t := l.top[0]
 			keyParts = append(keyParts, t.QueryID)
-			q += fmt.Sprintf(" (longest %s (%s) %.0fs)", t.QueryID, dash(t.User), t.ElapsedS)
+			q += fmt.Sprintf(" (longest %s (%s) %.0fs)", t.QueryID, cmp.Or(t.User, "-"), t.ElapsedS)
 		}
 		parts = append(parts, q)
 	}

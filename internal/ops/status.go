@@ -2,6 +2,7 @@ package ops
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -199,20 +200,13 @@ func Status(ctx context.Context, w io.Writer, o StatusOptions, asJSON bool) erro
 	if doc.BlockingQueries != nil {
 		line("queries", fmt.Sprintf("%d blocking", *doc.BlockingQueries))
 		for _, q := range doc.Queries {
-			fmt.Fprintf(w, "  %s  %s  %s  %s  %.0fs\n", q.QueryID, dash(q.User), dash(q.Source), dash(q.State), q.ElapsedS)
+			fmt.Fprintf(w, "  %s  %s  %s  %s  %.0fs\n", q.QueryID, cmp.Or(q.User, "-"), cmp.Or(q.Source, "-"), cmp.Or(q.State, "-"), q.ElapsedS)
 		}
 	}
 	if v, ok := st["completed"]; ok {
 		line("completed", v)
 	}
 	return nil
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // Watch follows the running daemon's status every interval and shows the
