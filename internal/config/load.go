@@ -30,10 +30,10 @@ type Setting struct {
 	Flag    string // --trino.url
 	Help    string
 	Default string // the default rendered as text
-	Type    string // string, bool, int, duration, duration|auto
 	Secret  bool   // never printed or logged
 
-	index []int
+	index  []int
+	isBool bool // a flag without a value means true
 }
 
 // Settings lists every key with its default, in declaration order.
@@ -46,11 +46,6 @@ func Settings() []Setting {
 	})
 	return out
 }
-
-var (
-	durationType    = reflect.TypeOf(time.Duration(0))
-	textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
-)
 
 func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
 	for i := 0; i < t.NumField(); i++ {
@@ -70,9 +65,9 @@ func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
 			Env:    EnvName(key),
 			Flag:   "--" + key,
 			Help:   f.Tag.Get("help"),
-			Type:   typeName(f.Type),
 			Secret: f.Tag.Get("secret") == "true",
 			index:  idx,
+			isBool: f.Type.Kind() == reflect.Bool,
 		})
 	}
 }
@@ -82,50 +77,35 @@ func EnvName(key string) string {
 	return EnvPrefix + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(key))
 }
 
-func typeName(t reflect.Type) string {
-	switch {
-	case t == durationType:
-		return "duration"
-	case reflect.PointerTo(t).Implements(textUnmarshaler):
-		return "duration|auto"
-	case t.Kind() == reflect.Bool:
-		return "bool"
-	case t.Kind() == reflect.Int:
-		return "int"
-	default:
-		return "string"
-	}
-}
-
 // render is v as text; fmt uses String where a type has it (durations).
 func render(v reflect.Value) string { return fmt.Sprint(v.Interface()) }
 
 // set parses text into the field of c that s names.
 func (s Setting) set(c *Config, text string) error {
-	v := reflect.ValueOf(c).Elem().FieldByIndex(s.index)
-	switch s.Type {
-	case "duration":
-		d, err := time.ParseDuration(strings.TrimSpace(text))
+	trimmed := strings.TrimSpace(text)
+	switch p := reflect.ValueOf(c).Elem().FieldByIndex(s.index).Addr().Interface().(type) {
+	case *time.Duration:
+		d, err := time.ParseDuration(trimmed)
 		if err != nil {
 			return fmt.Errorf("want a duration such as 30s or 5m, got %q", text)
 		}
-		v.SetInt(int64(d))
-	case "duration|auto":
-		return v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(text))
-	case "bool":
-		b, err := strconv.ParseBool(strings.TrimSpace(text))
+		*p = d
+	case encoding.TextUnmarshaler: // AutoDuration
+		return p.UnmarshalText([]byte(text))
+	case *bool:
+		b, err := strconv.ParseBool(trimmed)
 		if err != nil {
 			return fmt.Errorf("want true or false, got %q", text)
 		}
-		v.SetBool(b)
-	case "int":
-		n, err := strconv.Atoi(strings.TrimSpace(text))
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(trimmed)
 		if err != nil {
 			return fmt.Errorf("want a whole number, got %q", text)
 		}
-		v.SetInt(int64(n))
-	default:
-		v.SetString(text)
+		*p = n
+	case *string:
+		*p = text
 	}
 	return nil
 }
@@ -154,7 +134,7 @@ func NewFlagSet(name string, output io.Writer) *FlagSet {
 		if s.Secret {
 			help += " Secret: never printed."
 		}
-		fs.Var(&collect{key: s.Key, values: fs.values, isBool: s.Type == "bool", def: s.Default}, s.Key, help)
+		fs.Var(&collect{key: s.Key, values: fs.values, isBool: s.isBool, def: s.Default}, s.Key, help)
 	}
 	return fs
 }
