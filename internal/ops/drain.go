@@ -118,26 +118,14 @@ func (m *maintenance) run(ctx context.Context, drain func(context.Context) (trin
 		wg.Wait()
 		m.p.end()
 	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
+	wg.Go(func() {
+		every(ctx, time.Second, func() bool {
 			m.redraw()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+			return true
+		})
+	})
 	if m.opts.Queries != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m.watchQueries(ctx)
-		}()
+		wg.Go(func() { m.watchQueries(ctx) })
 	}
 	return drain(trinoadmin.WithObserver(ctx, m))
 }
@@ -159,7 +147,7 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
-	for {
+	every(ctx, interval, func() bool {
 		if qs, err := m.opts.Queries.BlockingQueries(ctx); err == nil {
 			seen := make([]drainreport.Query, 0, len(qs))
 			for _, q := range qs {
@@ -173,12 +161,8 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 				l.queries, l.top = &n, top.Queries
 			})
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		}
-	}
+		return true
+	})
 }
 
 // DrainMilestone implements trinoadmin.Observer.

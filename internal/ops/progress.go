@@ -2,6 +2,7 @@ package ops
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,20 @@ type progress struct {
 
 func newProgress(w io.Writer) *progress {
 	return &progress{w: w, tty: isTerminal(w)}
+}
+
+// every calls f at once and then every interval until f returns false or
+// ctx ends.
+func every(ctx context.Context, interval time.Duration, f func() bool) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for f() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // isTerminal reports whether w is a character device (a terminal).

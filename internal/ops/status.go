@@ -225,18 +225,16 @@ func Watch(ctx context.Context, w io.Writer, o StatusOptions, interval time.Dura
 	p := newProgress(w)
 	defer p.end()
 	seen := false
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
+	every(ctx, interval, func() bool {
 		_, doc, err := c.fetch(ctx)
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return false
 		case err != nil:
 			p.show("error "+err.Error(), "waiting for the daemon: "+err.Error())
 		case doc.Phase == "idle" && seen:
 			p.show("finished", fmt.Sprintf("idle · the action has finished (%d completed); `scaledownd history` shows its report", doc.Completed))
-			return nil
+			return false
 		case doc.Phase == "idle":
 			p.show("idle", "idle · waiting for a lifecycle action")
 		default:
@@ -244,10 +242,7 @@ func Watch(ctx context.Context, w io.Writer, o StatusOptions, interval time.Dura
 			p.show(liveLine(live{phase: doc.Phase, trinoState: doc.TrinoState, tasks: doc.TasksLeft, queries: doc.BlockingQueries,
 				top: doc.Queries, deadlineIn: doc.DeadlineIn}))
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+		return true
+	})
+	return nil
 }
