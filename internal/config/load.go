@@ -134,30 +134,28 @@ func NewFlagSet(name string, output io.Writer) *FlagSet {
 		if s.Secret {
 			help += " Secret: never printed."
 		}
-		fs.Var(&collect{key: s.Key, values: fs.values, isBool: s.isBool, def: s.Default}, s.Key, help)
+		fs.Var(&collect{s: s, values: fs.values}, s.Key, help)
 	}
 	return fs
 }
 
 // collect records a flag's raw text for later.
 type collect struct {
-	key    string
+	s      Setting
 	values map[string]string
-	isBool bool
-	def    string
 }
 
 func (c *collect) String() string {
 	if c == nil || c.values == nil {
 		return ""
 	}
-	if v, ok := c.values[c.key]; ok {
+	if v, ok := c.values[c.s.Key]; ok {
 		return v
 	}
-	return c.def
+	return c.s.Default
 }
-func (c *collect) Set(s string) error { c.values[c.key] = s; return nil }
-func (c *collect) IsBoolFlag() bool   { return c.isBool }
+func (c *collect) Set(s string) error { c.values[c.s.Key] = s; return nil }
+func (c *collect) IsBoolFlag() bool   { return c.s.isBool }
 
 // Load builds the configuration: defaults, then the file, then environment
 // variables (looked up with getenv), then the flags already parsed in fs.
@@ -181,11 +179,15 @@ func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, erro
 	switch {
 	case err == nil:
 		src.File = path
-		if err := decodeYAML(data, &cfg); err != nil {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true) // an unknown key is an error naming it
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 			return cfg, src, fmt.Errorf("config file %s: %w", path, err)
 		}
-		if w := permissionWarning(path, &cfg); w != "" {
-			src.Warnings = append(src.Warnings, w)
+		// A file that holds a secret should not be readable by everyone.
+		if fi, err := os.Stat(path); err == nil && cfg.Trino.Password != "" && fi.Mode().Perm()&0o004 != 0 {
+			src.Warnings = append(src.Warnings, fmt.Sprintf("config file %s holds trino.password and is readable by every user (mode %s); chmod 0640 it or use trino.password-file",
+				path, fi.Mode().Perm()))
 		}
 	case errors.Is(err, os.ErrNotExist) && !explicit:
 		// No file is fine: environment and flags may say it all.
@@ -211,30 +213,6 @@ func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, erro
 		return cfg, src, err
 	}
 	return cfg, src, cfg.Validate()
-}
-
-// decodeYAML decodes strictly: an unknown key is an error naming it.
-func decodeYAML(data []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
-
-// permissionWarning warns when a file that holds a secret can be read by
-// everyone.
-func permissionWarning(path string, cfg *Config) string {
-	if cfg.Trino.Password == "" {
-		return ""
-	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm()&0o004 == 0 {
-		return ""
-	}
-	return fmt.Sprintf("config file %s holds trino.password and is readable by every user (mode %s); chmod 0640 it or use trino.password-file",
-		path, fi.Mode().Perm())
 }
 
 // Redacted returns a copy with every secret replaced by "<redacted>".
