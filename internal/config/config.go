@@ -198,10 +198,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	const forever = time.Duration(math.MaxInt64)
-	if c.AWS.QueueURL != "" {
-		if u, err := url.Parse(c.AWS.QueueURL); err != nil || u.Scheme == "" || u.Host == "" {
-			bad("aws.queue-url", "want a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/name, got %q", c.AWS.QueueURL)
-		}
+	if u, err := url.Parse(c.AWS.QueueURL); c.AWS.QueueURL != "" && (err != nil || u.Scheme == "" || u.Host == "") {
+		bad("aws.queue-url", "want a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/name, got %q", c.AWS.QueueURL)
 	}
 	oneOf("aws.mode", c.AWS.Mode, "sqs", "imds", "both")
 	within("aws.sqs-idle-interval", c.AWS.SQSIdleInterval, 0, time.Hour, "must be between 0 (poll all the time) and 1h")

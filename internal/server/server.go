@@ -177,8 +177,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Serve serves until Shutdown: plain HTTP, or TLS and basic auth as the
 // web configuration file says (re-read on every new connection).
 func (s *Server) Serve() error {
-	file := s.webConfig
-	flags := &web.FlagConfig{WebConfigFile: &file}
+	flags := &web.FlagConfig{WebConfigFile: &s.webConfig}
 	if err := web.Serve(s.ln, s.srv, flags, newSlog(s.log)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -190,10 +191,7 @@ func read(path string) (Record, error) {
 		return Record{}, fmt.Errorf("format version %d, want %d", r.Version, formatVersion)
 	case r.Key == "" || r.Event.InstanceID == "" || r.Event.Group == "" || r.Event.Hook == "":
 		return Record{}, errors.New("record lacks its action's key, instance, group or hook")
-	}
-	switch r.Phase {
-	case PhaseReceived, PhaseDraining, PhaseCompleting, PhaseCompleted, PhaseAcked:
-	default:
+	case !slices.Contains([]string{PhaseReceived, PhaseDraining, PhaseCompleting, PhaseCompleted, PhaseAcked}, r.Phase):
 		return Record{}, fmt.Errorf("unknown phase %q", r.Phase)
 	}
 	return r, nil
