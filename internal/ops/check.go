@@ -251,10 +251,9 @@ func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) [
 		info.State, _ = c.State(ctx)
 	}
 	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
-	checks := []Check{{Name: "trino", OK: true,
-		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, cmp.Or(info.State, "unknown"), strategy)}}
-	checks = append(checks, permissionCheck(ctx, c, cfg.Trino.User))
-	return checks
+	return []Check{{Name: "trino", OK: true,
+		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, cmp.Or(info.State, "unknown"), strategy)},
+		permissionCheck(ctx, c, cfg.Trino.User)}
 }
 
 // permissionCheck asks the worker to move to the state it is already in: a
