@@ -31,6 +31,7 @@ package testpeers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -149,24 +150,16 @@ const (
 )
 
 func trinoGenFor(version string) (trinoGen, int) {
-	n := 0
-	for _, r := range version {
-		if r < '0' || r > '9' {
-			break
-		}
-		n = n*10 + int(r-'0')
-	}
+	n, _ := strconv.Atoi(version[:len(version)-len(strings.TrimLeft(version, "0123456789"))])
 	switch {
-	case n == 0: // unparsable: behave like the newest known
+	case n == 0 || n >= 476: // 0: unparsable, behave like the newest known
 		return trinoGenCurrent, n
 	case n < 468:
 		return trinoGenLegacy, n
 	case n < 474:
 		return trinoGenUnversioned, n
-	case n < 476:
-		return trinoGenRegression, n
 	}
-	return trinoGenCurrent, n
+	return trinoGenRegression, n
 }
 
 type trinoTaskState int
@@ -192,10 +185,8 @@ type trinoProc struct {
 	startedAt time.Time // real time, for StartupDelay
 	bootAt    time.Time // Now(), for uptime
 
-	state string
-	ver   int64 // version of the current VersionedState (474+)
-	// legacy (< 468)
-	shutdownRequested bool
+	state string // < 468: only ACTIVE, then SHUTTING_DOWN
+	ver   int64  // version of the current VersionedState (474+)
 
 	created, failed int // per-process counters (/metrics)
 
@@ -206,13 +197,12 @@ type trinoProc struct {
 
 // TrinoWorker is a fake Trino node. Safe for concurrent use.
 type TrinoWorker struct {
-	opts     TrinoOptions
-	gen      trinoGen
-	major    int
-	grace    time.Duration
-	now      func() time.Time
-	addr     string
-	writeSet map[string]bool
+	opts  TrinoOptions
+	gen   trinoGen
+	major int
+	grace time.Duration
+	now   func() time.Time
+	addr  string
 
 	mu       sync.Mutex
 	proc     *trinoProc
@@ -237,12 +227,8 @@ type TrinoWorker struct {
 
 // NewTrino starts a fake Trino node on loopback. It panics if it cannot listen.
 func NewTrino(opts TrinoOptions) *TrinoWorker {
-	if opts.Version == "" {
-		opts.Version = "476"
-	}
-	if opts.Environment == "" {
-		opts.Environment = "test"
-	}
+	opts.Version = cmp.Or(opts.Version, "476")
+	opts.Environment = cmp.Or(opts.Environment, "test")
 	if opts.NodeID == "" {
 		opts.NodeID = "worker-1"
 		if opts.Coordinator {
@@ -252,30 +238,21 @@ func NewTrino(opts TrinoOptions) *TrinoWorker {
 	if opts.WriteUsers == nil {
 		opts.WriteUsers = []string{"scaledownd"}
 	}
-	if opts.Addr == "" {
-		opts.Addr = "127.0.0.1:0"
-	}
+	opts.Addr = cmp.Or(opts.Addr, "127.0.0.1:0")
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	w := &TrinoWorker{
-		opts:     opts,
-		grace:    opts.GracePeriod,
-		now:      opts.Now,
-		tasks:    map[string]*trinoTask{},
-		nodes:    map[string]string{},
-		queries:  map[string]*trinoQuery{},
-		changed:  make(chan struct{}),
-		unhang:   make(chan struct{}),
-		writeSet: map[string]bool{},
-	}
-	if w.grace <= 0 {
-		w.grace = TrinoDefaultGracePeriod
+		opts:    opts,
+		grace:   cmp.Or(max(opts.GracePeriod, 0), TrinoDefaultGracePeriod),
+		now:     opts.Now,
+		tasks:   map[string]*trinoTask{},
+		nodes:   map[string]string{},
+		queries: map[string]*trinoQuery{},
+		changed: make(chan struct{}),
+		unhang:  make(chan struct{}),
 	}
 	w.gen, w.major = trinoGenFor(opts.Version)
-	for _, u := range opts.WriteUsers {
-		w.writeSet[u] = true
-	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		panic(fmt.Sprintf("testpeers: trino: listen %s: %v", opts.Addr, err))
@@ -331,7 +308,7 @@ func (w *TrinoWorker) State() string {
 	if w.proc.dead {
 		return TrinoExited
 	}
-	return w.visibleStateLocked(w.proc)
+	return w.proc.state
 }
 
 // Exited is closed when the current process ends (graceful exit, Crash or
@@ -467,7 +444,7 @@ func (w *TrinoWorker) WaitState(ctx context.Context, state string) error {
 		w.mu.Lock()
 		cur := TrinoExited
 		if !w.proc.dead {
-			cur = w.visibleStateLocked(w.proc)
+			cur = w.proc.state
 		}
 		ch := w.changed
 		w.mu.Unlock()
@@ -498,16 +475,6 @@ func (w *TrinoWorker) runningLocked() int {
 		}
 	}
 	return n
-}
-
-func (w *TrinoWorker) visibleStateLocked(p *trinoProc) string {
-	if w.gen == trinoGenLegacy {
-		if p.shutdownRequested {
-			return TrinoShuttingDown
-		}
-		return TrinoActive
-	}
-	return p.state
 }
 
 func (w *TrinoWorker) setStateLocked(p *trinoProc, state string) {
@@ -552,25 +519,19 @@ type trinoTransitionError struct {
 func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransitionError {
 	invalid := &trinoTransitionError{400, "Error 400 Bad Request: Invalid state transition to " + state}
 	if w.gen == trinoGenLegacy {
-		switch state {
-		case TrinoShuttingDown:
-			if w.opts.Coordinator {
-				return trinoUnsupported("Cannot shutdown coordinator", "GracefulShutdownHandler.requestShutdown(GracefulShutdownHandler.java:89)")
-			}
-			if p.shutdownRequested {
-				return nil
-			}
-			p.shutdownRequested = true
-			w.history = append(w.history, TrinoStateChange{State: TrinoShuttingDown, At: w.now()})
-			w.broadcastLocked()
+		switch {
+		case state != TrinoShuttingDown: // ACTIVE, INACTIVE: always 400, even when ACTIVE
+			return invalid
+		case w.opts.Coordinator:
+			return trinoUnsupported("Cannot shutdown coordinator", "GracefulShutdownHandler.requestShutdown(GracefulShutdownHandler.java:89)")
+		case p.state != TrinoShuttingDown:
+			w.setStateLocked(p, TrinoShuttingDown)
 			w.schedule(p, &p.shutdownExec, w.grace, func() {
 				w.waitTasks(p, trinoExpect{}, false)
-				w.terminate(p)
+				w.kill(p, true, TrinoExited)
 			})
-			return nil
-		default: // ACTIVE, INACTIVE: always 400, even when ACTIVE
-			return invalid
 		}
+		return nil
 	}
 
 	cur := trinoExpect{p.state, p.ver}
@@ -593,7 +554,7 @@ func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransit
 				return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestTerminate(NodeStateManager.java)")
 			}
 			w.setStateLocked(p, TrinoShuttingDown)
-			w.schedule(p, &p.shutdownExec, 0, func() { w.terminate(p) })
+			w.schedule(p, &p.shutdownExec, 0, func() { w.kill(p, true, TrinoExited) })
 			return nil
 		}
 		if w.opts.Coordinator { // requestGracefulShutdown check before set (< 476)
@@ -608,7 +569,7 @@ func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransit
 		}
 		w.schedule(p, &p.shutdownExec, w.grace, func() {
 			w.waitTasks(p, expect, true)
-			w.terminate(p)
+			w.kill(p, true, TrinoExited)
 		})
 		return nil
 	case TrinoDraining:
@@ -654,13 +615,8 @@ func (w *TrinoWorker) schedule(p *trinoProc, exec *sync.Mutex, delay time.Durati
 
 // sleep waits d (uninterruptibly, like Trino) unless the process dies.
 func (w *TrinoWorker) sleep(p *trinoProc, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-time.After(d):
 		return true
 	case <-p.exited:
 		return false
@@ -694,32 +650,30 @@ func (w *TrinoWorker) waitTasks(p *trinoProc, e trinoExpect, sleepAfter bool) {
 	}
 }
 
+// drain waits for the tasks, then moves DRAINING to DRAINED if the drain is
+// still current (otherwise it "will not transition to DRAINED").
 func (w *TrinoWorker) drain(p *trinoProc, e trinoExpect) {
+	current := func() bool {
+		return !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == e.ver)
+	}
 	w.mu.Lock()
-	start := !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == e.ver)
+	start := current()
 	w.mu.Unlock()
 	if start {
 		w.waitTasks(p, e, true)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if p.dead || p.state != TrinoDraining {
-		return
+	if current() {
+		w.setStateLocked(p, TrinoDrained)
 	}
-	if w.gen != trinoGenUnversioned && p.ver != e.ver {
-		return // "will not transition to DRAINED"
-	}
-	w.setStateLocked(p, TrinoDrained)
 }
 
-// terminate is the end of a graceful shutdown: the lifecycle stop closes the
+// kill ends process p, recording record in the history unless it is "".
+// graceful is the end of a graceful shutdown: the lifecycle stop closes the
 // HTTP server and fails the tasks still running, then the JVM exits 0.
 // (The real JVM lingers ~5 s more after failing tasks; the port is closed
 // from the start of the stop, which is what clients observe.)
-func (w *TrinoWorker) terminate(p *trinoProc) {
-	w.kill(p, true, TrinoExited)
-}
-
 func (w *TrinoWorker) kill(p *trinoProc, graceful bool, record string) {
 	w.mu.Lock()
 	if p.dead {
@@ -842,7 +796,7 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 		switch {
 		case get:
 			w.mu.Lock()
-			s := w.visibleStateLocked(p)
+			s := p.state
 			w.mu.Unlock()
 			trinoJSON(rw, s)
 		case r.Method == http.MethodPut:
@@ -929,7 +883,7 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 		trinoText(rw, http.StatusServiceUnavailable, "text/plain", TrinoMsgStarting)
 		return
 	}
-	if !w.writeSet[user] {
+	if !slices.Contains(w.opts.WriteUsers, user) {
 		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
 		return
 	}
@@ -1326,7 +1280,7 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 			worker.mu.Lock()
 			p := worker.proc
 			gone, closed := p.dead, worker.closed
-			state, since := worker.visibleStateLocked(p), time.Since(p.startedAt)
+			state, since := p.state, time.Since(p.startedAt)
 			workerChanged := worker.changed
 			worker.mu.Unlock()
 
@@ -1660,7 +1614,7 @@ func (w *TrinoWorker) queryPageLocked(base string, q *trinoQuery, kind string, t
 		id, _ := parseNodeStateSQL(q.sql)
 		state := w.nodes[id]
 		if id == w.opts.NodeID && !w.proc.dead {
-			state = strings.ToLower(w.visibleStateLocked(w.proc))
+			state = strings.ToLower(w.proc.state)
 		}
 		if state != "" {
 			q.rows = [][]any{{state}}
