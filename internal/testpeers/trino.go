@@ -763,68 +763,41 @@ func (w *TrinoWorker) serve(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 	w.route(p, out, r, body)
 }
 
+// trinoAllow is the Allow header of each node endpoint's 405.
+var trinoAllow = map[string]string{"/v1/info": "GET,OPTIONS", "/v1/info/state": "GET,OPTIONS,PUT",
+	"/v1/info/coordinator": "GET,OPTIONS", "/v1/status": "GET,HEAD,OPTIONS", "/metrics": "GET,OPTIONS"}
+
 func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Request, body []byte) {
-	get := r.Method == http.MethodGet || r.Method == http.MethodHead
-	if w.opts.Coordinator && (r.URL.Path == "/v1/statement" || strings.HasPrefix(r.URL.Path, "/v1/statement/")) {
+	path := r.URL.Path
+	switch allow, known := trinoAllow[path]; {
+	case w.opts.Coordinator && strings.HasPrefix(path+"/", "/v1/statement/"):
 		w.statement(rw, r, body)
-		return
-	}
-	if w.opts.Coordinator && (r.URL.Path == "/v1/query" || strings.HasPrefix(r.URL.Path, "/v1/query/")) {
+	case w.opts.Coordinator && strings.HasPrefix(path+"/", "/v1/query/"):
 		w.queryResource(rw, r)
-		return
-	}
-	switch r.URL.Path {
-	case "/v1/info":
-		if !get {
-			trinoMethodNotAllowed(rw, "GET,OPTIONS")
-			return
-		}
+	case !known:
+		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgNotFound)
+	case path == "/v1/info/state" && r.Method == http.MethodPut:
+		w.putState(p, rw, r, body)
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		trinoMethodNotAllowed(rw, allow)
+	case path == "/v1/info":
 		w.mu.Lock()
-		info := struct {
-			NodeVersion struct {
-				Version string `json:"version"`
-			} `json:"nodeVersion"`
-			Environment string `json:"environment"`
-			Coordinator bool   `json:"coordinator"`
-			Starting    bool   `json:"starting"`
-			Uptime      string `json:"uptime"`
-		}{Environment: w.opts.Environment, Coordinator: w.opts.Coordinator, Starting: w.startingLocked(p), Uptime: w.uptimeLocked(p)}
-		info.NodeVersion.Version = w.opts.Version
+		info := trinoInfo{NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
+			Coordinator: w.opts.Coordinator, Starting: w.startingLocked(p), Uptime: w.uptimeLocked(p)}
 		w.mu.Unlock()
 		trinoJSON(rw, info)
-	case "/v1/info/state":
-		switch {
-		case get:
-			w.mu.Lock()
-			s := p.state
-			w.mu.Unlock()
-			trinoJSON(rw, s)
-		case r.Method == http.MethodPut:
-			w.putState(p, rw, r, body)
-		default:
-			trinoMethodNotAllowed(rw, "GET,OPTIONS,PUT")
-		}
-	case "/v1/info/coordinator":
-		if !get {
-			trinoMethodNotAllowed(rw, "GET,OPTIONS")
-			return
-		}
-		if w.opts.Coordinator {
-			rw.WriteHeader(http.StatusOK)
-			return
-		}
+	case path == "/v1/info/state":
+		w.mu.Lock()
+		s := p.state
+		w.mu.Unlock()
+		trinoJSON(rw, s)
+	case path == "/v1/info/coordinator" && w.opts.Coordinator:
+		rw.WriteHeader(http.StatusOK)
+	case path == "/v1/info/coordinator":
 		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgNotFound)
-	case "/v1/status":
-		if !get {
-			trinoMethodNotAllowed(rw, "GET,HEAD,OPTIONS")
-			return
-		}
+	case path == "/v1/status":
 		trinoJSON(rw, w.status(p))
-	case "/metrics":
-		if !get {
-			trinoMethodNotAllowed(rw, "GET,OPTIONS")
-			return
-		}
+	default: // /metrics
 		if _, ok := w.authenticate(rw, r); !ok {
 			return
 		}
@@ -838,8 +811,6 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 		// MANAGEMENT_READ: every authenticated user may read.
 		rw.Header().Set("Content-Type", TrinoContentTypeOpenMetrics)
 		_, _ = io.WriteString(rw, w.metrics(p, r.URL.Query()["name[]"]))
-	default:
-		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgNotFound)
 	}
 }
 
@@ -946,17 +917,12 @@ func (w *TrinoWorker) authenticate(rw http.ResponseWriter, r *http.Request) (str
 }
 
 func trinoBasic(r *http.Request) (user, password string, ok bool) {
-	h := r.Header.Get("Authorization")
-	const prefix = "basic "
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+	scheme, cred, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if !found || !strings.EqualFold(scheme, "basic") || err != nil {
 		return "", "", false
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
-	if err != nil {
-		return "", "", false
-	}
-	user, password, ok = strings.Cut(string(raw), ":")
-	return user, password, ok
+	return strings.Cut(string(raw), ":")
 }
 
 func trinoRequestUser(r *http.Request) string {
@@ -993,13 +959,20 @@ const trinoStackTail = "\n\tat java.base/jdk.internal.reflect.DirectMethodHandle
 
 // parseState mimics Jackson reading a NodeState from the body.
 func (w *TrinoWorker) parseState(body []byte) (string, *trinoTransitionError) {
-	const nodeState = "`io.trino.metadata.NodeState`"
-	jsonErr := func(kind, msg string, col int) *trinoTransitionError {
-		return &trinoTransitionError{400, "io.airlift.jaxrs.JsonParsingException: com.fasterxml.jackson." + kind + ": " + msg + fmt.Sprintf(trinoJacksonSource, col)}
+	// jsonErr is Jackson's error for the token at (a tail of body) plus end.
+	jsonErr := func(kind string, at []byte, end int, msg string) *trinoTransitionError {
+		return &trinoTransitionError{400, "io.airlift.jaxrs.JsonParsingException: com.fasterxml.jackson." + kind + ": " + msg +
+			fmt.Sprintf(trinoJacksonSource, len(body)-len(at)+1+end)}
+	}
+	s := bytes.TrimLeftFunc(body, unicode.IsSpace)
+	cannot := func(kind, from string) *trinoTransitionError {
+		return jsonErr("databind.exc."+kind, s, 0, "Cannot deserialize value of type `io.trino.metadata.NodeState` from "+from)
+	}
+	unrecognized := func(tok []byte) *trinoTransitionError {
+		end := max(trinoTokenEnd(tok), 1)
+		return jsonErr("core.JsonParseException", tok, end, fmt.Sprintf("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')", tok[:end]))
 	}
 	listed, ordinal := w.enumValues()
-	s := bytes.TrimLeftFunc(body, unicode.IsSpace)
-	col := len(body) - len(s) + 1
 	if len(s) == 0 || bytes.HasPrefix(s, []byte("null")) && trinoTokenEnd(s) == 4 {
 		return "", &trinoTransitionError{500, "java.lang.NullPointerException: state is null" +
 			"\n\tat java.base/java.util.Objects.requireNonNull(Objects.java:246)" +
@@ -1007,48 +980,33 @@ func (w *TrinoWorker) parseState(body []byte) (string, *trinoTransitionError) {
 	}
 	var state string
 	var rest []byte
-	switch c := s[0]; {
+	switch c, end := s[0], trinoTokenEnd(s); {
 	case c == '"':
 		dec := json.NewDecoder(bytes.NewReader(s))
-		var v string
-		if err := dec.Decode(&v); err != nil {
-			return "", jsonErr("core.JsonParseException", "Unexpected end-of-input: was expecting closing quote for a string value", col+len(s))
+		if err := dec.Decode(&state); err != nil {
+			return "", jsonErr("core.JsonParseException", s, len(s), "Unexpected end-of-input: was expecting closing quote for a string value")
 		}
 		rest = s[dec.InputOffset():]
-		if !slices.Contains(ordinal, v) {
-			return "", jsonErr("databind.exc.InvalidFormatException",
-				fmt.Sprintf("Cannot deserialize value of type %s from String %q: not one of the values accepted for Enum class: [%s]", nodeState, v, strings.Join(listed, ", ")), col)
+		if !slices.Contains(ordinal, state) {
+			return "", cannot("InvalidFormatException", fmt.Sprintf("String %q: not one of the values accepted for Enum class: [%s]", state, strings.Join(listed, ", ")))
 		}
-		state = v
-	case c == '[' || c == '{':
-		kind := map[byte]string{'[': "Array value (token `JsonToken.START_ARRAY`)", '{': "Object value (token `JsonToken.START_OBJECT`)"}[c]
-		return "", jsonErr("databind.exc.MismatchedInputException", fmt.Sprintf("Cannot deserialize value of type %s from %s", nodeState, kind), col)
+	case c == '[':
+		return "", cannot("MismatchedInputException", "Array value (token `JsonToken.START_ARRAY`)")
+	case c == '{':
+		return "", cannot("MismatchedInputException", "Object value (token `JsonToken.START_OBJECT`)")
 	case c == '-' || c >= '0' && c <= '9':
-		end := trinoTokenEnd(s)
 		n, err := strconv.Atoi(string(s[:end]))
 		if err != nil || n < 0 || n >= len(ordinal) {
-			return "", jsonErr("databind.exc.InvalidFormatException",
-				fmt.Sprintf("Cannot deserialize value of type %s from number %s: index value outside legal index range [0..%d]", nodeState, s[:end], len(ordinal)-1), col)
+			return "", cannot("InvalidFormatException", fmt.Sprintf("number %s: index value outside legal index range [0..%d]", s[:end], len(ordinal)-1))
 		}
 		state, rest = ordinal[n], s[end:]
+	case string(s[:end]) == "true" || string(s[:end]) == "false":
+		return "", cannot("MismatchedInputException", "Boolean value (token `JsonToken.VALUE_"+strings.ToUpper(string(s[:end]))+"`)")
 	default:
-		end := trinoTokenEnd(s)
-		if end == 0 {
-			end = 1
-		}
-		tok := string(s[:end])
-		if tok == "true" || tok == "false" {
-			return "", jsonErr("databind.exc.MismatchedInputException", fmt.Sprintf("Cannot deserialize value of type %s from Boolean value (token `JsonToken.VALUE_%s`)", nodeState, strings.ToUpper(tok)), col)
-		}
-		return "", jsonErr("core.JsonParseException", fmt.Sprintf("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')", tok), col+end)
+		return "", unrecognized(s)
 	}
 	if trailing := bytes.TrimLeftFunc(rest, unicode.IsSpace); len(trailing) > 0 {
-		at := len(body) - len(trailing) + 1
-		end := trinoTokenEnd(trailing)
-		if end == 0 {
-			end = 1
-		}
-		return "", jsonErr("core.JsonParseException", fmt.Sprintf("Unrecognized token '%s': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')", trailing[:end]), at+end)
+		return "", unrecognized(trailing)
 	}
 	return state, nil
 }
@@ -1060,6 +1018,19 @@ func trinoTokenEnd(s []byte) int {
 		}
 	}
 	return len(s)
+}
+
+type trinoNodeVersion struct {
+	Version string `json:"version"`
+}
+
+// trinoInfo is GET /v1/info.
+type trinoInfo struct {
+	NodeVersion trinoNodeVersion `json:"nodeVersion"`
+	Environment string           `json:"environment"`
+	Coordinator bool             `json:"coordinator"`
+	Starting    bool             `json:"starting"`
+	Uptime      string           `json:"uptime"`
 }
 
 type trinoMemoryPool struct {
@@ -1074,18 +1045,39 @@ type trinoMemoryPool struct {
 	FreeBytes                        int64            `json:"freeBytes"`
 }
 
-func (w *TrinoWorker) status(p *trinoProc) any {
+// trinoStatus is GET /v1/status.
+type trinoStatus struct {
+	NodeID          string           `json:"nodeId"`
+	NodeVersion     trinoNodeVersion `json:"nodeVersion"`
+	Environment     string           `json:"environment"`
+	Coordinator     bool             `json:"coordinator"`
+	Uptime          string           `json:"uptime"`
+	ExternalAddress string           `json:"externalAddress"`
+	InternalAddress string           `json:"internalAddress"`
+	MemoryInfo      struct {
+		AvailableProcessors int             `json:"availableProcessors"`
+		Pool                trinoMemoryPool `json:"pool"`
+	} `json:"memoryInfo"`
+	Processors     int     `json:"processors"`
+	ProcessCPULoad float64 `json:"processCpuLoad"`
+	SystemCPULoad  float64 `json:"systemCpuLoad"`
+	HeapUsed       int64   `json:"heapUsed"`
+	HeapAvailable  int64   `json:"heapAvailable"`
+	NonHeapUsed    int64   `json:"nonHeapUsed"`
+}
+
+// status is GET /v1/status: each running task holds 1 MiB of the pool.
+func (w *TrinoWorker) status(p *trinoProc) trinoStatus {
 	const maxBytes, perTask = 751619277, 1 << 20
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	pool := trinoMemoryPool{
-		MaxBytes:                         maxBytes,
-		QueryMemoryReservations:          map[string]int64{},
-		QueryMemoryAllocations:           map[string][]any{},
-		QueryMemoryRevocableReservations: map[string]int64{},
-		TaskMemoryReservations:           map[string]int64{},
-		TaskMemoryRevocableReservations:  map[string]int64{},
-	}
+	st := trinoStatus{NodeID: w.opts.NodeID, NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
+		Coordinator: w.opts.Coordinator, Uptime: w.uptimeLocked(p), ExternalAddress: "127.0.0.1", InternalAddress: "127.0.0.1",
+		Processors: 2, HeapUsed: 153419776, HeapAvailable: 1073741824, NonHeapUsed: 127089896}
+	st.MemoryInfo.AvailableProcessors = 2
+	pool := &st.MemoryInfo.Pool
+	*pool = trinoMemoryPool{MaxBytes: maxBytes, QueryMemoryReservations: map[string]int64{}, QueryMemoryAllocations: map[string][]any{},
+		QueryMemoryRevocableReservations: map[string]int64{}, TaskMemoryReservations: map[string]int64{}, TaskMemoryRevocableReservations: map[string]int64{}}
 	for _, t := range w.tasks {
 		if t.state == trinoTaskRunning {
 			pool.ReservedBytes += perTask
@@ -1094,45 +1086,7 @@ func (w *TrinoWorker) status(p *trinoProc) any {
 		}
 	}
 	pool.FreeBytes = maxBytes - pool.ReservedBytes
-	return struct {
-		NodeID      string `json:"nodeId"`
-		NodeVersion struct {
-			Version string `json:"version"`
-		} `json:"nodeVersion"`
-		Environment     string `json:"environment"`
-		Coordinator     bool   `json:"coordinator"`
-		Uptime          string `json:"uptime"`
-		ExternalAddress string `json:"externalAddress"`
-		InternalAddress string `json:"internalAddress"`
-		MemoryInfo      struct {
-			AvailableProcessors int             `json:"availableProcessors"`
-			Pool                trinoMemoryPool `json:"pool"`
-		} `json:"memoryInfo"`
-		Processors     int     `json:"processors"`
-		ProcessCPULoad float64 `json:"processCpuLoad"`
-		SystemCPULoad  float64 `json:"systemCpuLoad"`
-		HeapUsed       int64   `json:"heapUsed"`
-		HeapAvailable  int64   `json:"heapAvailable"`
-		NonHeapUsed    int64   `json:"nonHeapUsed"`
-	}{
-		NodeID: w.opts.NodeID,
-		NodeVersion: struct {
-			Version string `json:"version"`
-		}{w.opts.Version},
-		Environment:     w.opts.Environment,
-		Coordinator:     w.opts.Coordinator,
-		Uptime:          w.uptimeLocked(p),
-		ExternalAddress: "127.0.0.1",
-		InternalAddress: "127.0.0.1",
-		MemoryInfo: struct {
-			AvailableProcessors int             `json:"availableProcessors"`
-			Pool                trinoMemoryPool `json:"pool"`
-		}{2, pool},
-		Processors:    2,
-		HeapUsed:      153419776,
-		HeapAvailable: 1073741824,
-		NonHeapUsed:   127089896,
-	}
+	return st
 }
 
 // metrics renders the OpenMetrics subset that matters for draining, in the
@@ -1176,11 +1130,8 @@ func trinoJSON(rw http.ResponseWriter, v any) {
 	if err != nil {
 		panic(err)
 	}
-	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("X-Content-Type-Options", "nosniff")
-	rw.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	rw.WriteHeader(http.StatusOK)
-	_, _ = rw.Write(b)
+	trinoText(rw, http.StatusOK, "application/json", string(b))
 }
 
 func trinoText(rw http.ResponseWriter, status int, contentType, body string) {
@@ -1203,12 +1154,11 @@ func TrinoDuration(d time.Duration) string {
 		size time.Duration
 	}{{"ns", 1}, {"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}, {"d", 24 * time.Hour}}
 	u := units[0]
-	for _, c := range units {
-		if float64(d)/float64(c.size) > 0.9999 {
-			u = c
-		} else {
+	for _, c := range units[1:] {
+		if float64(d)/float64(c.size) <= 0.9999 {
 			break
 		}
+		u = c
 	}
 	return fmt.Sprintf("%.2f%s", float64(d)/float64(u.size), u.name)
 }
