@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"mime"
 	"net"
 	"net/http"
@@ -1234,11 +1235,11 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 			workerChanged := worker.changed
 			worker.mu.Unlock()
 
-			want, wait := "", time.Duration(-1)
+			want, due := "", (<-chan time.Time)(nil) // nil: wait for changes only
 			switch {
 			case gone:
 			case since < delay:
-				wait = delay - since
+				due = time.After(delay - since)
 			default:
 				want = strings.ToLower(state)
 			}
@@ -1253,19 +1254,10 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 			if closed {
 				return
 			}
-			var timer *time.Timer
-			var due <-chan time.Time // nil: wait for changes only
-			if wait >= 0 {
-				timer = time.NewTimer(wait)
-				due = timer.C
-			}
 			select {
 			case <-workerChanged:
 			case <-coordChanged:
 			case <-due:
-			}
-			if timer != nil {
-				timer.Stop()
 			}
 		}
 	}()
@@ -1275,6 +1267,7 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 type trinoQuery struct {
 	id, slug string
 	sql      string
+	nodeID   string // the node id the SQL asks for
 	user     string
 	source   string
 	created  time.Time
@@ -1334,17 +1327,8 @@ type trinoStatementStats struct {
 	SpilledBytes              int64  `json:"spilledBytes"`
 }
 
-type trinoColumn struct {
-	Name          string `json:"name"`
-	Type          string `json:"type"`
-	TypeSignature struct {
-		RawType   string `json:"rawType"`
-		Arguments []struct {
-			Kind  string `json:"kind"`
-			Value int64  `json:"value"`
-		} `json:"arguments"`
-	} `json:"typeSignature"`
-}
+// trinoStateColumns is QueryResults.columns of the node-state query.
+const trinoStateColumns = `[{"name":"state","type":"varchar","typeSignature":{"rawType":"varchar","arguments":[{"kind":"LONG","value":2147483647}]}}]`
 
 // trinoQueryResults is one answer of the statement protocol (QueryResults),
 // fields in the order 476 writes them.
@@ -1353,7 +1337,7 @@ type trinoQueryResults struct {
 	InfoURI          string              `json:"infoUri"`
 	PartialCancelURI string              `json:"partialCancelUri,omitempty"`
 	NextURI          string              `json:"nextUri,omitempty"`
-	Columns          []trinoColumn       `json:"columns,omitempty"`
+	Columns          json.RawMessage     `json:"columns,omitempty"`
 	Data             [][]any             `json:"data,omitempty"`
 	Stats            trinoStatementStats `json:"stats"`
 	Error            *trinoQueryError    `json:"error,omitempty"`
@@ -1367,6 +1351,13 @@ var trinoNodeStateSQL = regexp.MustCompile(`(?is)^\s*SELECT\s+state\s+FROM\s+sys
 // Expected tokens after a complete WHERE comparison, as 476's parser lists them.
 const trinoExpectingAfterPredicate = "'%', '*', '+', '-', '.', '/', 'AND', 'AT', 'EXCEPT', 'FETCH', 'GROUP', 'HAVING', 'INTERSECT', 'LIMIT', 'OFFSET', 'OR', 'ORDER', 'UNION', 'WINDOW', '[', '||', <EOF>"
 
+// trinoStringLiteral is the rest of a SQL string literal after its opening
+// quote (” is a quote inside it), and the character after it if any.
+var trinoStringLiteral = regexp.MustCompile(`^((?:[^']|'')*)'(?:[^']|$)`)
+
+// trinoWord is a word token (identifier, keyword, number) at the start.
+var trinoWord = regexp.MustCompile(`^\w+`)
+
 // parseNodeStateSQL returns the node id the query asks for, or the error
 // 476 gives for it: a syntax error where its parser would stop, or
 // NOT_SUPPORTED for any other statement (the fake runs nothing else).
@@ -1376,37 +1367,19 @@ func parseNodeStateSQL(sql string) (string, *trinoQueryError) {
 		return "", trinoFailure(13, "NOT_SUPPORTED", "USER_ERROR", "io.trino.spi.TrinoException",
 			"testpeers: the fake coordinator runs only SELECT state FROM system.runtime.nodes WHERE node_id = '<id>'", nil)
 	}
-	open := loc[1] - 1
-	var id strings.Builder
-	i := loc[1]
-	for {
-		if i >= len(sql) { // unterminated literal: the parser stops at its quote
-			return "", trinoSyntaxError(sql, open, "'''", "'ALL', 'ANY', 'SOME', <expression>")
-		}
-		if sql[i] == '\'' {
-			if i+1 < len(sql) && sql[i+1] == '\'' {
-				id.WriteByte('\'')
-				i += 2
-				continue
-			}
-			i++
-			break
-		}
-		id.WriteByte(sql[i])
-		i++
+	lit := trinoStringLiteral.FindStringSubmatch(sql[loc[1]:])
+	if lit == nil { // unterminated literal: the parser stops at its quote
+		return "", trinoSyntaxError(sql, loc[1]-1, "'''", "'ALL', 'ANY', 'SOME', <expression>")
 	}
+	i := loc[1] + len(lit[1]) + 1
 	for i < len(sql) && unicode.IsSpace(rune(sql[i])) {
 		i++
 	}
 	if i < len(sql) { // the next token: a word, or a single character
-		word := func(c byte) bool { return c == '_' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' }
-		end := i + 1
-		for word(sql[i]) && end < len(sql) && word(sql[end]) {
-			end++
-		}
-		return "", trinoSyntaxError(sql, i, "'"+sql[i:end]+"'", trinoExpectingAfterPredicate)
+		tok := cmp.Or(trinoWord.FindString(sql[i:]), sql[i:i+1])
+		return "", trinoSyntaxError(sql, i, "'"+tok+"'", trinoExpectingAfterPredicate)
 	}
-	return id.String(), nil
+	return strings.ReplaceAll(lit[1], "''", "'"), nil
 }
 
 func trinoSyntaxError(sql string, at int, token, expecting string) *trinoQueryError {
@@ -1461,25 +1434,19 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 	}
 	// /v1/statement/{queued|executing}/{id}/{slug}/{token}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1/statement/"), "/")
-	if len(parts) >= 1 && parts[0] == "executing" && len(parts) > 1 && parts[1] == "partialCancel" {
+	kind := parts[0]
+	if kind == "executing" && len(parts) > 1 && parts[1] == "partialCancel" {
 		rw.WriteHeader(http.StatusNoContent)
 		return
 	}
 	w.mu.Lock()
-	var q *trinoQuery
-	token := -1
-	if len(parts) == 4 && (parts[0] == "queued" || parts[0] == "executing") {
-		if cand := w.queries[parts[1]]; cand != nil && cand.slug == parts[2] {
-			q = cand
+	q, token := (*trinoQuery)(nil), -1
+	if len(parts) == 4 {
+		if q = w.queries[parts[1]]; q != nil && q.slug == parts[2] {
 			token, _ = strconv.Atoi(parts[3])
 		}
 	}
-	kind := ""
-	if len(parts) > 0 {
-		kind = parts[0]
-	}
-	valid := q != nil && ((kind == "queued" && token == 1) || (kind == "executing" && token >= 0 && token <= 2))
-	if !valid {
+	if !(kind == "queued" && token == 1 || kind == "executing" && token >= 0 && token <= 2) {
 		w.mu.Unlock()
 		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgQueryNotFound)
 		return
@@ -1499,36 +1466,25 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 	}
 }
 
-// instanceLocked is the coordinator's five-character part of its query
-// ids, the same for every query of the process (here: of the address).
-func (w *TrinoWorker) instanceLocked() string {
+// queryIDLocked numbers a new query as Trino does: creation time, sequence
+// and the coordinator's five-character instance part, the same for every
+// query of the process (here: of the address).
+func (w *TrinoWorker) queryIDLocked(now time.Time) string {
+	w.querySeq++
 	h := fnv.New64a()
 	_, _ = io.WriteString(h, w.addr)
 	instance := strconv.FormatUint(h.Sum64()%60466176, 36) // 36^5: five characters at most
-	return strings.Repeat("0", 5-len(instance)) + instance
+	return fmt.Sprintf("%s_%05d_%05s", now.UTC().Format("20060102_150405"), w.querySeq, instance)
 }
 
 func (w *TrinoWorker) newQueryLocked(sql string) *trinoQuery {
-	w.querySeq++
 	now := w.now()
-	instance := w.instanceLocked()
 	var slug [20]byte
 	_, _ = rand.Read(slug[:])
-	q := &trinoQuery{
-		id:      fmt.Sprintf("%s_%05d_%s", now.UTC().Format("20060102_150405"), w.querySeq, instance),
-		slug:    fmt.Sprintf("y%x", slug),
-		sql:     sql,
-		created: now,
-	}
-	if _, err := parseNodeStateSQL(sql); err != nil {
-		q.failure = err
-	}
+	q := &trinoQuery{id: w.queryIDLocked(now), slug: fmt.Sprintf("y%x", slug), sql: sql, created: now}
+	q.nodeID, q.failure = parseNodeStateSQL(sql)
 	if len(w.queries) >= 1000 { // a daemon polling for hours: forget old queries
-		for id, old := range w.queries {
-			if now.Sub(old.created) > time.Minute {
-				delete(w.queries, id)
-			}
-		}
+		maps.DeleteFunc(w.queries, func(_ string, old *trinoQuery) bool { return now.Sub(old.created) > time.Minute })
 	}
 	w.queries[q.id] = q
 	return q
@@ -1561,22 +1517,15 @@ func (w *TrinoWorker) queryPageLocked(base string, q *trinoQuery, kind string, t
 	}
 	if !q.ran {
 		q.ran = true
-		id, _ := parseNodeStateSQL(q.sql)
-		state := w.nodes[id]
-		if id == w.opts.NodeID && !w.proc.dead {
+		state := w.nodes[q.nodeID]
+		if q.nodeID == w.opts.NodeID && !w.proc.dead {
 			state = strings.ToLower(w.proc.state)
 		}
 		if state != "" {
 			q.rows = [][]any{{state}}
 		}
 	}
-	col := trinoColumn{Name: "state", Type: "varchar"}
-	col.TypeSignature.RawType = "varchar"
-	col.TypeSignature.Arguments = append(col.TypeSignature.Arguments, struct {
-		Kind  string `json:"kind"`
-		Value int64  `json:"value"`
-	}{"LONG", 2147483647})
-	doc.Columns = []trinoColumn{col}
+	doc.Columns = json.RawMessage(trinoStateColumns)
 	scanned := int64(1 + len(w.nodes))
 	doc.Stats = trinoStatementStats{State: "FINISHED", Scheduled: true, Nodes: 1, TotalSplits: 1, CompletedSplits: 1,
 		ElapsedTimeMillis: elapsed, ProcessedRows: scanned, ProcessedBytes: 40 * scanned, PhysicalInputBytes: 40 * scanned}

@@ -48,9 +48,8 @@ type trinoRunning struct {
 // worker's process ended makes it FAILED. It returns the query id.
 func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (id string, finish func()) {
 	w.mu.Lock()
-	w.querySeq++
 	now := w.now()
-	id = fmt.Sprintf("%s_%05d_%s", now.UTC().Format("20060102_150405"), w.querySeq, w.instanceLocked())
+	id = w.queryIDLocked(now)
 	w.mu.Unlock()
 	q := &trinoRunning{id: id, user: user, source: source, created: now, workers: workers,
 		sql: "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN tpch.tiny.orders b"}
