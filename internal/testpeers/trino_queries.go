@@ -91,7 +91,8 @@ func (w *TrinoWorker) endQuery(q *trinoRunning, cancel bool) {
 
 // trinoTaskView is a task as the coordinator reports it.
 type trinoTaskView struct {
-	id, node, state string
+	id, state string
+	worker    *TrinoWorker
 }
 
 // view renders the query's state and its tasks, taking the workers' locks
@@ -112,7 +113,7 @@ func (q *trinoRunning) view() (state string, tasks []trinoTaskView) {
 		case st == trinoTaskFailed:
 			s, failed = "FAILED", true
 		}
-		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, node: wk.opts.NodeID, state: s})
+		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, state: s, worker: wk})
 	}
 	switch {
 	case q.canceled || failed:
@@ -218,6 +219,7 @@ type trinoQueryInfo struct {
 // trinoQueryRow is one query as both answers describe it.
 type trinoQueryRow struct {
 	basic trinoBasicQueryInfo
+	run   *trinoRunning // nil: a statement-protocol query
 	tasks []trinoTaskView
 }
 
@@ -255,7 +257,7 @@ func (w *TrinoWorker) queryRows(base string) []trinoQueryRow {
 		w.mu.Lock()
 		r := row(q.id, q.user, q.source, q.sql, state, q.created, q.ended)
 		w.mu.Unlock()
-		r.tasks = tasks
+		r.run, r.tasks = q, tasks
 		rows = append(rows, r)
 	}
 	slices.SortFunc(rows, func(a, b trinoQueryRow) int { return strings.Compare(a.basic.QueryID, b.basic.QueryID) })
@@ -296,37 +298,23 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var found *trinoQueryRow
-	for _, q := range w.queryRows(base) {
-		if q.basic.QueryID == id {
-			found = &q
-			break
-		}
-	}
+	rows := w.queryRows(base)
+	i := slices.IndexFunc(rows, func(q trinoQueryRow) bool { return q.basic.QueryID == id })
 	switch {
-	case found == nil:
+	case i < 0:
 		trinoText(rw, http.StatusGone, "text/plain", TrinoMsgQueryGone)
 		return
-	case !w.mayView(user, found.basic.Session.User):
+	case !w.mayView(user, rows[i].basic.Session.User):
 		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgQueryForbidden)
 		return
-	}
-	if r.Method == http.MethodDelete {
-		w.mu.Lock()
-		var q *trinoRunning
-		for _, c := range w.running {
-			if c.id == id {
-				q = c
-			}
-		}
-		w.mu.Unlock()
-		if q != nil {
-			w.endQuery(q, true)
+	case r.Method == http.MethodDelete:
+		if rows[i].run != nil {
+			w.endQuery(rows[i].run, true)
 		}
 		rw.WriteHeader(http.StatusNoContent)
 		return
 	}
-	b := found.basic
+	found, b := rows[i], rows[i].basic
 	info := trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
 		Query: b.Query, QueryStats: b.QueryStats, Warnings: []any{}, QueryType: b.QueryType, RetryPolicy: b.RetryPolicy,
 		Scheduled: true}
@@ -337,29 +325,13 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 			if t.state == "RUNNING" {
 				sub.State, stage.State = "RUNNING", "RUNNING"
 			}
-			url := base // a real coordinator names the worker's own URL
-			for _, wk := range w.runningWorkers(id) {
-				if wk.opts.NodeID == t.node {
-					url = wk.URL()
-				}
-			}
-			sub.Tasks = append(sub.Tasks, trinoTaskInfoJSON{TaskStatus: trinoTaskStatusJSON{TaskID: t.id,
-				TaskInstID: t.id, Version: 2, State: t.state, Self: url + "/v1/task/" + t.id, NodeID: t.node},
+			// a real coordinator names the worker's own URL
+			sub.Tasks = append(sub.Tasks, trinoTaskInfoJSON{TaskStatus: trinoTaskStatusJSON{TaskID: t.id, TaskInstID: t.id,
+				Version: 2, State: t.state, Self: t.worker.URL() + "/v1/task/" + t.id, NodeID: t.worker.opts.NodeID},
 				LastHeartbeat: b.QueryStats.CreateTime})
 		}
 		stage.SubStages = append(stage.SubStages, sub)
 	}
 	info.OutputStage = stage
 	trinoJSON(rw, info)
-}
-
-func (w *TrinoWorker) runningWorkers(id string) []*TrinoWorker {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, q := range w.running {
-		if q.id == id {
-			return q.workers
-		}
-	}
-	return nil
 }
