@@ -9,8 +9,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -166,10 +168,9 @@ func (p *peerServer) Close() {
 func (p *peerServer) Calls() []Call {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Call, len(p.calls))
-	for i, c := range p.calls {
-		c.Params = cloneParams(c.Params)
-		out[i] = c
+	out := slices.Clone(p.calls)
+	for i := range out {
+		out[i].Params = maps.Clone(out[i].Params)
 	}
 	return out
 }
@@ -252,16 +253,14 @@ func (p *peerServer) begin(r *http.Request, op string, params map[string]string)
 	p.mu.Lock()
 	p.calls = append(p.calls, Call{Service: p.service, Op: op, At: p.now(), Params: params})
 	latency := p.latency
-	var fault *Fault
 	key := op
-	f, ok := p.faults[key]
-	if !ok {
+	if _, ok := p.faults[key]; !ok {
 		key = peerAnyOp
-		f, ok = p.faults[key]
 	}
+	f, ok := p.faults[key]
+	fault := Fault{}
 	if ok {
-		applied := *f
-		fault = &applied
+		fault = *f
 		if f.Times > 0 {
 			f.Times--
 			if f.Times == 0 {
@@ -273,13 +272,7 @@ func (p *peerServer) begin(r *http.Request, op string, params map[string]string)
 	p.notify()
 
 	ctx := r.Context()
-	if !p.sleep(ctx, latency) {
-		return nil, false
-	}
-	if fault == nil {
-		return nil, true
-	}
-	if !p.sleep(ctx, fault.Delay) {
+	if !p.sleep(ctx, latency) || !p.sleep(ctx, fault.Delay) {
 		return nil, false
 	}
 	if fault.Hang {
@@ -290,7 +283,7 @@ func (p *peerServer) begin(r *http.Request, op string, params map[string]string)
 		return nil, false
 	}
 	if fault.hasError() {
-		return fault, true
+		return &fault, true
 	}
 	return nil, true
 }
@@ -301,10 +294,8 @@ func (p *peerServer) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-time.After(d):
 		return true
 	case <-ctx.Done():
 		return false
@@ -341,34 +332,18 @@ func (p *peerServer) await(ctx context.Context, check func() (done bool, next ti
 			return nil
 		}
 		d := peerPollInterval
-		if next > 0 && next < d {
-			d = next
+		if next > 0 {
+			d = min(d, next)
 		}
-		t := time.NewTimer(d)
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-time.After(d):
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-p.done:
-			t.Stop()
 			return errPeerClosed
 		}
-		t.Stop()
 	}
-}
-
-// cloneParams copies a Params map.
-func cloneParams(in map[string]string) map[string]string {
-	if in == nil {
-		return nil
-	}
-	out := make(map[string]string, len(in))
-	for k, v := range in {
-		out[k] = v
-	}
-	return out
 }
 
 // peerUUID returns a random RFC 4122 version 4 UUID string.
