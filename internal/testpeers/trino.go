@@ -488,15 +488,9 @@ func (w *TrinoWorker) setStateLocked(p *trinoProc, state string) {
 	w.broadcastLocked()
 }
 
-// trinoExpect identifies the VersionedState a background job waits on.
-type trinoExpect struct {
-	state string
-	ver   int64
-}
-
-// stillLocked reports whether the job's expected state is still current:
-// by version from 474 on, by state name before.
-func (w *TrinoWorker) stillLocked(p *trinoProc, e trinoExpect) bool {
+// stillLocked reports whether the job's expected VersionedState (version
+// ver) is still current: by version from 474 on, by state name before.
+func (w *TrinoWorker) stillLocked(p *trinoProc, ver int64) bool {
 	if p.dead {
 		return false
 	}
@@ -506,7 +500,7 @@ func (w *TrinoWorker) stillLocked(p *trinoProc, e trinoExpect) bool {
 	case trinoGenLegacy:
 		return true
 	}
-	return p.ver == e.ver
+	return p.ver == ver
 }
 
 // trinoTransitionError is an outcome of a PUT other than 200.
@@ -528,67 +522,62 @@ func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransit
 		case p.state != TrinoShuttingDown:
 			w.setStateLocked(p, TrinoShuttingDown)
 			w.schedule(p, &p.shutdownExec, w.grace, func() {
-				w.waitTasks(p, trinoExpect{}, false)
+				w.waitTasks(p, 0, false)
 				w.kill(p, true, TrinoExited)
 			})
 		}
 		return nil
 	}
-
-	cur := trinoExpect{p.state, p.ver}
-	if cur.state == state {
+	if p.state == state {
 		return nil
 	}
 	switch state {
 	case TrinoActive:
-		if cur.state == TrinoDraining || cur.state == TrinoDrained {
-			w.setStateLocked(p, TrinoActive)
-			return nil
+		if p.state != TrinoDraining && p.state != TrinoDrained {
+			return invalid
 		}
-		return invalid
+		w.setStateLocked(p, TrinoActive)
 	case TrinoShuttingDown:
-		if w.gen == trinoGenCurrent && w.opts.Coordinator {
+		switch {
+		case w.gen == trinoGenCurrent && w.opts.Coordinator:
 			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.transitionState(NodeStateManager.java:220)")
-		}
-		if cur.state == TrinoDrained {
-			if w.opts.Coordinator { // requestTerminate check (< 476)
-				return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestTerminate(NodeStateManager.java)")
-			}
+		case w.opts.Coordinator && p.state == TrinoDrained: // requestTerminate check (< 476)
+			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestTerminate(NodeStateManager.java)")
+		case w.opts.Coordinator: // requestGracefulShutdown check before set (< 476)
+			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestGracefulShutdown(NodeStateManager.java)")
+		case p.state == TrinoDrained:
 			w.setStateLocked(p, TrinoShuttingDown)
 			w.schedule(p, &p.shutdownExec, 0, func() { w.kill(p, true, TrinoExited) })
-			return nil
+		default:
+			// 474/475 capture the expected version before the transition
+			// (issue #25690), so the shutdown job never waits for tasks.
+			expect := p.ver
+			w.setStateLocked(p, TrinoShuttingDown)
+			if w.gen != trinoGenRegression {
+				expect = p.ver
+			}
+			w.schedule(p, &p.shutdownExec, w.grace, func() {
+				w.waitTasks(p, expect, true)
+				w.kill(p, true, TrinoExited)
+			})
 		}
-		if w.opts.Coordinator { // requestGracefulShutdown check before set (< 476)
-			return trinoUnsupported("Cannot shutdown coordinator", "NodeStateManager.requestGracefulShutdown(NodeStateManager.java)")
-		}
-		// 474/475 capture the expected state before the transition
-		// (issue #25690), so the shutdown job never waits for tasks.
-		expect := cur
-		w.setStateLocked(p, TrinoShuttingDown)
-		if w.gen != trinoGenRegression {
-			expect = trinoExpect{p.state, p.ver}
-		}
-		w.schedule(p, &p.shutdownExec, w.grace, func() {
-			w.waitTasks(p, expect, true)
-			w.kill(p, true, TrinoExited)
-		})
-		return nil
 	case TrinoDraining:
-		if w.gen == trinoGenCurrent && w.opts.Coordinator {
+		switch {
+		case w.gen == trinoGenCurrent && w.opts.Coordinator:
 			return trinoUnsupported("Cannot drain coordinator", "NodeStateManager.transitionState(NodeStateManager.java:233)")
-		}
-		if cur.state != TrinoActive {
+		case p.state != TrinoActive:
 			return invalid
 		}
 		w.setStateLocked(p, TrinoDraining)
 		if w.opts.Coordinator { // requestDrain checks after the CAS (< 476): state stays DRAINING
 			return trinoUnsupported("Cannot drain coordinator", "NodeStateManager.requestDrain(NodeStateManager.java)")
 		}
-		expect := trinoExpect{p.state, p.ver}
+		expect := p.ver
 		w.schedule(p, &p.drainExec, w.grace, func() { w.drain(p, expect) })
-		return nil
+	default:
+		return invalid // DRAINED, INACTIVE
 	}
-	return invalid // DRAINED, INACTIVE
+	return nil
 }
 
 func trinoUnsupported(msg, frame string) *trinoTransitionError {
@@ -628,10 +617,10 @@ func (w *TrinoWorker) sleep(p *trinoProc, d time.Duration) bool {
 // current, wait until no task is running (re-checked after every change, so
 // tasks added meanwhile are waited for too), then sleep one grace period if
 // the state is still the expected one.
-func (w *TrinoWorker) waitTasks(p *trinoProc, e trinoExpect, sleepAfter bool) {
+func (w *TrinoWorker) waitTasks(p *trinoProc, ver int64, sleepAfter bool) {
 	for {
 		w.mu.Lock()
-		if !w.stillLocked(p, e) || w.runningLocked() == 0 {
+		if !w.stillLocked(p, ver) || w.runningLocked() == 0 {
 			w.mu.Unlock()
 			break
 		}
@@ -644,7 +633,7 @@ func (w *TrinoWorker) waitTasks(p *trinoProc, e trinoExpect, sleepAfter bool) {
 		}
 	}
 	w.mu.Lock()
-	still := w.stillLocked(p, e) || w.gen == trinoGenLegacy
+	still := w.stillLocked(p, ver) || w.gen == trinoGenLegacy
 	w.mu.Unlock()
 	if still && (sleepAfter || w.gen == trinoGenLegacy) {
 		w.sleep(p, w.grace)
@@ -653,15 +642,15 @@ func (w *TrinoWorker) waitTasks(p *trinoProc, e trinoExpect, sleepAfter bool) {
 
 // drain waits for the tasks, then moves DRAINING to DRAINED if the drain is
 // still current (otherwise it "will not transition to DRAINED").
-func (w *TrinoWorker) drain(p *trinoProc, e trinoExpect) {
+func (w *TrinoWorker) drain(p *trinoProc, ver int64) {
 	current := func() bool {
-		return !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == e.ver)
+		return !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == ver)
 	}
 	w.mu.Lock()
 	start := current()
 	w.mu.Unlock()
 	if start {
-		w.waitTasks(p, e, true)
+		w.waitTasks(p, ver, true)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
