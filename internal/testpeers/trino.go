@@ -180,7 +180,6 @@ type trinoTask struct {
 // trinoProc is one incarnation of the Trino process.
 type trinoProc struct {
 	srv       *http.Server
-	ln        net.Listener
 	exited    chan struct{}
 	dead      bool
 	startedAt time.Time // real time, for StartupDelay
@@ -267,7 +266,6 @@ func NewTrino(opts TrinoOptions) *TrinoWorker {
 
 func (w *TrinoWorker) startLocked(ln net.Listener) {
 	p := &trinoProc{
-		ln:        ln,
 		exited:    make(chan struct{}),
 		startedAt: time.Now(),
 		bootAt:    w.now(),
@@ -306,6 +304,10 @@ func (w *TrinoWorker) Close() {
 func (w *TrinoWorker) State() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.stateLocked()
+}
+
+func (w *TrinoWorker) stateLocked() string {
 	if w.proc.dead {
 		return TrinoExited
 	}
@@ -443,11 +445,7 @@ func (w *TrinoWorker) StateHistory() []TrinoStateChange {
 func (w *TrinoWorker) WaitState(ctx context.Context, state string) error {
 	for {
 		w.mu.Lock()
-		cur := TrinoExited
-		if !w.proc.dead {
-			cur = w.proc.state
-		}
-		ch := w.changed
+		cur, ch := w.stateLocked(), w.changed
 		w.mu.Unlock()
 		if cur == state {
 			return nil

@@ -37,8 +37,7 @@ type trinoRunning struct {
 	ended                 time.Time
 	canceled              bool
 	workers               []*TrinoWorker
-	tasks                 []*trinoTask
-	finish                []func()
+	tasks                 []*trinoTask // tasks[i] runs on workers[i]
 }
 
 // StartQuery makes the coordinator run a query of user, sent from source,
@@ -55,10 +54,9 @@ func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (
 		sql: "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN tpch.tiny.orders b"}
 	for i, wk := range workers {
 		wk.mu.Lock()
-		t, fin := wk.addTaskLocked(fmt.Sprintf("%s.1.%d.0", id, i))
+		t, _ := wk.addTaskLocked(fmt.Sprintf("%s.1.%d.0", id, i))
 		wk.mu.Unlock()
 		q.tasks = append(q.tasks, t)
-		q.finish = append(q.finish, fin)
 	}
 	w.mu.Lock()
 	w.running = append(w.running, q)
@@ -75,14 +73,14 @@ func (w *TrinoWorker) endQuery(q *trinoRunning, cancel bool) {
 	}
 	q.ended, q.canceled = w.now(), cancel
 	w.mu.Unlock()
+	end := trinoTaskFinished
+	if cancel {
+		end = trinoTaskFailed // CANCELED on the wire
+	}
 	for i, wk := range q.workers {
-		if !cancel {
-			q.finish[i]()
-			continue
-		}
 		wk.mu.Lock()
 		if q.tasks[i].state == trinoTaskRunning {
-			q.tasks[i].state = trinoTaskFailed // CANCELED on the wire
+			q.tasks[i].state = end
 			wk.broadcastLocked()
 		}
 		wk.mu.Unlock()
