@@ -270,26 +270,12 @@ func (w *TrinoWorker) mayView(user, owner string) bool {
 func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 	base := "http://" + r.Host
 	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1/query"), "/")
-	if id == "" {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			trinoMethodNotAllowed(rw, "GET,OPTIONS")
-			return
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && (id == "" || r.Method != http.MethodDelete) {
+		allow := "DELETE,GET,OPTIONS"
+		if id == "" {
+			allow = "GET,OPTIONS"
 		}
-		user, ok := w.authenticate(rw, r)
-		if !ok {
-			return
-		}
-		list := []trinoBasicQueryInfo{}
-		for _, q := range w.queryRows(base) {
-			if w.mayView(user, q.basic.Session.User) {
-				list = append(list, q.basic)
-			}
-		}
-		trinoJSON(rw, list)
-		return
-	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete {
-		trinoMethodNotAllowed(rw, "DELETE,GET,OPTIONS")
+		trinoMethodNotAllowed(rw, allow)
 		return
 	}
 	user, ok := w.authenticate(rw, r)
@@ -297,6 +283,16 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := w.queryRows(base)
+	if id == "" {
+		list := []trinoBasicQueryInfo{}
+		for _, q := range rows {
+			if w.mayView(user, q.basic.Session.User) {
+				list = append(list, q.basic)
+			}
+		}
+		trinoJSON(rw, list)
+		return
+	}
 	i := slices.IndexFunc(rows, func(q trinoQueryRow) bool { return q.basic.QueryID == id })
 	switch {
 	case i < 0:
@@ -313,9 +309,6 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	found, b := rows[i], rows[i].basic
-	info := trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
-		Query: b.Query, QueryStats: b.QueryStats, Warnings: []any{}, QueryType: b.QueryType, RetryPolicy: b.RetryPolicy,
-		Scheduled: true}
 	stage := &trinoStageJSON{StageID: id + ".0", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
 	if len(found.tasks) > 0 {
 		sub := trinoStageJSON{StageID: id + ".1", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
@@ -330,6 +323,7 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		}
 		stage.SubStages = append(stage.SubStages, sub)
 	}
-	info.OutputStage = stage
-	trinoJSON(rw, info)
+	trinoJSON(rw, trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
+		Query: b.Query, QueryStats: b.QueryStats, OutputStage: stage, Warnings: []any{}, QueryType: b.QueryType,
+		RetryPolicy: b.RetryPolicy, Scheduled: true})
 }
