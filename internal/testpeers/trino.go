@@ -395,14 +395,10 @@ func (w *TrinoWorker) Restart() {
 	if w.closed {
 		return
 	}
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		ln, err = net.Listen("tcp", w.addr)
-		if err == nil {
-			break
-		}
+	ln, err := net.Listen("tcp", w.addr)
+	for i := 1; err != nil && i < 100; i++ {
 		time.Sleep(20 * time.Millisecond)
+		ln, err = net.Listen("tcp", w.addr)
 	}
 	if err != nil {
 		panic(fmt.Sprintf("testpeers: trino: relisten %s: %v", w.addr, err))
@@ -815,18 +811,17 @@ func (w *TrinoWorker) uptimeLocked(p *trinoProc) string {
 // authentication (401) → starting (503) → authorization (403) → body
 // (415 without Content-Type, 400/500 for bad JSON) → transition (200/400/500).
 func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Request, body []byte) {
-	mode := "json"
-	if cts, present := r.Header["Content-Type"]; !present {
-		mode = "absent" // JAX-RS matches; the body reader fails later
-	} else {
+	// Without Content-Type JAX-RS matches and the body reader fails later;
+	// */* is read as text by a String-constructor reader.
+	cts, hasCT := r.Header["Content-Type"]
+	wildcard := false
+	if hasCT {
 		mt, _, err := mime.ParseMediaType(cts[0])
-		switch {
+		switch wildcard = mt == "*/*"; {
 		case err != nil || !strings.Contains(mt, "/"): // "", "garbage": unparsable
 			rw.WriteHeader(http.StatusBadRequest)
 			return
-		case mt == "*/*":
-			mode = "wildcard" // read as text by a String-constructor reader
-		case mt != "application/json":
+		case !wildcard && mt != "application/json":
 			rw.WriteHeader(http.StatusUnsupportedMediaType)
 			return
 		}
@@ -846,10 +841,10 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
 		return
 	}
-	if empty := len(bytes.TrimSpace(body)) == 0; mode == "absent" && !empty {
+	if empty := len(bytes.TrimSpace(body)) == 0; !hasCT && !empty {
 		rw.WriteHeader(http.StatusUnsupportedMediaType)
 		return
-	} else if mode == "wildcard" && !empty {
+	} else if wildcard && !empty {
 		trinoText(rw, http.StatusInternalServerError, "text/plain", "java.lang.IllegalArgumentException: No enum constant io.trino.metadata.NodeState."+string(body)+
 			"\n\tat java.base/java.lang.Enum.valueOf(Enum.java:293)"+trinoStackTail)
 		return
@@ -1216,20 +1211,16 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 	go func() {
 		for {
 			worker.mu.Lock()
-			p := worker.proc
-			gone, closed := p.dead, worker.closed
-			state, since := p.state, time.Since(p.startedAt)
-			workerChanged := worker.changed
-			worker.mu.Unlock()
-
+			p, closed, workerChanged := worker.proc, worker.closed, worker.changed
 			want, due := "", (<-chan time.Time)(nil) // nil: wait for changes only
-			switch {
-			case gone:
+			switch since := time.Since(p.startedAt); {
+			case p.dead:
 			case since < delay:
 				due = time.After(delay - since)
 			default:
-				want = strings.ToLower(state)
+				want = strings.ToLower(p.state)
 			}
+			worker.mu.Unlock()
 			w.mu.Lock()
 			if w.closed {
 				w.mu.Unlock()
@@ -1433,22 +1424,23 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 			token, _ = strconv.Atoi(parts[3])
 		}
 	}
-	if !(kind == "queued" && token == 1 || kind == "executing" && token >= 0 && token <= 2) {
-		w.mu.Unlock()
-		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgQueryNotFound)
-		return
-	}
-	switch r.Method {
-	case http.MethodDelete:
+	found := kind == "queued" && token == 1 || kind == "executing" && token >= 0 && token <= 2
+	var doc trinoQueryResults
+	switch {
+	case found && r.Method == http.MethodDelete:
 		q.canceled = true
-		w.mu.Unlock()
+	case found && r.Method == http.MethodGet:
+		doc = w.queryPageLocked(base, q, kind, token)
+	}
+	w.mu.Unlock()
+	switch {
+	case !found:
+		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgQueryNotFound)
+	case r.Method == http.MethodDelete:
 		rw.WriteHeader(http.StatusNoContent)
-	case http.MethodGet:
-		doc := w.queryPageLocked(base, q, kind, token)
-		w.mu.Unlock()
+	case r.Method == http.MethodGet:
 		trinoJSON(rw, doc)
 	default:
-		w.mu.Unlock()
 		trinoMethodNotAllowed(rw, "DELETE,GET,OPTIONS")
 	}
 }
