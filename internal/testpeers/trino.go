@@ -870,33 +870,25 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 
 // authenticate is Trino's insecure authenticator plus the impersonation
 // check: X-Trino-User / X-Trino-Original-User or Basic with an empty
-// password. It writes the error answer itself.
+// password, the identity trinoRequestUser reads. It writes the error
+// answer itself.
 func (w *TrinoWorker) authenticate(rw http.ResponseWriter, r *http.Request) (string, bool) {
-	unauthorized := func(msg string) (string, bool) {
+	u, pw, basic := trinoBasic(r)
+	header, user := r.Header.Get("X-Trino-User"), trinoRequestUser(r)
+	if basic && pw == "" && u != "" && header != "" && header != u { // impersonation is denied
+		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
+		return "", false
+	}
+	if user == "" || basic && pw != "" {
+		msg := TrinoMsgNoIdentity
+		if basic && pw != "" {
+			msg = TrinoMsgPassword
+		}
 		rw.Header().Set("WWW-Authenticate", `Basic realm="Trino"`)
 		trinoText(rw, http.StatusUnauthorized, "text/plain;charset=utf-8", msg)
 		return "", false
 	}
-	header := r.Header.Get("X-Trino-User")
-	if u, pw, ok := trinoBasic(r); ok {
-		if pw != "" {
-			return unauthorized(TrinoMsgPassword)
-		}
-		if u != "" {
-			if header != "" && header != u { // impersonation is denied
-				trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgForbidden)
-				return "", false
-			}
-			return u, true
-		}
-	}
-	if header != "" {
-		return header, true
-	}
-	if orig := r.Header.Get("X-Trino-Original-User"); orig != "" {
-		return orig, true
-	}
-	return unauthorized(TrinoMsgNoIdentity)
+	return user, true
 }
 
 func trinoBasic(r *http.Request) (user, password string, ok bool) {
