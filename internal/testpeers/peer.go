@@ -77,16 +77,11 @@ func (f Fault) status() int {
 // goroutine only (it may call tb.Fatalf).
 func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -700,16 +700,12 @@ type trinoRecorder struct {
 }
 
 func (r *trinoRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
+	r.status = cmp.Or(r.status, code)
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *trinoRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
+	r.status = cmp.Or(r.status, http.StatusOK)
 	return r.ResponseWriter.Write(b)
 }
 
@@ -1183,10 +1179,9 @@ func (w *TrinoWorker) NodeHistory() []TrinoNodeChange {
 // NodeListedAt returns when the coordinator first listed nodeID with state,
 // or the zero time.
 func (w *TrinoWorker) NodeListedAt(nodeID, state string) time.Time {
-	for _, c := range w.NodeHistory() {
-		if c.NodeID == nodeID && c.State == state {
-			return c.At
-		}
+	h := w.NodeHistory()
+	if i := slices.IndexFunc(h, func(c TrinoNodeChange) bool { return c.NodeID == nodeID && c.State == state }); i >= 0 {
+		return h[i].At
 	}
 	return time.Time{}
 }

@@ -96,28 +96,24 @@ type trinoTaskView struct {
 // view renders the query's state and its tasks, taking the workers' locks
 // one at a time (never with the coordinator's held).
 func (q *trinoRunning) view() (state string, tasks []trinoTaskView) {
-	state = "RUNNING"
-	failed := false
+	switch state = "RUNNING"; {
+	case q.canceled:
+		state = "FAILED"
+	case !q.ended.IsZero():
+		state = "FINISHED"
+	}
 	for i, wk := range q.workers {
 		wk.mu.Lock()
 		st := q.tasks[i].state
 		wk.mu.Unlock()
-		s := "RUNNING"
-		switch {
-		case st == trinoTaskFinished:
-			s = "FINISHED"
-		case st == trinoTaskFailed && q.canceled:
+		s := [...]string{trinoTaskRunning: "RUNNING", trinoTaskFinished: "FINISHED", trinoTaskFailed: "FAILED"}[st]
+		if st == trinoTaskFailed && q.canceled {
 			s = "CANCELED"
-		case st == trinoTaskFailed:
-			s, failed = "FAILED", true
+		}
+		if s == "FAILED" {
+			state = "FAILED"
 		}
 		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, state: s, worker: wk})
-	}
-	switch {
-	case q.canceled || failed:
-		state = "FAILED"
-	case !q.ended.IsZero():
-		state = "FINISHED"
 	}
 	return state, tasks
 }
