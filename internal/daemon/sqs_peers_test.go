@@ -245,9 +245,17 @@ func TestAForeignMessageBesideADaemonFor60sIsNeitherSpunNorDeadLettered(t *testi
 			}
 			if strings.Contains(s.name, "both") {
 				ownerGetsItFromMetadata(t, s.env, s.q, other, s.token)
-			} else {
-				ownerGetsIt(t, s.env, s.q, other, s.token)
+				return
 			}
+			// In mode sqs the owner and the neighbour race for each
+			// receive, and the neighbour may have used 8 of the 10 by now:
+			// two more wins of its would dead-letter the message whatever
+			// the hand-back policy. With the neighbour gone, what is left
+			// to show is that the message is still there to be had.
+			if err := s.d.Stop(10 * time.Second); err != nil {
+				t.Fatalf("stop the neighbour: %v", err)
+			}
+			ownerGetsIt(t, s.env, s.q, other, s.token)
 		})
 	}
 }
