@@ -303,11 +303,6 @@ func NewPlan(started time.Time, hook HookTiming, opts PlanOptions) (Plan, []stri
 	return p, notes
 }
 
-// Remaining is the time left until the deadline at now.
-func (p Plan) Remaining(now time.Time) time.Duration {
-	return p.Deadline.Sub(now)
-}
-
 // RetryPolicy bounds the retries around heartbeats and completion, on top of
 // the SDK retryer's own attempts within one call.
 type RetryPolicy struct {

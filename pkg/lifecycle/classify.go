@@ -113,17 +113,6 @@ const (
 	KindLifecycle
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindTest:
-		return "test"
-	case KindLifecycle:
-		return "lifecycle"
-	default:
-		return "malformed"
-	}
-}
-
 // Shapes a lifecycle notification arrives in.
 const (
 	ShapeDirect      = "direct"      // hook target is the SQS queue, or SNS with raw delivery

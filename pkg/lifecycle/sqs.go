@@ -582,7 +582,7 @@ func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 		for i, f := range foreign[:n] {
 			batch[i] = f
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.receiptHandle()), VisibilityTimeout: int32(f.vis / time.Second),
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.ReceiptHandle()), VisibilityTimeout: int32(f.vis / time.Second),
 			}
 		}
 		foreign = foreign[n:]
@@ -640,7 +640,7 @@ func (m *Message) Delete(ctx context.Context) error {
 	defer cancel()
 	_, err := m.src.api.DeleteMessage(ctx, &sqs.DeleteMessageInput{
 		QueueUrl:      aws.String(m.src.opts.QueueURL),
-		ReceiptHandle: aws.String(m.receiptHandle()),
+		ReceiptHandle: aws.String(m.ReceiptHandle()),
 	})
 	if err != nil {
 		var gone *types.ReceiptHandleIsInvalid
@@ -707,11 +707,6 @@ func (m *Message) DeleteRetrying(ctx context.Context) error {
 	}
 }
 
-// Release makes the message visible again at once, for its owner.
-func (m *Message) Release(ctx context.Context) error {
-	return m.setVisibility(ctx, 0)
-}
-
 // Extend keeps the message hidden for d from now.
 func (m *Message) Extend(ctx context.Context, d time.Duration) error {
 	return m.setVisibility(ctx, d)
@@ -722,7 +717,7 @@ func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
 	defer cancel()
 	_, err := m.src.api.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl:          aws.String(m.src.opts.QueueURL),
-		ReceiptHandle:     aws.String(m.receiptHandle()),
+		ReceiptHandle:     aws.String(m.ReceiptHandle()),
 		VisibilityTimeout: int32(d / time.Second),
 	})
 	if err != nil {
@@ -743,7 +738,11 @@ func (s *SQSSource) Adopt(id, receiptHandle string, receiveCount int) *Message {
 }
 
 // ReceiptHandle is the newest receipt handle of the message.
-func (m *Message) ReceiptHandle() string { return m.receiptHandle() }
+func (m *Message) ReceiptHandle() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.handle
+}
 
 // Supersede takes the newer receipt handle of a redelivery of the same
 // message; only the latest handle reliably deletes it.
@@ -758,12 +757,6 @@ func (m *Message) Supersede(newer *Message) {
 	defer m.mu.Unlock()
 	m.handle, m.hiddenUntil = h, until
 	m.ReceiveCount = max(m.ReceiveCount, newer.ReceiveCount)
-}
-
-func (m *Message) receiptHandle() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.handle
 }
 
 type nopRecorder struct{}

@@ -24,15 +24,6 @@ const (
 	StrategyShutdown Strategy = "shutdown"
 )
 
-// ParseStrategy checks a configured strategy name.
-func ParseStrategy(s string) (Strategy, error) {
-	switch st := Strategy(s); st {
-	case StrategyAuto, StrategyDrain, StrategyShutdown:
-		return st, nil
-	}
-	return "", fmt.Errorf("unknown drain strategy %q (want auto, drain or shutdown)", s)
-}
-
 // brokenShutdown reports versions whose SHUTTING_DOWN does not wait for
 // running tasks (trinodb/trino#25690, fixed in 476).
 func brokenShutdown(major int) bool { return major == 474 || major == 475 }
