@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,9 +98,7 @@ type Confirmer struct {
 
 // NewConfirmer returns a Confirmer.
 func NewConfirmer(opts ConfirmerOptions) *Confirmer {
-	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = 2 * time.Second
-	}
+	opts.CallTimeout = positive(opts.CallTimeout, 2*time.Second)
 	return &Confirmer{opts: opts}
 }
 
@@ -325,18 +324,12 @@ type RetryPolicy struct {
 const attemptLogInterval = 30 * time.Second
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.NotFoundWindow <= 0 {
-		p.NotFoundWindow = 2 * time.Minute
-	}
-	if p.Backoff <= 0 {
-		p.Backoff = time.Second
-	}
+	p.NotFoundWindow = positive(p.NotFoundWindow, 2*time.Minute)
+	p.Backoff = positive(p.Backoff, time.Second)
 	if p.MaxBackoff < p.Backoff {
 		p.MaxBackoff = 30 * time.Second
 	}
-	if p.Clock == nil {
-		p.Clock = RealClock{}
-	}
+	p.Clock = cmp.Or[Clock](p.Clock, RealClock{})
 	return p
 }
 
@@ -499,10 +492,7 @@ type Actions struct {
 
 // NewActions returns Actions calling api, each call bounded by callTimeout.
 func NewActions(api AutoScalingAPI, callTimeout time.Duration) *Actions {
-	if callTimeout <= 0 {
-		callTimeout = 10 * time.Second
-	}
-	return &Actions{api: api, callTimeout: callTimeout}
+	return &Actions{api: api, callTimeout: positive(callTimeout, 10*time.Second)}
 }
 
 // Heartbeat records a heartbeat, extending the action by the hook's

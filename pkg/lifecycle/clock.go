@@ -19,6 +19,15 @@ func (RealClock) Now() time.Time { return time.Now() }
 // After returns time.After(d).
 func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// positive returns v, or def when v is zero or negative: the default of
+// an option left unset.
+func positive[T ~int | ~int64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // sleep waits for d on c, or returns ctx's error if ctx ends first.
 func sleep(ctx interface {
 	Done() <-chan struct{}

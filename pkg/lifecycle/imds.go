@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,15 +72,9 @@ type IMDSSource struct {
 
 // NewIMDSSource returns a source polling api.
 func NewIMDSSource(api IMDSAPI, opts IMDSOptions) *IMDSSource {
-	if opts.Interval <= 0 {
-		opts.Interval = 5 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Clock == nil {
-		opts.Clock = RealClock{}
-	}
+	opts.Interval = positive(opts.Interval, 5*time.Second)
+	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
+	opts.Clock = cmp.Or[Clock](opts.Clock, RealClock{})
 	return &IMDSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "imds"))}
 }
 
@@ -337,13 +332,7 @@ type Pacer struct {
 // whether metadata answers). It starts urgent: until metadata has been read
 // once, the queue is the only signal.
 func NewPacer(idle time.Duration, clock Clock, log *zap.Logger) *Pacer {
-	if clock == nil {
-		clock = RealClock{}
-	}
-	if log == nil {
-		log = zap.NewNop()
-	}
-	return &Pacer{idle: idle, clock: clock, log: log, urgent: true, wake: make(chan struct{})}
+	return &Pacer{idle: idle, clock: cmp.Or[Clock](clock, RealClock{}), log: cmp.Or(log, zap.NewNop()), urgent: true, wake: make(chan struct{})}
 }
 
 // Observe takes one read of the target lifecycle state: polling turns

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -103,22 +104,13 @@ type IMDSClient struct {
 // opts.Endpoint. It does not connect until the first call; an endpoint
 // that is not an http(s) URL makes every call fail.
 func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
-	if opts.Endpoint == "" {
-		opts.Endpoint = os.Getenv(imdsEndpointEnv)
-	}
-	if opts.Endpoint == "" {
-		opts.Endpoint = imdsDefaultEndpoint
-	}
+	opts.Endpoint = cmp.Or(opts.Endpoint, os.Getenv(imdsEndpointEnv), imdsDefaultEndpoint)
 	if opts.TokenTTL <= 0 || opts.TokenTTL > imdsMaxTokenTTL {
 		opts.TokenTTL = imdsMaxTokenTTL
 	}
 	opts.TokenTTL = max(opts.TokenTTL.Truncate(time.Second), time.Second)
-	if opts.Timeout <= 0 {
-		opts.Timeout = time.Second
-	}
-	if opts.Attempts <= 0 {
-		opts.Attempts = 3
-	}
+	opts.Timeout = positive(opts.Timeout, time.Second)
+	opts.Attempts = positive(opts.Attempts, 3)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -277,24 +278,14 @@ func NewSQSSource(api SQSAPI, opts SQSOptions) *SQSSource {
 	if opts.VisibilityTimeout < 30*time.Second {
 		opts.VisibilityTimeout = 30 * time.Second
 	}
-	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = 10 * time.Second
-	}
-	if opts.ErrorBackoff <= 0 {
-		opts.ErrorBackoff = time.Second
-	}
+	opts.CallTimeout = positive(opts.CallTimeout, 10*time.Second)
+	opts.ErrorBackoff = positive(opts.ErrorBackoff, time.Second)
 	if opts.MaxErrorBackoff < opts.ErrorBackoff {
 		opts.MaxErrorBackoff = 30 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Recorder == nil {
-		opts.Recorder = nopRecorder{}
-	}
-	if opts.Clock == nil {
-		opts.Clock = RealClock{}
-	}
+	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
+	opts.Recorder = cmp.Or[Recorder](opts.Recorder, nopRecorder{})
+	opts.Clock = cmp.Or[Clock](opts.Clock, RealClock{})
 	s := &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs"))}
 	if opts.Stale != nil {
 		s.stale = newStaleFilter(opts.Stale, opts.Clock.Now)

@@ -1,6 +1,7 @@
 package trinoadmin
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -99,27 +100,15 @@ type Drainer struct {
 
 // NewDrainer returns a Drainer for the worker behind c.
 func NewDrainer(c *Client, opts DrainOptions) *Drainer {
-	if opts.Strategy == "" {
-		opts.Strategy = StrategyAuto
-	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = time.Second
-	}
-	if opts.NotRunningWindow <= 0 {
-		opts.NotRunningWindow = 30 * time.Second
-	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = time.Second
-	}
+	opts.Strategy = cmp.Or(opts.Strategy, StrategyAuto)
+	opts.PollInterval = positive(opts.PollInterval, time.Second)
+	opts.NotRunningWindow = positive(opts.NotRunningWindow, 30*time.Second)
+	opts.Backoff = positive(opts.Backoff, time.Second)
 	if opts.MaxBackoff < opts.Backoff {
 		opts.MaxBackoff = 30 * time.Second
 	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Recorder == nil {
-		opts.Recorder = nopRecorder{}
-	}
+	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
+	opts.Recorder = cmp.Or[Recorder](opts.Recorder, nopRecorder{})
 	return &Drainer{c: c, opts: opts, log: opts.Logger}
 }
 
@@ -443,6 +432,15 @@ func (d *Drainer) count(err error) {
 	default:
 		d.opts.Recorder.TrinoRequest("error")
 	}
+}
+
+// positive returns d, or def when d is zero or negative: the default of
+// an option left unset.
+func positive(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
