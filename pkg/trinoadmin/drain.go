@@ -167,28 +167,21 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 	}
 	if joined {
 		log.Info("trino worker is already leaving service; waiting for it", zap.String("trino_state", current))
-	} else if err := d.request(ctx, log, target); err != nil {
+	} else {
+		err := d.request(ctx, log, target)
+		if errors.Is(err, errUnsupported) && d.opts.Strategy == StrategyAuto && !brokenShutdown(info.Major()) {
+			log.Info("worker does not support DRAINING; falling back to SHUTTING_DOWN", zap.Error(err))
+			target, res.Strategy = StateShuttingDown, StrategyShutdown
+			err = d.request(ctx, log, target)
+		}
 		switch {
 		case errors.Is(err, ErrNotRunning):
 			obs.DrainMilestone(MilestoneProcessGone)
 			res.Outcome = OutcomeExited
 			return res, nil
-		case errors.Is(err, errUnsupported) && d.opts.Strategy == StrategyAuto && !brokenShutdown(info.Major()):
-			log.Info("worker does not support DRAINING; falling back to SHUTTING_DOWN", zap.Error(err))
-			target, res.Strategy = StateShuttingDown, StrategyShutdown
-			if err := d.request(ctx, log, target); err != nil {
-				if errors.Is(err, ErrNotRunning) {
-					obs.DrainMilestone(MilestoneProcessGone)
-					res.Outcome = OutcomeExited
-					return res, nil
-				}
-				return res, err
-			}
-			d.requested(obs, target)
-		default:
+		case err != nil:
 			return res, err
 		}
-	} else {
 		d.requested(obs, target)
 	}
 	if d.opts.DryRun {
