@@ -523,11 +523,10 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 	case KindTest:
 		s.opts.Recorder.MessageReceived(MessageTest)
 		log.Info("deleting Auto Scaling test notification", zap.String("asg", e.Group), zap.Bool("dry_run", s.opts.DryRun))
-		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}, true
-		}
-		if err := msg.Delete(ctx); err != nil {
-			log.Warn("could not delete test notification", zap.Error(err))
+		if !s.opts.DryRun {
+			if err := msg.Delete(ctx); err != nil {
+				log.Warn("could not delete test notification", zap.Error(err))
+			}
 		}
 		return Delivery{}, false, foreignMessage{}, true
 	case KindMalformed:
@@ -535,11 +534,10 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 		vis := backoffVisibility(msg.ReceiveCount)
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
-		if s.opts.DryRun {
-			return Delivery{}, false, foreignMessage{}, before == 0
-		}
-		if err := msg.setVisibility(ctx, vis); err != nil {
-			log.Warn("could not set visibility of a malformed message", zap.Error(err))
+		if !s.opts.DryRun {
+			if err := msg.setVisibility(ctx, vis); err != nil {
+				log.Warn("could not set visibility of a malformed message", zap.Error(err))
+			}
 		}
 		return Delivery{}, false, foreignMessage{}, before == 0
 	}
@@ -568,34 +566,33 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 	for len(foreign) > 0 {
 		n := min(len(foreign), 10)
-		batch := make([]foreignMessage, n)
+		batch := foreign[:n]
+		foreign = foreign[n:]
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, n)
-		for i, f := range foreign[:n] {
-			batch[i] = f
+		for i, f := range batch {
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
 				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(f.msg.ReceiptHandle()), VisibilityTimeout: int32(f.vis / time.Second),
 			}
 		}
-		foreign = foreign[n:]
 		cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 		out, err := s.api.ChangeMessageVisibilityBatch(cctx, &sqs.ChangeMessageVisibilityBatchInput{
 			QueueUrl: aws.String(s.opts.QueueURL), Entries: entries,
 		})
 		cancel()
+		retry := batch
 		if err != nil {
 			s.log.Warn("could not hand back other instances' messages in a batch; trying one by one", zap.Error(err))
-			for _, f := range batch {
-				if err := f.msg.setVisibility(ctx, f.vis); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", f.msg.ID), zap.Error(err))
+		} else {
+			retry = nil
+			for _, f := range out.Failed {
+				if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < n {
+					retry = append(retry, batch[i])
 				}
 			}
-			continue
 		}
-		for _, f := range out.Failed {
-			if i, err := strconv.Atoi(aws.ToString(f.Id)); err == nil && i >= 0 && i < n {
-				if err := batch[i].msg.setVisibility(ctx, batch[i].vis); err != nil {
-					s.log.Warn("could not hand back a foreign message", zap.String("message_id", batch[i].msg.ID), zap.Error(err))
-				}
+		for _, f := range retry {
+			if err := f.msg.setVisibility(ctx, f.vis); err != nil {
+				s.log.Warn("could not hand back a foreign message", zap.String("message_id", f.msg.ID), zap.Error(err))
 			}
 		}
 	}
