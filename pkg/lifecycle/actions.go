@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -149,19 +148,14 @@ func (c *Confirmer) Confirm(ctx context.Context, e Event, last bool) (Confirmati
 func (c *Confirmer) targetState(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	b, err := c.opts.Metadata.Read(ctx, pathTargetState, nil, imdsMaxItem)
+	b, err := readItem(ctx, c.opts.Metadata, pathTargetState, nil)
+	if err == nil && len(b) == 0 {
+		err = errors.New("empty")
+	}
 	if err != nil {
-		var status interface{ HTTPStatusCode() int }
-		if errors.As(err, &status) && status.HTTPStatusCode() == http.StatusNotFound {
-			return "", fmt.Errorf("read %s: not present", pathTargetState)
-		}
 		return "", fmt.Errorf("read %s: %w", pathTargetState, err)
 	}
-	state := strings.TrimSpace(string(b))
-	if state == "" {
-		return "", fmt.Errorf("read %s: empty", pathTargetState)
-	}
-	return state, nil
+	return string(b), nil
 }
 
 // inWaitState reports whether an Auto Scaling lifecycle state is the wait
@@ -385,12 +379,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 		case err == nil:
 			k.confirmed.Store(true)
 			retry = k.policy.Backoff
-		case errors.Is(err, ErrNoActiveAction):
-			if k.confirmed.Load() || c.Now().Sub(started) >= k.policy.NotFoundWindow {
-				return err
-			}
-			next = min(retry, k.interval)
-			retry = min(2*retry, k.policy.MaxBackoff)
+		case errors.Is(err, ErrNoActiveAction) && (k.confirmed.Load() || c.Now().Sub(started) >= k.policy.NotFoundWindow):
+			return err
 		default:
 			next = min(retry, k.interval)
 			retry = min(2*retry, k.policy.MaxBackoff)

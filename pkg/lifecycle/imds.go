@@ -128,7 +128,7 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 		if progress != nil {
 			progress()
 		}
-		body, err := s.read(ctx, pathTargetState, buf)
+		body, err := readItem(ctx, s.api, pathTargetState, buf)
 		var state string
 		if err == nil {
 			state = lastState
@@ -180,7 +180,7 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 			}
 		}
 		if wantRebalance {
-			if _, err := s.read(ctx, pathRebalance, buf); err == nil {
+			if _, err := readItem(ctx, s.api, pathRebalance, buf); err == nil {
 				rebalanceSeen = true
 				now := s.opts.Clock.Now()
 				s.log.Warn("spot rebalance recommendation: draining the worker early")
@@ -202,7 +202,7 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 // poll; meanwhile, and if the service does not know the item, the notices
 // are polled.
 func (s *IMDSSource) purchase(ctx context.Context, buf []byte) purchase {
-	body, err := s.read(ctx, pathInstanceCycle, buf)
+	body, err := readItem(ctx, s.api, pathInstanceCycle, buf)
 	switch {
 	case errors.Is(err, errNotPresent):
 		s.log.Info("instance-life-cycle not in instance metadata: polling Spot notices")
@@ -261,7 +261,7 @@ type spotNotice struct {
 }
 
 func (s *IMDSSource) spot(ctx context.Context, buf []byte) (Delivery, bool) {
-	body, err := s.read(ctx, pathSpotAction, buf)
+	body, err := readItem(ctx, s.api, pathSpotAction, buf)
 	if err != nil {
 		if !errors.Is(err, errNotPresent) && ctx.Err() == nil {
 			s.log.Warn("cannot read the spot instance action", zap.Error(err))
@@ -282,10 +282,10 @@ func (s *IMDSSource) spot(ctx context.Context, buf []byte) (Delivery, bool) {
 		Time: now, ReceivedAt: now, Deadline: at}}, true
 }
 
-// read reads one metadata path into buf, trimmed; errNotPresent for a 404.
-// The result is valid until buf is used again.
-func (s *IMDSSource) read(ctx context.Context, path string, buf []byte) ([]byte, error) {
-	b, err := s.api.Read(ctx, path, buf[:0], imdsMaxItem)
+// readItem reads one metadata path into buf, trimmed; errNotPresent for a
+// 404. The result is valid until buf is used again.
+func readItem(ctx context.Context, api IMDSAPI, path string, buf []byte) ([]byte, error) {
+	b, err := api.Read(ctx, path, buf[:0], imdsMaxItem)
 	if err != nil {
 		var status interface{ HTTPStatusCode() int }
 		if errors.As(err, &status) && status.HTTPStatusCode() == http.StatusNotFound {

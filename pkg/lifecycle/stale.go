@@ -99,13 +99,10 @@ func (f *staleFilter) reason(ctx context.Context, e Event) string {
 // one from which it may still come (the message arrives after the wait
 // begins, so only the states past it are conclusive).
 func waiting(transition, state string) bool {
-	switch transition {
-	case TransitionLaunching:
+	if transition == TransitionLaunching {
 		return state == "Pending" || state == "Pending:Wait"
-	default:
-		return state == "Terminating" || state == "Terminating:Wait" ||
-			state == "Warmed:Pending:Wait" || state == "Warmed:Terminating:Wait"
 	}
+	return state == "Terminating" || inWaitState(TransitionTerminating, state)
 }
 
 func (f *staleFilter) hookTiming(ctx context.Context, group, hook string) (HookTiming, bool) {
