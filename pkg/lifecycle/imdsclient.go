@@ -86,13 +86,10 @@ type IMDSClientOptions struct {
 // (exchanges are serialised, so they share the one connection).
 type IMDSClient struct {
 	conn     imdsConn
-	base     string // scheme://host and the endpoint's path, without a trailing slash
-	ttl      time.Duration
-	ttlValue []string // ttl in whole seconds, the PUT header's value
-	timeout  time.Duration
-	attempts int
-	now      func() time.Time
-	err      error // a bad endpoint: every call fails with it
+	opts     IMDSClientOptions // with defaults
+	base     string            // scheme://host and the endpoint's path, without a trailing slash
+	ttlValue []string          // opts.TokenTTL in whole seconds, the PUT header's value
+	err      error             // a bad endpoint: every call fails with it
 
 	mu      sync.Mutex // serialises exchanges; guards the fields below
 	token   []string   // the token header's value, shared by the GETs' headers
@@ -115,11 +112,8 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 		opts.Now = time.Now
 	}
 	c := &IMDSClient{
-		ttl:      opts.TokenTTL,
+		opts:     opts,
 		ttlValue: []string{strconv.Itoa(int(opts.TokenTTL / time.Second))},
-		timeout:  opts.Timeout,
-		attempts: opts.Attempts,
-		now:      opts.Now,
 		token:    []string{""},
 		gets:     make(map[string]*http.Request),
 	}
@@ -225,7 +219,7 @@ func (c *IMDSClient) get(path string) (*http.Request, error) {
 // one if there is none, it is about to run out, or renew is set. c.mu is
 // held.
 func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
-	now := c.now().Round(0) // wall clock: a stopped instance's tokens lapse
+	now := c.opts.Now().Round(0) // wall clock: a stopped instance's tokens lapse
 	if c.token[0] != "" && !renew && now.Before(c.renewAt) {
 		return nil
 	}
@@ -246,9 +240,10 @@ func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
 	if token == "" {
 		return errors.New("get an instance metadata session token (IMDSv2): empty token")
 	}
+	ttl := c.opts.TokenTTL
 	// Renew a tenth of the TTL early, at most a minute, counted from
 	// before the request was sent.
-	c.token[0], c.renewAt = token, now.Add(c.ttl-min(c.ttl/10, time.Minute))
+	c.token[0], c.renewAt = token, now.Add(ttl-min(ttl/10, time.Minute))
 	return nil
 }
 
@@ -259,7 +254,7 @@ func (c *IMDSClient) exchange(ctx context.Context, req *http.Request, dst []byte
 	for attempt := 1; ; attempt++ {
 		out, status, err := c.once(ctx, req, dst, limit)
 		retry := status >= 500 || status == http.StatusTooManyRequests || err != nil && transient(err)
-		if !retry || attempt >= c.attempts || ctx.Err() != nil {
+		if !retry || attempt >= c.opts.Attempts || ctx.Err() != nil {
 			return out, status, err
 		}
 		// A short pause: IMDS is local, and the next poll retries anyway.
@@ -282,7 +277,7 @@ func transient(err error) bool {
 func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, limit int) ([]byte, int, error) {
 	// The attempt's timeout is the connection's deadline, not a context
 	// of its own: no timer per exchange.
-	deadline := time.Now().Add(c.timeout)
+	deadline := time.Now().Add(c.opts.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
