@@ -398,39 +398,55 @@ func (k *Keeper) Run(ctx context.Context) error {
 // action had ended without this call.
 func Finish(ctx context.Context, a Completer, act Action, result string, confirmed bool, giveUp time.Time, p RetryPolicy) (alreadyDone bool, err error) {
 	p = p.withDefaults()
-	c := p.Clock
-	var notFoundSince, logged time.Time
-	retry := p.Backoff
-	for attempt := 1; ; attempt++ {
-		err = a.Complete(ctx, act, result)
-		if err == nil {
-			if attempt > 1 && p.Log != nil {
-				p.Log.Info("lifecycle action completed after failed attempts", actionLogFields(act, zap.Int("attempts", attempt))...)
+	log := cmp.Or(p.Log, zap.NewNop())
+	var notFoundSince time.Time
+	attempts, err := retrying(ctx, p.Clock, p.Backoff, p.MaxBackoff, giveUp, func() error { return a.Complete(ctx, act, result) },
+		func(err error, now time.Time) bool {
+			if errors.Is(err, ErrNoActiveAction) {
+				notFoundSince = cmp.Or(notFoundSince, now)
+				alreadyDone = confirmed || now.Sub(notFoundSince) >= p.NotFoundWindow
 			}
-			return false, nil
+			return alreadyDone
+		},
+		func(err error, attempt int, retryIn time.Duration) {
+			log.Warn("CompleteLifecycleAction failed; retrying",
+				actionLogFields(act, zap.Error(err), zap.Int("failed_attempts", attempt), zap.String("result", result),
+					zap.Duration("retry_in", retryIn), zap.Time("give_up_at", giveUp))...)
+		})
+	switch {
+	case alreadyDone:
+		return true, nil
+	case err == nil && attempts > 1:
+		log.Info("lifecycle action completed after failed attempts", actionLogFields(act, zap.Int("attempts", attempts))...)
+	}
+	return false, err
+}
+
+// retrying calls try until it succeeds, settled says a failure ends the
+// matter, ctx ends, or the next attempt would start at or after giveUp.
+// The pauses start at backoff and double up to most. Failed attempts are
+// told to warn: the first, then at most one per attemptLogInterval. It
+// returns the number of attempts and the last one's error.
+func retrying(ctx context.Context, c Clock, backoff, most time.Duration, giveUp time.Time, try func() error,
+	settled func(err error, now time.Time) bool, warn func(err error, attempt int, retryIn time.Duration)) (int, error) {
+	var logged time.Time
+	for attempt := 1; ; attempt++ {
+		err := try()
+		if err == nil {
+			return attempt, nil
 		}
 		now := c.Now()
-		if errors.Is(err, ErrNoActiveAction) {
-			if notFoundSince.IsZero() {
-				notFoundSince = now
-			}
-			if confirmed || now.Sub(notFoundSince) >= p.NotFoundWindow {
-				return true, nil
-			}
+		if settled != nil && settled(err, now) || ctx.Err() != nil || !now.Add(backoff).Before(giveUp) {
+			return attempt, err
 		}
-		if ctx.Err() != nil || !now.Add(retry).Before(giveUp) {
-			return false, err
-		}
-		if p.Log != nil && (logged.IsZero() || now.Sub(logged) >= attemptLogInterval) {
+		if logged.IsZero() || now.Sub(logged) >= attemptLogInterval {
 			logged = now
-			p.Log.Warn("CompleteLifecycleAction failed; retrying",
-				actionLogFields(act, zap.Error(err), zap.Int("failed_attempts", attempt), zap.String("result", result),
-					zap.Duration("retry_in", retry), zap.Time("give_up_at", giveUp))...)
+			warn(err, attempt, backoff)
 		}
-		if sleep(ctx, c, retry) != nil {
-			return false, err
+		if sleep(ctx, c, backoff) != nil {
+			return attempt, err
 		}
-		retry = min(2*retry, p.MaxBackoff)
+		backoff = min(2*backoff, most)
 	}
 }
 

@@ -666,33 +666,18 @@ func (m *Message) DeleteRetrying(ctx context.Context) error {
 		until = c.Now().Add(adoptedHandleWindow)
 	}
 	log := m.src.log.With(zap.String("message_id", m.ID))
-	var logged time.Time
-	backoff := deleteRetryBackoff
-	for attempt := 1; ; attempt++ {
-		err := m.Delete(ctx)
-		if err == nil {
-			if attempt > 1 {
-				log.Info("lifecycle message deleted after failed attempts", zap.Int("attempts", attempt))
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return err
-		}
-		now := c.Now()
-		if !now.Add(backoff).Before(until) {
-			return fmt.Errorf("%w (gave up after %d attempts: the message's visibility ends at %s)", err, attempt, until.Format(time.RFC3339))
-		}
-		if logged.IsZero() || now.Sub(logged) >= attemptLogInterval {
-			logged = now
+	attempts, err := retrying(ctx, c, deleteRetryBackoff, maxDeleteRetryBackoff, until, func() error { return m.Delete(ctx) }, nil,
+		func(err error, attempt int, retryIn time.Duration) {
 			log.Warn("could not delete the lifecycle message; retrying while its receipt handle is good",
-				zap.Error(err), zap.Int("failed_attempts", attempt), zap.Duration("retry_in", backoff), zap.Time("visible_at", until))
-		}
-		if sleep(ctx, c, backoff) != nil {
-			return err
-		}
-		backoff = min(2*backoff, maxDeleteRetryBackoff)
+				zap.Error(err), zap.Int("failed_attempts", attempt), zap.Duration("retry_in", retryIn), zap.Time("visible_at", until))
+		})
+	switch {
+	case err == nil && attempts > 1:
+		log.Info("lifecycle message deleted after failed attempts", zap.Int("attempts", attempts))
+	case err != nil && ctx.Err() == nil:
+		return fmt.Errorf("%w (gave up after %d attempts: the message's visibility ends at %s)", err, attempts, until.Format(time.RFC3339))
 	}
+	return err
 }
 
 // Extend keeps the message hidden for d from now.
