@@ -137,14 +137,15 @@ func (s *IMDSSource) Run(ctx context.Context, out chan<- Delivery, progress func
 			}
 		}
 		if s.opts.Observe != nil && ctx.Err() == nil {
-			obsErr := err
+			// A 404 is a successful read (no state yet); a failed one
+			// keeps the last state read.
+			st, obsErr := state, err
 			if errors.Is(err, errNotPresent) {
 				obsErr = nil
+			} else if err != nil {
+				st = lastState
 			}
-			_, leavingNow := leaving(state)
-			if obsErr != nil {
-				_, leavingNow = leaving(lastState)
-			}
+			_, leavingNow := leaving(st)
 			s.opts.Observe(leavingNow, obsErr)
 		}
 		switch {

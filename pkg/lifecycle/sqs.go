@@ -356,12 +356,7 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// another daemon, and a delete through this receipt handle would
 		// then do nothing — and all others are handed back at once.
 		quiet := len(msgs) > 0 && len(msgs) < maxBatch && !news
-		if !quiet {
-			hideSeen(handBack)
-		}
-		if s.opts.Pace != nil && s.opts.Pace.MetadataAnswers() {
-			s.hideTerminations(handBack)
-		}
+		s.hide(handBack, quiet)
 		check, release := s.staleCandidates(handBack)
 		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
@@ -382,23 +377,20 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 	}
 }
 
-// hideSeen hides the messages seen before for foreignPause when they are
-// handed back: a daemon that keeps receiving because the queue keeps
-// bringing new messages does not take them back meanwhile.
-func hideSeen(msgs []foreignMessage) {
-	for i := range msgs {
-		if msgs[i].seenBefore {
+// hide sets the hand-back visibility of other instances' messages. Unless
+// the receive was quiet, the messages seen before are hidden for
+// foreignPause: a daemon that keeps receiving because the queue keeps
+// bringing new messages does not take them back meanwhile. In mode both,
+// while this instance's metadata answers, other instances' termination
+// messages are hidden for foreignHide.
+func (s *SQSSource) hide(msgs []foreignMessage, quiet bool) {
+	terminations := s.opts.Pace != nil && s.opts.Pace.MetadataAnswers()
+	for i, f := range msgs {
+		if f.seenBefore && !quiet {
 			msgs[i].vis = foreignPause
 		}
-	}
-}
-
-// hideTerminations hides other instances' termination messages for
-// foreignHide (mode both, while this instance's metadata answers).
-func (s *SQSSource) hideTerminations(msgs []foreignMessage) {
-	for i, f := range msgs {
-		if f.event.InstanceID != s.opts.Filter.InstanceID && f.event.Transition != TransitionLaunching {
-			msgs[i].vis = max(f.vis, foreignHide(f.msg.ReceiveCount))
+		if terminations && f.event.InstanceID != s.opts.Filter.InstanceID && f.event.Transition != TransitionLaunching {
+			msgs[i].vis = max(msgs[i].vis, foreignHide(f.msg.ReceiveCount))
 		}
 	}
 }
