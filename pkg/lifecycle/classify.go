@@ -234,11 +234,7 @@ func classifyTwice(body []byte) (Event, Kind, error) {
 	if shape := shapeOf(env); shape != ShapeDirect {
 		return classifyWrapped(shape, env)
 	}
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", ShapeDirect, err)
-	}
-	return verdict(ShapeDirect, p, "")
+	return decodePayload(ShapeDirect, body, "")
 }
 
 // jsonObject trims body and checks that it can be a JSON object.
@@ -272,11 +268,7 @@ func classifyWrapped(shape string, env envelope) (Event, Kind, error) {
 		if len(env.Detail) == 0 || env.Detail[0] != '{' {
 			return Event{}, KindMalformed, errors.New("eventbridge event without a detail object")
 		}
-		var p payload
-		if err := json.Unmarshal(env.Detail, &p); err != nil {
-			return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", shape, err)
-		}
-		return verdict(shape, p, env.Time)
+		return decodePayload(shape, env.Detail, env.Time)
 	}
 	var msg string
 	if err := json.Unmarshal(env.Message, &msg); err != nil {
@@ -286,11 +278,16 @@ func classifyWrapped(shape string, env envelope) (Event, Kind, error) {
 	if !strings.HasPrefix(msg, "{") {
 		return Event{}, KindMalformed, errors.New("sns Message is not a JSON object")
 	}
+	return decodePayload(ShapeSNS, []byte(msg), "")
+}
+
+// decodePayload decodes the payload of a shape and judges it.
+func decodePayload(shape string, data []byte, envTime string) (Event, Kind, error) {
 	var p payload
-	if err := json.Unmarshal([]byte(msg), &p); err != nil {
-		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", ShapeSNS, err)
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Event{}, KindMalformed, fmt.Errorf("decode %s payload: %w", shape, err)
 	}
-	return verdict(ShapeSNS, p, "")
+	return verdict(shape, p, envTime)
 }
 
 // verdict judges a decoded payload; envTime is the envelope's time, used

@@ -96,10 +96,9 @@ const (
 type purchase int
 
 const (
-	purchaseUnknown  purchase = iota // not read yet, or the read failed: ask again
-	purchaseSpot                     // "spot": Spot notices can arrive
-	purchaseNotSpot                  // "on-demand", "scheduled", ...: they cannot
-	purchaseUnstated                 // 404: assume they can
+	purchaseUnknown purchase = iota // not read yet, or the read failed: ask again
+	purchaseSpot                    // "spot", or a 404 (assume so): Spot notices can arrive
+	purchaseNotSpot                 // "on-demand", "scheduled", ...: they cannot
 )
 
 // Run polls until ctx ends, sending what it sees to out.
@@ -207,7 +206,7 @@ func (s *IMDSSource) purchase(ctx context.Context, buf []byte) purchase {
 	switch {
 	case errors.Is(err, errNotPresent):
 		s.log.Info("instance-life-cycle not in instance metadata: polling Spot notices")
-		return purchaseUnstated
+		return purchaseSpot
 	case err != nil:
 		if ctx.Err() == nil {
 			s.log.Debug("cannot read instance-life-cycle; polling Spot notices and asking again", zap.Error(err))

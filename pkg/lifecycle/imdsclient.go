@@ -166,10 +166,8 @@ func (c *IMDSClient) Read(ctx context.Context, path string, dst []byte, limit in
 		return dst, c.err
 	}
 	path = strings.TrimPrefix(path, "/")
-	for i := 0; i < len(path); i++ {
-		if b := path[i]; b <= ' ' || b == 0x7f || b == '?' || b == '#' {
-			return dst, fmt.Errorf("read instance metadata %q: not a metadata path", path)
-		}
+	if strings.IndexFunc(path, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '?' || r == '#' }) >= 0 {
+		return dst, fmt.Errorf("read instance metadata %q: not a metadata path", path)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -297,7 +295,10 @@ func (c *IMDSClient) once(ctx context.Context, req *http.Request, dst []byte, li
 	if !keep || ctx.Err() != nil {
 		c.conn.close()
 	} else {
-		c.conn.idle()
+		// Clear the exchange's deadline from the kept connection: left
+		// set, its timer would wake the process once more before the
+		// next poll.
+		_ = c.conn.conn.SetDeadline(time.Time{})
 	}
 	return out, resp.StatusCode, err
 }
@@ -391,12 +392,6 @@ func timeoutError(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ctxErr, err)
 	}
 	return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
-}
-
-// idle clears the exchange's deadline from the kept connection: left set,
-// its timer would wake the process once more before the next poll.
-func (c *imdsConn) idle() {
-	_ = c.conn.SetDeadline(time.Time{})
 }
 
 func (c *imdsConn) close() {
