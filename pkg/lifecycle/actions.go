@@ -275,24 +275,15 @@ func NewPlan(started time.Time, hook HookTiming, opts PlanOptions) (Plan, []stri
 	margin := min(opts.SafetyMargin, limit/10)
 	p.Deadline = started.Add(limit - margin)
 
-	hbt := hook.HeartbeatTimeout
-	if hbt <= 0 {
-		hbt = minHeartbeatTimeout
-	}
+	hbt := positive(hook.HeartbeatTimeout, minHeartbeatTimeout)
 	ceiling := hbt / 2
-	switch {
-	case opts.HeartbeatInterval <= 0:
-		p.HeartbeatInterval = ceiling
-	case opts.HeartbeatInterval > ceiling:
+	p.HeartbeatInterval = positive(opts.HeartbeatInterval, ceiling)
+	if p.HeartbeatInterval > ceiling {
 		p.HeartbeatInterval = ceiling
 		notes = append(notes, fmt.Sprintf("heartbeat interval %s is more than half the hook's heartbeat timeout %s; using %s",
 			opts.HeartbeatInterval, hbt, ceiling))
-	default:
-		p.HeartbeatInterval = opts.HeartbeatInterval
 	}
-	if p.HeartbeatInterval <= 0 {
-		p.HeartbeatInterval = time.Second
-	}
+	p.HeartbeatInterval = positive(p.HeartbeatInterval, time.Second)
 	return p, notes
 }
 
