@@ -296,11 +296,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, limit
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.password != "" {
-		req.SetBasicAuth(c.user, c.password)
-	} else if c.user != "" {
-		req.Header.Set("X-Trino-User", c.user)
-	}
+	authorize(req, c.user, c.password)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {

@@ -290,11 +290,15 @@ func (co *Coordinator) once(ctx context.Context, method, target, op string, body
 	return &doc, -1, nil
 }
 
-func (co *Coordinator) authorize(req *http.Request) {
-	if co.pass != "" {
-		req.SetBasicAuth(co.user, co.pass)
-	} else if co.user != "" {
-		req.Header.Set("X-Trino-User", co.user)
+func (co *Coordinator) authorize(req *http.Request) { authorize(req, co.user, co.pass) }
+
+// authorize sends user's credentials: HTTP Basic with a password, else
+// X-Trino-User.
+func authorize(req *http.Request, user, password string) {
+	if password != "" {
+		req.SetBasicAuth(user, password)
+	} else if user != "" {
+		req.Header.Set("X-Trino-User", user)
 	}
 }
 
