@@ -622,14 +622,11 @@ func (m *Message) Delete(ctx context.Context) error {
 		QueueUrl:      aws.String(m.src.opts.QueueURL),
 		ReceiptHandle: aws.String(m.ReceiptHandle()),
 	})
-	if err != nil {
-		var gone *types.ReceiptHandleIsInvalid
-		if errors.As(err, &gone) {
-			return nil // already deleted through a newer handle
-		}
-		return fmt.Errorf("delete message %s: %w", m.ID, err)
+	var gone *types.ReceiptHandleIsInvalid
+	if err == nil || errors.As(err, &gone) { // gone: already deleted through a newer handle
+		return nil
 	}
-	return nil
+	return fmt.Errorf("delete message %s: %w", m.ID, err)
 }
 
 // deleteRetryBackoff is the first pause between attempts of

@@ -388,10 +388,10 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string, obs 
 				d.opts.Recorder.TrinoTasks(n)
 				obs.DrainTasks(n)
 				lastTasks = n
-			}
-			if ok && terr == nil && n == 0 && !tasksZero {
-				tasksZero = true
-				obs.DrainMilestone(MilestoneTasksZero)
+				if n == 0 && !tasksZero { // the count first reached zero
+					tasksZero = true
+					obs.DrainMilestone(MilestoneTasksZero)
+				}
 			}
 		}
 		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
