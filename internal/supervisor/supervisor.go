@@ -755,15 +755,14 @@ func (j *job) run(ctx context.Context) {
 	// scheduling new work on it. The deadline is applied once planned; a
 	// crash before the plan is saved loses nothing (the message is still on
 	// the queue, the metadata still says Terminated, DRAINING is idempotent).
-	var run *drainRun
+	var run *task
 	if e.Transition != lifecycle.TransitionLaunching && !j.resumedDrained() {
 		run = j.startDrain(ctx)
 	}
 	timing, plan := j.plan(ctx)
 	if ctx.Err() != nil {
 		if run != nil {
-			run.stop(nil)
-			<-run.done
+			run.halt()
 		}
 		return
 	}
@@ -796,12 +795,7 @@ func (j *job) run(ctx context.Context) {
 	})
 	defer stopKeeper()
 
-	result, reason, ok := lifecycle.ResultContinue, "", false
-	if e.Transition == lifecycle.TransitionLaunching {
-		result, reason, ok = j.activate(ctx, plan, keeperDone)
-	} else {
-		reason, ok = j.drain(ctx, run, plan, keeperDone)
-	}
+	result, reason, ok := j.settle(ctx, run, plan, keeperDone)
 	if !ok {
 		return
 	}
@@ -848,56 +842,6 @@ const (
 	ReasonLaunchTimeout = "launch-timeout" // not ACTIVE in time: ABANDON
 )
 
-// activate waits for the worker to be ACTIVE for a launch action: CONTINUE
-// once it is, ABANDON when it is not by the launch deadline. ok is false
-// when the job must stop without completing.
-func (j *job) activate(ctx context.Context, plan lifecycle.Plan, keeperDone <-chan error) (result, reason string, ok bool) {
-	s := j.s
-	if j.resumedDrained() {
-		if j.resume.Reason == ReasonLaunchTimeout {
-			return lifecycle.ResultAbandon, j.resume.Reason, true
-		}
-		return lifecycle.ResultContinue, j.resume.Reason, true
-	}
-	deadline := plan.Deadline
-	if lt := s.opts.LaunchTimeout; lt > 0 && plan.Started.Add(lt).Before(deadline) {
-		deadline = plan.Started.Add(lt)
-	}
-	actCtx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	s.stopAt(actCtx, stop, deadline)
-	done := make(chan error, 1)
-	go func() { done <- s.drainer.Activate(actCtx, j.log()) }()
-	select {
-	case <-ctx.Done():
-		stop(nil)
-		<-done
-		return "", "", false
-	case err := <-keeperDone:
-		stop(nil)
-		<-done
-		if ctx.Err() == nil {
-			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
-			j.completed("already-done", ReasonLapsed)
-			j.save(statefile.PhaseCompleted, ReasonLapsed)
-			j.ack(ctx)
-		}
-		return "", "", false
-	case err := <-done:
-		switch {
-		case ctx.Err() != nil:
-			return "", "", false
-		case err == nil:
-			j.log().Info("trino worker is ACTIVE; continuing the launch")
-			return lifecycle.ResultContinue, ReasonActive, true
-		default:
-			j.log().Error("trino worker did not become ACTIVE by the launch deadline; abandoning the launch",
-				zap.Time("deadline", deadline), zap.Error(cause(actCtx, err)))
-			return lifecycle.ResultAbandon, ReasonLaunchTimeout, true
-		}
-	}
-}
-
 // runSignal drains for a Spot signal: no lifecycle action to heartbeat or
 // complete, only a deadline — the reclaim time of an interruption notice,
 // or lifecycle.max-drain-time for a rebalance recommendation.
@@ -913,7 +857,7 @@ func (j *job) runSignal(ctx context.Context) {
 	j.setPhase(PhaseDraining)
 	j.log().Warn("draining for a spot signal; there is no lifecycle action to complete",
 		zap.String("transition", e.Transition), zap.Time("deadline", deadline))
-	reason, ok := j.drain(ctx, j.startDrain(ctx), plan, nil)
+	_, reason, ok := j.settle(ctx, j.startDrain(ctx), plan, nil)
 	if !ok {
 		return
 	}
@@ -946,67 +890,79 @@ func (j *job) plan(ctx context.Context) (lifecycle.HookTiming, lifecycle.Plan) {
 	return timing, plan
 }
 
-// drain runs the drain until it ends or the deadline passes, and says why
-// the action may be completed. ok is false when the job must stop without
+// settle waits until the worker is drained — for a launch, until it is
+// ACTIVE — or the deadline passes, and says how to complete the action:
+// with CONTINUE, but a launch whose worker is not ACTIVE by the launch
+// deadline with ABANDON. ok is false when the job must stop without
 // completing: the daemon is stopping, or the action ended without us.
-func (j *job) drain(ctx context.Context, run *drainRun, plan lifecycle.Plan, keeperDone <-chan error) (reason string, ok bool) {
+// run is the drain under way (nil for a launch).
+func (j *job) settle(ctx context.Context, run *task, plan lifecycle.Plan, keeperDone <-chan error) (result, reason string, ok bool) {
 	s := j.s
+	launch := j.event.Transition == lifecycle.TransitionLaunching
 	if j.resumedDrained() {
-		j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", j.resume.Reason))
-		return j.resume.Reason, true
+		if launch && j.resume.Reason == ReasonLaunchTimeout {
+			return lifecycle.ResultAbandon, j.resume.Reason, true
+		}
+		if !launch {
+			j.log().Info("resumed action was drained before the restart; completing it", zap.String("reason", j.resume.Reason))
+		}
+		return lifecycle.ResultContinue, j.resume.Reason, true
 	}
-	if run == nil {
-		run = j.startDrain(ctx)
+	deadline := plan.Deadline
+	if launch {
+		if lt := s.opts.LaunchTimeout; lt > 0 && plan.Started.Add(lt).Before(deadline) {
+			deadline = plan.Started.Add(lt)
+		}
+		run = goTask(ctx, func(ctx context.Context) (trinoadmin.Result, error) {
+			return trinoadmin.Result{}, s.drainer.Activate(ctx, j.log())
+		})
+	} else if w, ok := s.opts.Queries.(deadlineWatcher); ok {
+		// A lister that also follows the drain towards its deadline warns
+		// which queries will fail when the action completes.
+		defer background(run.ctx, func(ctx context.Context) { w.Run(ctx, deadline) })()
 	}
-	drainCtx, stopDrain, drained := run.ctx, run.stop, run.done
-	defer stopDrain(nil)
-	// A lister that also follows the drain towards its deadline warns
-	// which queries will fail when the action completes.
-	if w, ok := s.opts.Queries.(deadlineWatcher); ok {
-		defer background(drainCtx, func(ctx context.Context) { w.Run(ctx, plan.Deadline) })()
-	}
-	s.stopAt(drainCtx, stopDrain, plan.Deadline)
+	defer run.stop(nil)
+	s.stopAt(run.ctx, run.stop, deadline)
 
 	select {
 	case <-ctx.Done():
-		j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
-		stopDrain(nil)
-		<-drained
-		return "", false
 	case err := <-keeperDone:
 		// The action ended without us: its heartbeat timeout lapsed, or
 		// someone else completed it. There is nothing left to complete.
-		stopDrain(nil)
-		<-drained
+		run.halt()
 		if ctx.Err() != nil {
-			return "", false
+			return "", "", false
 		}
-		j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
-		j.completed("already-done", ReasonLapsed)
-		s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
+		if launch {
+			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
+			j.completed("already-done", ReasonLapsed)
+		} else {
+			j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
+			j.completed("already-done", ReasonLapsed)
+			s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
+		}
 		j.save(statefile.PhaseCompleted, ReasonLapsed)
 		j.ack(ctx)
-		return "", false
-	case r := <-drained:
-		if ctx.Err() != nil {
-			j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
-			return "", false
-		}
-		return j.reasonOf(r.res, r.err), true
+		return "", "", false
+	case <-run.done:
 	}
-}
-
-// drainRun is a drain started by startDrain: stop cancels it (with a
-// cause), done delivers its one result.
-type drainRun struct {
-	ctx  context.Context
-	stop context.CancelCauseFunc
-	done chan drainResult
-}
-
-type drainResult struct {
-	res trinoadmin.Result
-	err error
+	switch {
+	case ctx.Err() != nil:
+		if !launch {
+			j.log().Info("daemon stopping: leaving the action uncompleted for the next start")
+		}
+		run.halt()
+		return "", "", false
+	case !launch:
+		return lifecycle.ResultContinue, j.reasonOf(run.res, run.err), true
+	case run.err == nil:
+		j.log().Info("trino worker is ACTIVE; continuing the launch")
+		return lifecycle.ResultContinue, ReasonActive, true
+	default:
+		j.log().Error("trino worker did not become ACTIVE by the launch deadline; abandoning the launch",
+			zap.Time("deadline", deadline), zap.Error(run.err))
+		return lifecycle.ResultAbandon, ReasonLaunchTimeout, true
+	}
 }
 
 // resumedDrained reports whether a previous run drained (or activated)
@@ -1019,52 +975,66 @@ func (j *job) resumedDrained() bool {
 // startDrain starts draining the worker in the background. A drain that
 // fails for any reason but the end of its context is tried again:
 // completing early would kill the queries the drain protects.
-func (j *job) startDrain(ctx context.Context) *drainRun {
+func (j *job) startDrain(ctx context.Context) *task {
 	s := j.s
-	drainCtx, stop := context.WithCancelCause(ctx)
-	run := &drainRun{ctx: drainCtx, stop: stop, done: make(chan drainResult, 1)}
-	drained := run.done
-	go func() {
-		backoff := time.Second
-		for {
-			drain := s.drainer.Drain
-			if j.event.Destination == "WarmPool" {
-				drain = s.drainer.Hold // the worker comes back with the instance
-			}
-			r, err := j.observed(drainCtx, drain)
-			if err == nil || drainCtx.Err() != nil {
-				drained <- drainResult{r, cause(drainCtx, err)}
-				return
+	drain := s.drainer.Drain
+	if j.event.Destination == "WarmPool" {
+		drain = s.drainer.Hold // the worker comes back with the instance
+	}
+	return goTask(ctx, func(ctx context.Context) (trinoadmin.Result, error) {
+		for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+			r, err := j.observed(ctx, drain)
+			if err == nil || ctx.Err() != nil {
+				return r, err
 			}
 			j.log().Error("drain failed; trying again until the deadline", zap.Error(err), zap.Duration("retry_in", backoff))
 			select {
-			case <-drainCtx.Done():
-				drained <- drainResult{r, cause(drainCtx, drainCtx.Err())}
-				return
+			case <-ctx.Done():
+				return r, ctx.Err()
 			case <-s.opts.Clock.After(backoff):
 			}
-			backoff = min(2*backoff, 30*time.Second)
 		}
-	}()
-	return run
+	})
 }
 
 // errDeadline is the cause of a drain stopped at the action's deadline.
 var errDeadline = errors.New("lifecycle deadline reached")
 
-// background runs fn in a goroutine with a context of its own; stop ends
-// that context and waits for fn to return.
-func background(ctx context.Context, fn func(context.Context)) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+// task is work a job runs in the background on a context of its own: stop
+// ends that context (with a cause), done is closed once the work has
+// returned res and err.
+type task struct {
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	done chan struct{}
+	res  trinoadmin.Result
+	err  error // errDeadline if stopped at the deadline
+}
+
+func goTask(ctx context.Context, fn func(context.Context) (trinoadmin.Result, error)) *task {
+	ctx, stop := context.WithCancelCause(ctx)
+	t := &task{ctx: ctx, stop: stop, done: make(chan struct{})}
 	go func() {
-		defer close(done)
-		fn(ctx)
+		defer close(t.done)
+		res, err := fn(ctx)
+		t.res, t.err = res, cause(ctx, err)
 	}()
-	return func() {
-		cancel()
-		<-done
-	}
+	return t
+}
+
+// halt stops the task and waits for it to return.
+func (t *task) halt() {
+	t.stop(nil)
+	<-t.done
+}
+
+// background runs fn as a task; stop ends its context and waits for fn to
+// return.
+func background(ctx context.Context, fn func(context.Context)) (stop func()) {
+	return goTask(ctx, func(ctx context.Context) (trinoadmin.Result, error) {
+		fn(ctx)
+		return trinoadmin.Result{}, nil
+	}).halt
 }
 
 // stopAt stops ctx with errDeadline at deadline. The deadline runs on the
