@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,45 +61,41 @@ type deadlineWatcher interface {
 // maxStatusQueries is how many blocking queries /status lists.
 const maxStatusQueries = 5
 
-// jobReport is the report of one job in the making.
-type jobReport struct {
-	j  *job
-	id string
-
-	mu   sync.Mutex
-	r    drainreport.Report
-	done bool // logged and stored, or stored by a previous run
+// openReport returns the job's report, or nil once it is done. It starts
+// the report on first use, from the state a previous run left, if any.
+// Callers hold j.repMu.
+func (j *job) openReport() *drainreport.Report {
+	if j.rep == nil {
+		j.rep = j.newReport()
+	}
+	if j.repDone {
+		return nil
+	}
+	return j.rep
 }
 
-// report returns the job's report, starting it — from the state a previous
-// run left, if any — on first use.
-func (j *job) report() *jobReport {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.rep != nil {
-		return j.rep
-	}
+func (j *job) newReport() *drainreport.Report {
 	s, e := j.s, j.event
-	rep := &jobReport{j: j, id: statefile.ReportID(j.key)}
+	id := statefile.ReportID(j.key)
+	var r drainreport.Report
 	var loaded bool
 	if s.opts.Reports != nil {
-		rep.r, loaded = s.opts.Reports.LoadInflight(rep.id)
+		r, loaded = s.opts.Reports.LoadInflight(id)
 	}
 	if !loaded {
 		received := e.ReceivedAt
 		if received.IsZero() {
 			received = s.opts.Clock.Now()
 		}
-		rep.r = drainreport.Report{Kind: kindOf(e), Source: e.Source,
+		r = drainreport.Report{Kind: kindOf(e), Source: e.Source,
 			Timeline: drainreport.Timeline{Signal: e.Started(), Received: received}}
-		if j.resume != nil && s.opts.Reports != nil && s.opts.Reports.Finished(rep.id) {
-			rep.done = true // a previous run stored it just before it stopped
+		if j.resume != nil && s.opts.Reports != nil && s.opts.Reports.Finished(id) {
+			j.repDone = true // a previous run stored it just before it stopped
 		}
 	}
-	rep.r.InstanceID, rep.r.ASG, rep.r.Hook = e.InstanceID, e.Group, e.Hook
-	rep.r.TokenPrefix = e.TokenPrefix()
-	j.rep = rep
-	return rep
+	r.InstanceID, r.ASG, r.Hook = e.InstanceID, e.Group, e.Hook
+	r.TokenPrefix = e.TokenPrefix()
+	return &r
 }
 
 // kindOf names the kind of action an event starts.
@@ -119,34 +114,31 @@ func kindOf(e lifecycle.Event) string {
 	}
 }
 
-// update changes the report and keeps the result in the state directory.
-func (r *jobReport) update(fn func(*drainreport.Report)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
+// updateReport changes the report and keeps the result in the state
+// directory. The lock is held while writing, so writes land in the order
+// the changes were made.
+func (j *job) updateReport(fn func(*drainreport.Report)) {
+	j.repMu.Lock()
+	defer j.repMu.Unlock()
+	r := j.openReport()
+	if r == nil {
 		return
 	}
-	fn(&r.r)
-	r.persist()
-}
-
-// persist writes the report in progress. Callers hold r.mu, so writes land
-// in the order the changes were made.
-func (r *jobReport) persist() {
-	s := r.j.s
+	fn(r)
+	s := j.s
 	if s.opts.Reports == nil || s.opts.DryRun {
 		return
 	}
-	if err := s.opts.Reports.SaveInflight(r.id, r.r); err != nil {
-		r.j.log().Warn("could not keep the drain report in progress; a restart would lose part of it", zap.Error(err))
+	if err := s.opts.Reports.SaveInflight(statefile.ReportID(j.key), *r); err != nil {
+		j.log().Warn("could not keep the drain report in progress; a restart would lose part of it", zap.Error(err))
 	}
 }
 
 // mark sets a step of the timeline to now, unless it happened already (a
 // restarted daemon keeps the times its predecessor saw).
-func (r *jobReport) mark(step func(*drainreport.Timeline) *time.Time) {
-	now := r.j.s.opts.Clock.Now()
-	r.update(func(rep *drainreport.Report) {
+func (j *job) mark(step func(*drainreport.Timeline) *time.Time) {
+	now := j.s.opts.Clock.Now()
+	j.updateReport(func(rep *drainreport.Report) {
 		if t := step(&rep.Timeline); t.IsZero() {
 			*t = now
 		}
@@ -154,8 +146,8 @@ func (r *jobReport) mark(step func(*drainreport.Timeline) *time.Time) {
 }
 
 // DrainMilestone implements trinoadmin.Observer.
-func (r *jobReport) DrainMilestone(m trinoadmin.Milestone) {
-	r.mark(func(t *drainreport.Timeline) *time.Time {
+func (j *job) DrainMilestone(m trinoadmin.Milestone) {
+	j.mark(func(t *drainreport.Timeline) *time.Time {
 		switch m {
 		case trinoadmin.MilestoneDrainingRequested:
 			return &t.DrainingRequested
@@ -173,42 +165,31 @@ func (r *jobReport) DrainMilestone(m trinoadmin.Milestone) {
 }
 
 // DrainTasks implements trinoadmin.Observer: the live task count.
-func (r *jobReport) DrainTasks(n int) {
-	r.j.s.setStatus(func(st *Status) { st.TasksLeft = &n })
+func (j *job) DrainTasks(n int) {
+	j.s.setStatus(func(st *Status) { st.TasksLeft = &n })
 }
 
 // DrainState implements trinoadmin.Observer: the live worker state.
-func (r *jobReport) DrainState(state string) {
-	r.j.s.setStatus(func(st *Status) { st.TrinoState = state })
-}
-
-// heartbeat counts one heartbeat.
-func (r *jobReport) heartbeat(err error) {
-	r.update(func(rep *drainreport.Report) {
-		if err == nil {
-			rep.HeartbeatsSent++
-		} else {
-			rep.HeartbeatsFailed++
-		}
-	})
+func (j *job) DrainState(state string) {
+	j.s.setStatus(func(st *Status) { st.TrinoState = state })
 }
 
 // seeQueries takes one listing of the queries holding the drain.
-func (r *jobReport) seeQueries(qs []trinoadmin.Query) {
+func (j *job) seeQueries(qs []trinoadmin.Query) {
 	seen := make([]drainreport.Query, 0, len(qs))
 	for _, q := range qs {
 		seen = append(seen, drainreport.Query{QueryID: q.ID, User: q.User, Source: q.Source, State: q.State,
 			ElapsedS: q.Elapsed.Seconds()})
 	}
-	r.update(func(rep *drainreport.Report) { rep.SeeQueries(seen) })
+	j.updateReport(func(rep *drainreport.Report) { rep.SeeQueries(seen) })
 	n := len(seen)
 	top := drainreport.Report{Queries: seen}
 	top.Finish()
 	if len(top.Queries) > maxStatusQueries {
 		top.Queries = top.Queries[:maxStatusQueries]
 	}
-	r.j.s.setStatus(func(st *Status) { st.BlockingQueries, st.Queries = &n, top.Queries })
-	if pr, ok := r.j.s.opts.Recorder.(PhaseRecorder); ok {
+	j.s.setStatus(func(st *Status) { st.BlockingQueries, st.Queries = &n, top.Queries })
+	if pr, ok := j.s.opts.Recorder.(PhaseRecorder); ok {
 		pr.BlockingQueries(n)
 	}
 }
@@ -217,7 +198,7 @@ func (r *jobReport) seeQueries(qs []trinoadmin.Query) {
 func (j *job) completed(result, reason string) {
 	j.s.opts.Recorder.ActionCompleted(result, reason)
 	now := j.s.opts.Clock.Now()
-	j.report().update(func(rep *drainreport.Report) {
+	j.updateReport(func(rep *drainreport.Report) {
 		rep.Result, rep.Reason, rep.Timeline.Completed = result, reason, now
 	})
 }
@@ -229,45 +210,44 @@ func (j *job) finishReport(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	r := j.report()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
+	j.repMu.Lock()
+	defer j.repMu.Unlock()
+	r := j.openReport()
+	if r == nil {
 		return
 	}
-	r.done = true
+	j.repDone = true
 	s := j.s
-	if r.r.Timeline.Confirmed.IsZero() { // an action never confirmed (a Spot signal): when received
-		r.r.Timeline.Confirmed = r.r.Timeline.Received
+	if r.Timeline.Confirmed.IsZero() { // an action never confirmed (a Spot signal): when received
+		r.Timeline.Confirmed = r.Timeline.Received
 	}
-	if r.r.Result == "" && j.resume != nil {
-		r.r.Reason = j.resume.Reason // completed by a version without reports
+	if r.Result == "" && j.resume != nil {
+		r.Reason = j.resume.Reason // completed by a version without reports
 	}
 	if token := j.action().Token; token != "" {
-		r.r.TokenPrefix = lifecycle.TokenPrefix(token) // lent by the queue's message
+		r.TokenPrefix = lifecycle.TokenPrefix(token) // lent by the queue's message
 	}
-	r.r.Finish()
+	r.Finish()
 	if pr, ok := s.opts.Recorder.(PhaseRecorder); ok {
-		r.r.Phases.Each(pr.DrainPhase)
+		r.Phases.Each(pr.DrainPhase)
 		pr.BlockingQueries(0)
 	}
 	// Stored first: whoever sees the event finds it in the history too.
 	if s.opts.Reports != nil && !s.opts.DryRun {
-		if err := s.opts.Reports.Append(r.id, r.r); err != nil {
+		if err := s.opts.Reports.Append(statefile.ReportID(j.key), *r); err != nil {
 			j.log().Warn("could not add the drain report to the history", zap.Error(err))
 		}
 	}
-	j.log().Info("drain report", zap.Any("report", r.r))
+	j.log().Info("drain report", zap.Any("report", *r))
 }
 
 // observed runs one drain attempt with the report observing it and, with
 // a QueryLister, the queries holding the drain listed alongside. It returns
 // when the drain does; the listing stops with it.
 func (j *job) observed(ctx context.Context, drain func(context.Context, *zap.Logger) (trinoadmin.Result, error)) (trinoadmin.Result, error) {
-	rep := j.report()
-	ctx = trinoadmin.WithObserver(ctx, rep)
+	ctx = trinoadmin.WithObserver(ctx, j)
 	if q := j.s.opts.Queries; q != nil {
-		defer background(ctx, func(ctx context.Context) { j.watchQueries(ctx, q, rep) })()
+		defer background(ctx, func(ctx context.Context) { j.watchQueries(ctx, q) })()
 	}
 	return drain(ctx, j.log())
 }
@@ -275,7 +255,7 @@ func (j *job) observed(ctx context.Context, drain func(context.Context, *zap.Log
 // watchQueries lists the blocking queries at once and then every
 // QueryInterval until ctx ends. A failure leaves the drain alone; each
 // distinct error is logged once.
-func (j *job) watchQueries(ctx context.Context, q QueryLister, rep *jobReport) {
+func (j *job) watchQueries(ctx context.Context, q QueryLister) {
 	s := j.s
 	interval := s.opts.QueryInterval
 	if interval <= 0 {
@@ -294,7 +274,7 @@ func (j *job) watchQueries(ctx context.Context, q QueryLister, rep *jobReport) {
 					zap.Error(err))
 			}
 		default:
-			rep.seeQueries(qs)
+			j.seeQueries(qs)
 		}
 		select {
 		case <-ctx.Done():

@@ -416,7 +416,10 @@ type job struct {
 	confirmed     bool          // AWS confirmed the action (or its source is this instance's own state)
 	confirmSource string        // what confirmed it
 	wake          chan struct{} // closed when confirmed while a confirmation waits
-	rep           *jobReport    // the drain report, once started (report.go)
+
+	repMu   sync.Mutex          // held while the report changes and is written
+	rep     *drainreport.Report // the drain report, once started (report.go)
+	repDone bool                // the report is logged and stored, or was stored by a previous run
 }
 
 // lend takes the token of another delivery of the same action, for an
@@ -747,7 +750,7 @@ func (j *job) run(ctx context.Context) {
 		return
 	}
 	// The report's confirmed step: from here on the action is this instance's.
-	j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
+	j.mark(func(t *drainreport.Timeline) *time.Time { return &t.Confirmed })
 
 	// A terminating worker is told to drain before anything is read or
 	// persisted: reading the hook's timeouts and two fsyncs would delay
@@ -1117,7 +1120,13 @@ func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 // hidden for another interval.
 func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration) {
 	s := j.s
-	j.report().heartbeat(err)
+	j.updateReport(func(rep *drainreport.Report) {
+		if err == nil {
+			rep.HeartbeatsSent++
+		} else {
+			rep.HeartbeatsFailed++
+		}
+	})
 	switch {
 	case err == nil:
 		s.opts.Recorder.Heartbeat("ok")
@@ -1151,7 +1160,7 @@ func (j *job) ack(ctx context.Context) {
 			continue
 		}
 		j.log().Info("lifecycle message deleted", zap.String("message_id", m.ID))
-		j.report().mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted }) // the first deletion counts
+		j.mark(func(t *drainreport.Timeline) *time.Time { return &t.MessageDeleted }) // the first deletion counts
 	}
 	j.finishReport(ctx) // before the record says acked: a restart in between keeps one report
 	if ctx.Err() == nil {
