@@ -204,12 +204,10 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	startJob := func(j *job) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			j.run(ctx)
-			s.drop(j) // whatever way run ended
-		}()
+			s.forget(j, false) // whatever way run ended
+		})
 	}
 	s.mu.Lock()
 	resumed := s.resumed
@@ -236,33 +234,23 @@ func (s *Supervisor) Run(ctx context.Context, in <-chan lifecycle.Delivery, prog
 	}
 }
 
-// forget removes a job. With finished, its key is remembered as done, so
-// later deliveries of the action are deleted instead of drained again. The
-// job calls it before deleting its messages: a delivery that arrives after
-// that is handled as a redelivery, never attached to a job whose messages
-// are already gone.
-func (s *Supervisor) forget(key string, finished bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j := s.jobs[key]
-	delete(s.jobs, key)
-	if finished {
-		now := s.opts.Clock.Now()
-		s.done[key] = now
-		if j != nil {
-			s.finished[j.event.Tuple()] = now
-		}
-		s.pruneDone()
-	}
-}
-
-// drop removes a job that has ended, unless another job for its key has
-// taken its place (a redelivery of a rejected action).
-func (s *Supervisor) drop(j *job) {
+// forget removes a job, unless another job for its key has taken its place
+// (a redelivery of a rejected action). With finished, its key is
+// remembered as done, so later deliveries of the action are deleted
+// instead of drained again. A finishing job calls it before deleting its
+// messages: a delivery that arrives after that is handled as a
+// redelivery, never attached to a job whose messages are already gone.
+func (s *Supervisor) forget(j *job, finished bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.jobs[j.key] == j {
 		delete(s.jobs, j.key)
+	}
+	if finished {
+		now := s.opts.Clock.Now()
+		s.done[j.key] = now
+		s.finished[j.event.Tuple()] = now
+		s.pruneDone()
 	}
 }
 
@@ -285,7 +273,8 @@ func (s *Supervisor) Resume(recs []statefile.Record, adopt func(statefile.Messag
 			s.finished[r.Event.Tuple()] = r.Updated
 			continue
 		}
-		j := &job{s: s, key: r.Key, event: r.Event, resume: &r}
+		// The plan and timing persist with every save; a restart never moves the deadline.
+		j := &job{s: s, key: r.Key, event: r.Event, resume: &r, planned: r.Plan, timing: r.Hook}
 		if adopt != nil {
 			for _, ref := range r.Messages {
 				if m := adopt(ref); m != nil {
@@ -409,8 +398,8 @@ type job struct {
 	mu      sync.Mutex
 	msgs    []*lifecycle.Message // every SQS message that carried the action
 	state   string
-	timing  *lifecycle.HookTiming // once read
-	planned *lifecycle.Plan       // once computed
+	timing  *lifecycle.HookTiming // once read, or resumed
+	planned *lifecycle.Plan       // once computed, or resumed
 	token   string                // lent by a later delivery of the same action
 
 	confirmed     bool          // AWS confirmed the action (or its source is this instance's own state)
@@ -866,7 +855,7 @@ func (j *job) runSignal(ctx context.Context) {
 	}
 	j.log().Info("spot drain finished", zap.String("reason", reason), zap.Duration("elapsed", s.opts.Clock.Now().Sub(now)))
 	j.completed("none", reason)
-	s.forget(j.key, true)
+	s.forget(j, true)
 	j.finishReport(ctx)
 }
 
@@ -1070,14 +1059,6 @@ func (j *job) save(phase, reason string) {
 	j.mu.Lock()
 	r := statefile.Record{Key: j.key, Event: j.event, Phase: phase, Reason: reason, Plan: j.planned, Hook: j.timing,
 		Confirmed: j.confirmed, Updated: s.opts.Clock.Now()}
-	if j.resume != nil {
-		if r.Plan == nil {
-			r.Plan = j.resume.Plan
-		}
-		if r.Hook == nil {
-			r.Hook = j.resume.Hook
-		}
-	}
 	for _, m := range j.msgs {
 		r.Messages = append(r.Messages, statefile.MessageRef{ID: m.ID, ReceiptHandle: m.ReceiptHandle(), ReceiveCount: m.ReceiveCount})
 	}
@@ -1145,7 +1126,7 @@ func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration
 // it. The finished record stays for 48 h, so a redelivery after a restart
 // is deleted too, not drained again.
 func (j *job) ack(ctx context.Context) {
-	j.s.forget(j.key, true)
+	j.s.forget(j, true)
 	if j.s.opts.DryRun {
 		j.log().Info("dry run: would delete the lifecycle message")
 		j.finishReport(ctx)
