@@ -65,16 +65,12 @@ const maxStatusQueries = 5
 // the report on first use, from the state a previous run left, if any.
 // Callers hold j.repMu.
 func (j *job) openReport() *drainreport.Report {
-	if j.rep == nil {
-		j.rep = j.newReport()
+	if j.rep != nil {
+		if j.repDone {
+			return nil
+		}
+		return j.rep
 	}
-	if j.repDone {
-		return nil
-	}
-	return j.rep
-}
-
-func (j *job) newReport() *drainreport.Report {
 	s, e := j.s, j.event
 	id := statefile.ReportID(j.key)
 	var r drainreport.Report
@@ -95,7 +91,8 @@ func (j *job) newReport() *drainreport.Report {
 	}
 	r.InstanceID, r.ASG, r.Hook = e.InstanceID, e.Group, e.Hook
 	r.TokenPrefix = e.TokenPrefix()
-	return &r
+	j.rep = &r
+	return j.openReport()
 }
 
 // kindOf names the kind of action an event starts.

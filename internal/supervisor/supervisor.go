@@ -263,7 +263,6 @@ func (s *Supervisor) Resume(recs []statefile.Record, adopt func(statefile.Messag
 	defer s.mu.Unlock()
 	now := s.opts.Clock.Now()
 	for _, r := range recs {
-		log := s.log.With(append(actionFields(r.Event), zap.String("state", r.Phase))...)
 		if r.Phase == statefile.PhaseAcked {
 			if now.Sub(r.Updated) > lifecycle.MaxGlobalTimeout {
 				s.removeRecord(r.Key)
@@ -282,7 +281,8 @@ func (s *Supervisor) Resume(recs []statefile.Record, adopt func(statefile.Messag
 				}
 			}
 		}
-		log.Info("resuming a lifecycle action from the state directory", zap.Int("messages", len(j.msgs)))
+		s.log.Info("resuming a lifecycle action from the state directory",
+			append(actionFields(r.Event), zap.String("state", r.Phase), zap.Int("messages", len(j.msgs)))...)
 		s.jobs[r.Key] = j
 		s.resumed = append(s.resumed, j)
 	}
@@ -414,12 +414,9 @@ type job struct {
 // lend takes the token of another delivery of the same action, for an
 // action learned without one (IMDS).
 func (j *job) lend(token string) {
-	if token == "" {
-		return
-	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.event.Token == "" && j.token == "" {
+	if token != "" && j.event.Token == "" && j.token == "" {
 		j.token = token
 	}
 }
@@ -511,14 +508,6 @@ func needsConfirmation(e lifecycle.Event) bool {
 	return e.IsLifecycleAction() && e.Source == "sqs"
 }
 
-// transitionLabel is the closed label set of the unconfirmed metric.
-func transitionLabel(transition string) string {
-	if transition == lifecycle.TransitionLaunching {
-		return "launching"
-	}
-	return "terminating"
-}
-
 // confirmedBy marks the job confirmed by a self-confirming source (an
 // action of the same hook and transition from instance metadata) and
 // wakes a confirmation that waits.
@@ -560,8 +549,14 @@ func (j *job) confirm(ctx context.Context) bool {
 		j.confirmedBy(e.Source)
 		return true
 	}
+	// An action rejected before is checked once, no longer remembered as
+	// rejected: it is rejected anew (markRejected) if AWS still does not
+	// confirm it. Meanwhile its redeliveries join this job.
+	s.mu.Lock()
+	_, again := s.rejected[j.key]
+	delete(s.rejected, j.key)
+	s.mu.Unlock()
 	window := s.opts.ConfirmWindow
-	again := s.unreject(j.key)
 	if again {
 		window = 0
 	}
@@ -662,7 +657,11 @@ func (j *job) reject(ctx context.Context, conf lifecycle.Confirmation, err error
 		j.log().Error("lifecycle message not confirmed by AWS for this instance: the worker is not drained and the action is not completed. "+
 			"Look for a misrouted lifecycle hook, a replayed or a forged notification",
 			j.confirmFields(conf, err, zap.Duration("confirm_window", s.opts.ConfirmWindow))...)
-		s.opts.Recorder.Unconfirmed(transitionLabel(e.Transition))
+		label := "terminating" // the metric's labels are a closed set
+		if e.Transition == lifecycle.TransitionLaunching {
+			label = "launching"
+		}
+		s.opts.Recorder.Unconfirmed(label)
 	}
 	if s.opts.DryRun {
 		return
@@ -680,17 +679,6 @@ func (j *job) reject(ctx context.Context, conf lifecycle.Confirmation, err error
 			j.log().Info("handed back an unconfirmed lifecycle message", zap.String("message_id", m.ID))
 		}
 	}
-}
-
-// unreject forgets that the action was rejected and reports whether it
-// was: the job checking it again rejects it anew (markRejected) if AWS
-// still does not confirm it. Meanwhile its redeliveries join the job.
-func (s *Supervisor) unreject(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.rejected[key]
-	delete(s.rejected, key)
-	return ok
 }
 
 // markRejected remembers the job's action as rejected and removes the
@@ -769,11 +757,11 @@ func (j *job) run(ctx context.Context) {
 		zap.Time("action_started", plan.Started), zap.Duration("heartbeat_timeout", timing.HeartbeatTimeout),
 		zap.Duration("heartbeat_interval", plan.HeartbeatInterval),
 		zap.Time("deadline", plan.Deadline), zap.String("deadline_limit", plan.Limit))
+	phase := PhaseDraining
 	if e.Transition == lifecycle.TransitionLaunching {
-		j.setPhase(PhaseActivating)
-	} else {
-		j.setPhase(PhaseDraining)
+		phase = PhaseActivating
 	}
+	j.setPhase(phase)
 	j.save(statefile.PhaseDraining, "")
 
 	// The keeper heartbeats from now until completion. The job never
@@ -1078,18 +1066,16 @@ func (j *job) reasonOf(r trinoadmin.Result, err error) string {
 	case err != nil:
 		log.Error("drain did not finish", zap.Error(err))
 		return ReasonDeadline
-	}
-	switch r.Outcome {
-	case trinoadmin.OutcomeDrained:
+	case r.Outcome == trinoadmin.OutcomeDrained:
 		log.Info("trino worker drained")
 		return ReasonDrained
-	case trinoadmin.OutcomeExited:
+	case r.Outcome == trinoadmin.OutcomeExited:
 		log.Info("trino worker process has exited")
 		return ReasonExited
-	case trinoadmin.OutcomeNotRunning:
+	case r.Outcome == trinoadmin.OutcomeNotRunning:
 		log.Warn("no trino worker is running here; nothing to drain")
 		return ReasonNotRunning
-	case trinoadmin.OutcomeCoordinator:
+	case r.Outcome == trinoadmin.OutcomeCoordinator:
 		log.Error("the configured trino url points at a coordinator, which cannot be drained; " +
 			"install scaledownd on workers only (or point trino.url at the local worker). Completing at once: there is nothing a drain can save")
 		return ReasonCoordinator
@@ -1127,12 +1113,12 @@ func (j *job) onHeartbeat(ctx context.Context, err error, interval time.Duration
 // is deleted too, not drained again.
 func (j *job) ack(ctx context.Context) {
 	j.s.forget(j, true)
+	msgs := j.messages()
 	if j.s.opts.DryRun {
 		j.log().Info("dry run: would delete the lifecycle message")
-		j.finishReport(ctx)
-		return
+		msgs = nil // nor is anything saved
 	}
-	for _, m := range j.messages() {
+	for _, m := range msgs {
 		// Retried while the receipt handle is good, so an SQS outage does
 		// not leave the message for its redelivery.
 		if err := m.DeleteRetrying(ctx); err != nil {
