@@ -45,12 +45,8 @@ func newIMDS(cfg config.Config) *imds.Client {
 // retrying with backoff until it succeeds or ctx ends.
 func resolveIdentity(ctx context.Context, cfg config.Config, log *zap.Logger, waiting func(reason string)) (Identity, error) {
 	id := Identity{InstanceID: cfg.AWS.InstanceID, Region: cfg.AWS.Region}
-	if id.InstanceID != "" && id.Region != "" {
-		return id, nil
-	}
 	client := newIMDS(cfg)
-	backoff := time.Second
-	for {
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		err := fillFromIMDS(ctx, client, &id)
 		if err == nil {
 			return id, nil
@@ -65,7 +61,6 @@ func resolveIdentity(ctx context.Context, cfg config.Config, log *zap.Logger, wa
 			return id, ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -73,23 +68,22 @@ func resolveIdentity(ctx context.Context, cfg config.Config, log *zap.Logger, wa
 // checks.
 func Identify(ctx context.Context, cfg config.Config) (Identity, error) {
 	id := Identity{InstanceID: cfg.AWS.InstanceID, Region: cfg.AWS.Region}
-	if id.InstanceID != "" && id.Region != "" {
-		return id, nil
-	}
 	err := fillFromIMDS(ctx, newIMDS(cfg), &id)
 	return id, err
 }
 
+// fillFromIMDS reads from c what id lacks; it asks nothing when id is
+// complete.
 func fillFromIMDS(ctx context.Context, c *imds.Client, id *Identity) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if id.InstanceID == "" {
 		out, err := c.GetMetadata(ctx, &imds.GetMetadataInput{Path: "instance-id"})
-		if err != nil {
-			return fmt.Errorf("read instance-id: %w", err)
+		var b []byte
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(out.Content, 256))
+			out.Content.Close()
 		}
-		b, err := io.ReadAll(io.LimitReader(out.Content, 256))
-		out.Content.Close()
 		if err != nil {
 			return fmt.Errorf("read instance-id: %w", err)
 		}
@@ -103,11 +97,6 @@ func fillFromIMDS(ctx context.Context, c *imds.Client, id *Identity) error {
 		id.Region = out.Region
 	}
 	return nil
-}
-
-// Clients builds the SQS and Auto Scaling clients as the daemon uses them.
-func Clients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics, log *zap.Logger) (*sqs.Client, *autoscaling.Client, error) {
-	return awsClients(ctx, cfg, region, m, log)
 }
 
 // TrinoClient builds the worker client from the configuration.
@@ -126,9 +115,10 @@ func TrinoClient(cfg config.Config) (*trinoadmin.Client, error) {
 	return c, nil
 }
 
-// awsClients builds the SQS and Auto Scaling clients: the SDK's standard
-// retryer with the configured attempts, every call counted in metrics.
-func awsClients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics, log *zap.Logger) (*sqs.Client, *autoscaling.Client, error) {
+// Clients builds the SQS and Auto Scaling clients as the daemon uses them:
+// the SDK's standard retryer with the configured attempts, every call
+// counted in metrics.
+func Clients(ctx context.Context, cfg config.Config, region string, m *metrics.Metrics, log *zap.Logger) (*sqs.Client, *autoscaling.Client, error) {
 	sdkLog := log.With(zap.String("component", "aws-sdk"))
 	opts := []func(*awsconfig.LoadOptions) error{
 		// The instance role's credentials come from IMDS too: IMDSv2 only,

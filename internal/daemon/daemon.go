@@ -82,7 +82,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		log.Warn("TLS verification of the trino worker is off (trino.tls-verify=false)")
 	}
 
-	sqsClient, asClient, err := awsClients(ctx, cfg, id.Region, m, log)
+	sqsClient, asClient, err := Clients(ctx, cfg, id.Region, m, log)
 	if err != nil {
 		return err
 	}
