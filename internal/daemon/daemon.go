@@ -67,8 +67,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	log.Info("listening", zap.String("address", srv.Addr()))
 
 	id, err := resolveIdentity(ctx, cfg, log, func(reason string) { health.SetReady("identity", reason) })
-	if err != nil {
-		return nilIfCanceled(err)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	} else if err != nil {
+		return err
 	}
 	health.SetReady("identity", "")
 	log = log.With(zap.String("instance_id", id.InstanceID))
@@ -159,33 +161,27 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		// A receive can take WaitTime + CallTimeout, then a backoff of up
 		// to 30 s or an idle pause: a loop silent for twice that is stuck.
 		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second+cfg.AWS.SQSIdleInterval))
-		sources.Add(1)
-		go func() { defer sources.Done(); _ = sqsSource.Run(runCtx, deliveries, pollBeat) }()
+		sources.Go(func() { _ = sqsSource.Run(runCtx, deliveries, pollBeat) })
 	}
 	if useIMDS {
 		imdsBeat := health.Watch("imds-poll", 2*cfg.AWS.IMDSPollInterval+30*time.Second)
-		sources.Add(1)
-		go func() { defer sources.Done(); _ = imdsSource.Run(runCtx, deliveries, imdsBeat) }()
+		sources.Go(func() { _ = imdsSource.Run(runCtx, deliveries, imdsBeat) })
 	}
 	if pendingLaunch && useIMDS {
 		// A launch hook holds this instance: complete it once the worker
 		// is ACTIVE, without waiting for the queue.
-		sources.Add(1)
-		go func() {
-			defer sources.Done()
-			deliverPendingLaunch(runCtx, log, actions, cfg, id.InstanceID, group, deliveries)
-		}()
+		sources.Go(func() { deliverPendingLaunch(runCtx, log, actions, cfg, id.InstanceID, group, deliveries) })
 	}
-	supDone := make(chan struct{})
-	go func() { sup.Run(runCtx, deliveries, supBeat); close(supDone) }()
+	var supervising sync.WaitGroup
+	supervising.Go(func() { sup.Run(runCtx, deliveries, supBeat) })
 
 	health.SetReady("queue", "")
 	log.Info("scaledownd ready: watching for lifecycle actions", zap.String("queue_url", cfg.AWS.QueueURL),
 		zap.Bool("sqs", useSQS), zap.Bool("imds", useIMDS))
 	notifyReady(log, "watching for lifecycle actions")
-	watchdogDone := make(chan struct{})
-	go func() { watchdog(runCtx, health, log); close(watchdogDone) }()
-	defer func() { <-watchdogDone }()
+	var petting sync.WaitGroup
+	petting.Go(func() { watchdog(runCtx, health, log) })
+	defer petting.Wait()
 	if opts.Ready != nil {
 		opts.Ready(srv.Addr())
 	}
@@ -197,7 +193,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	log.Info("stopping: no new lifecycle actions are taken; an action in progress is left for the next start")
 	cancel()
-	<-supDone
+	supervising.Wait()
 	sources.Wait()
 	return nil
 }
@@ -224,17 +220,11 @@ func notifyReady(log *zap.Logger, status string) {
 	}
 }
 
-func nilIfCanceled(err error) error {
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
-}
-
 // openState opens the state directory and reads the actions a previous run
 // left. A state directory that cannot be used is logged and the daemon runs
-// without persistence: the SQS message then carries the action alone.
-func openState(cfg config.Config, log *zap.Logger) (*statefile.Store, []statefile.Record) {
+// without persistence (a nil Store): the SQS message then carries the action
+// alone.
+func openState(cfg config.Config, log *zap.Logger) (supervisor.Store, []statefile.Record) {
 	if cfg.DryRun {
 		return nil, nil
 	}
@@ -257,7 +247,7 @@ func openState(cfg config.Config, log *zap.Logger) (*statefile.Store, []statefil
 // openHistory opens the drain report history in the state directory; like
 // the records, a directory that cannot be used costs the reports, not the
 // drains (each report is still logged).
-func openHistory(cfg config.Config, log *zap.Logger) *statefile.History {
+func openHistory(cfg config.Config, log *zap.Logger) supervisor.ReportStore {
 	if cfg.DryRun {
 		return nil
 	}

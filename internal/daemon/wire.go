@@ -10,7 +10,6 @@ import (
 
 	"github.com/scaledownd/scaledownd/internal/config"
 	"github.com/scaledownd/scaledownd/internal/metrics"
-	"github.com/scaledownd/scaledownd/internal/statefile"
 	"github.com/scaledownd/scaledownd/internal/supervisor"
 	"github.com/scaledownd/scaledownd/pkg/lifecycle"
 	"github.com/scaledownd/scaledownd/pkg/trinoadmin"
@@ -39,33 +38,28 @@ func newDrainer(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *me
 }
 
 func newSupervisor(cfg config.Config, actions *lifecycle.Actions, drainer *trinoadmin.Drainer, confirmer supervisor.Confirmer,
-	store *statefile.Store, history *statefile.History, dopts Options, m *metrics.Metrics) *supervisor.Supervisor {
-	opts := supervisor.Options{
+	store supervisor.Store, history supervisor.ReportStore, dopts Options, m *metrics.Metrics) *supervisor.Supervisor {
+	log := dopts.Logger.With(zap.String("component", "supervisor"))
+	return supervisor.New(actions, drainer, supervisor.Options{
 		Plan: lifecycle.PlanOptions{
 			HeartbeatInterval: time.Duration(cfg.Lifecycle.HeartbeatInterval),
 			MaxDrainTime:      cfg.Lifecycle.MaxDrainTime,
 			SafetyMargin:      cfg.Lifecycle.SafetyMargin,
 		},
-		Retry: lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow,
-			Log: dopts.Logger.With(zap.String("component", "supervisor"))},
+		Retry:         lifecycle.RetryPolicy{NotFoundWindow: cfg.Lifecycle.NotFoundWindow, Log: log},
 		LaunchTimeout: cfg.Lifecycle.LaunchTimeout,
 		Confirmer:     confirmer,
 		ConfirmWindow: cfg.Lifecycle.ConfirmWindow,
 		// Every 5 s, or four times within a shorter window.
 		ConfirmInterval: max(min(supervisor.DefaultConfirmInterval, cfg.Lifecycle.ConfirmWindow/4), 100*time.Millisecond),
 		DryRun:          cfg.DryRun,
-		Logger:          dopts.Logger.With(zap.String("component", "supervisor")),
+		Logger:          log,
 		Recorder:        m,
 		Queries:         dopts.Queries,
 		QueryInterval:   dopts.QueryInterval,
-	}
-	if store != nil {
-		opts.Store = store
-	}
-	if history != nil {
-		opts.Reports = history
-	}
-	return supervisor.New(actions, drainer, opts)
+		Store:           store,
+		Reports:         history,
+	})
 }
 
 // newConfirmer asks AWS before an action from the queue changes the worker:
