@@ -194,7 +194,7 @@ func serve(cfg config.Config, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = daemon.Run(ctx, cfg, daemon.Options{Version: version, Logger: log, Metrics: metrics.New(version)})
+	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log, Metrics: metrics.New(version)})
 	if err != nil {
 		log.Error("scaledownd stopped with an error", zap.Error(err))
 		return 1

@@ -27,7 +27,6 @@ const shutdownTimeout = 2 * time.Second
 
 // Options are the daemon's inputs besides the configuration.
 type Options struct {
-	Version string
 	Logger  *zap.Logger
 	Metrics *metrics.Metrics
 	// Ready, if set, is called with the listener's address once the daemon

@@ -60,7 +60,7 @@ func TestIMDSDownAtStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon.Run(ctx, cfg, daemon.Options{Version: "test", Logger: zaptest.NewLogger(t), Metrics: metrics.New("test")})
+		done <- daemon.Run(ctx, cfg, daemon.Options{Logger: zaptest.NewLogger(t), Metrics: metrics.New("test")})
 	}()
 	defer func() {
 		cancel()

@@ -205,7 +205,7 @@ func StartDaemonWith(ctx context.Context, cfg config.Config, log *zap.Logger, qu
 	ready := make(chan string, 1)
 	go func() {
 		d.done <- daemon.Run(ctx, cfg, daemon.Options{
-			Version: "test", Logger: log, Metrics: d.Metrics, Queries: queries, QueryInterval: 100 * time.Millisecond,
+			Logger: log, Metrics: d.Metrics, Queries: queries, QueryInterval: 100 * time.Millisecond,
 			Ready: func(addr string) { ready <- addr },
 		})
 	}()
