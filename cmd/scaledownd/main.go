@@ -186,11 +186,11 @@ func serve(cfg config.Config, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 
 	fields := cfg.Fields()
-	zf := make([]zap.Field, 0, len(fields))
+	zf := []zap.Field{zap.String("version", version)}
 	for _, k := range config.Keys(fields) {
 		zf = append(zf, zap.String(k, fields[k]))
 	}
-	log.Info("scaledownd starting", append([]zap.Field{zap.String("version", version)}, zf...)...)
+	log.Info("scaledownd starting", zf...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -256,42 +256,27 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, env environmen
 	case "status":
 		o := ops.StatusOptions{Listen: cfg.Listen, WebConfigFile: cfg.Web.Config.File, User: webUser, PasswordFile: webPasswordFile}
 		if watch {
-			if err := ops.Watch(ctx, stdout, o, time.Second); err != nil {
-				fmt.Fprintln(stderr, err)
-				return 1
-			}
-			return 0
+			err = ops.Watch(ctx, stdout, o, time.Second)
+		} else {
+			err = ops.Status(ctx, stdout, o, asJSON)
 		}
-		if err := ops.Status(ctx, stdout, o, asJSON); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		return 0
 	case "history":
-		if err := ops.History(stdout, cfg.StateDir, asJSON); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		return 0
+		err = ops.History(stdout, cfg.StateDir, asJSON)
 	case "check":
 		checks := ops.RunChecks(ctx, cfg, checkDeps(ctx, cfg, log))
-		if err := ops.PrintChecks(stdout, checks, asJSON); err != nil {
+		if err = ops.PrintChecks(stdout, checks, asJSON); err == nil && ops.Failed(checks) {
+			return 1
+		}
+	case "undrain", "drain":
+		var tc *trinoadmin.Client
+		if tc, err = daemon.TrinoClient(cfg); err != nil {
 			fmt.Fprintln(stderr, err)
-			return 1
+			return 2
 		}
-		if ops.Failed(checks) {
-			return 1
+		if cmd == "undrain" {
+			err = ops.Undrain(ctx, stdout, tc)
+			break
 		}
-		return 0
-	}
-	tc, err := daemon.TrinoClient(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	if cmd == "undrain" {
-		err = ops.Undrain(ctx, stdout, tc)
-	} else {
 		strategy := trinoadmin.Strategy(cfg.Trino.Strategy)
 		if shutdown {
 			strategy = trinoadmin.StrategyShutdown
