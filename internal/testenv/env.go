@@ -6,6 +6,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -63,12 +64,8 @@ type Env struct {
 
 // New starts the peers.
 func New(opts Options) (*Env, error) {
-	if opts.InstanceID == "" {
-		opts.InstanceID = InstanceID
-	}
-	if opts.HeartbeatTimeout == 0 {
-		opts.HeartbeatTimeout = 2 * time.Second
-	}
+	opts.InstanceID = cmp.Or(opts.InstanceID, InstanceID)
+	opts.HeartbeatTimeout = cmp.Or(opts.HeartbeatTimeout, 2*time.Second)
 	dir, err := os.MkdirTemp("", "scaledownd-env-")
 	if err != nil {
 		return nil, fmt.Errorf("scratch directory: %w", err)
@@ -92,12 +89,8 @@ func New(opts Options) (*Env, error) {
 		e.TrinoURL = "http://127.0.0.1:" + port
 		return e, nil
 	}
-	if opts.Trino.Version == "" {
-		opts.Trino.Version = "476"
-	}
-	if opts.Trino.GracePeriod == 0 {
-		opts.Trino.GracePeriod = 200 * time.Millisecond
-	}
+	opts.Trino.Version = cmp.Or(opts.Trino.Version, "476")
+	opts.Trino.GracePeriod = cmp.Or(opts.Trino.GracePeriod, 200*time.Millisecond)
 	e.Trino = testpeers.NewTrino(opts.Trino)
 	e.TrinoURL = e.Trino.URL()
 	return e, nil
