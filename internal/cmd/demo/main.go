@@ -10,16 +10,19 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,7 +139,8 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	// The notification reaches the queue a moment later; by then the
 	// metadata poll has usually started the drain.
 	sendAt := time.Now().Add(1500 * time.Millisecond)
-	for time.Now().Before(sendAt) && !hasState(env.Trino, "DRAINING") {
+	draining := func(c testpeers.TrinoStateChange) bool { return c.State == "DRAINING" }
+	for time.Now().Before(sendAt) && !slices.ContainsFunc(env.Trino.StateHistory(), draining) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	id := env.SQS.Send(env.QueueURL, msg.Direct())
@@ -153,12 +157,9 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 			err = errors.New("no drain report logged within 5 s of the end")
 		}
 	}
-	stopErr := stop(cmd, tl)
-	if err != nil {
+	// The daemon stops either way; the first failure is the one to tell.
+	if err := cmp.Or(err, stop(cmd, tl)); err != nil {
 		return err
-	}
-	if stopErr != nil {
-		return stopErr
 	}
 	if err := showReport(binary, daemonEnv, report); err != nil {
 		return err
@@ -193,7 +194,7 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 	for {
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", keys(seenStates), heartbeats)
+			return res, fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", slices.Sorted(maps.Keys(seenStates)), heartbeats)
 		case <-tick.C:
 		}
 		for _, c := range env.Trino.StateHistory() {
@@ -231,13 +232,9 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 				}
 			}
 		}
-		if !deleted {
-			for _, d := range env.SQS.Deleted(env.QueueURL) {
-				if d == id {
-					deleted = true
-					tl.say("sqs", "lifecycle message deleted")
-				}
-			}
+		if !deleted && slices.Contains(env.SQS.Deleted(env.QueueURL), id) {
+			deleted = true
+			tl.say("sqs", "lifecycle message deleted")
 		}
 		if !completed.IsZero() && deleted {
 			select {
@@ -367,22 +364,4 @@ func stop(cmd *exec.Cmd, tl *timeline) error {
 		_ = cmd.Process.Kill()
 		return errors.New("daemon did not stop within 5 s of SIGTERM")
 	}
-}
-
-// hasState reports whether the worker has been in state.
-func hasState(w *testpeers.TrinoWorker, state string) bool {
-	for _, c := range w.StateHistory() {
-		if c.State == state {
-			return true
-		}
-	}
-	return false
-}
-
-func keys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
