@@ -219,6 +219,36 @@ func notifyReady(log *zap.Logger, status string) {
 	}
 }
 
+// watchdog pets systemd's watchdog (WatchdogSec) at half its interval, but
+// only while every loop makes progress: a stuck loop stops the pets and
+// systemd restarts the daemon. It returns when ctx ends, at once when the
+// watchdog is not enabled for this process.
+func watchdog(ctx context.Context, h *server.Health, log *zap.Logger) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	warned := false
+	for {
+		if ok, why := h.Live(); ok {
+			warned = false
+			if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
+				log.Warn("watchdog notification failed", zap.Error(err))
+			}
+		} else if !warned {
+			log.Error("a main loop is stuck; no longer petting the systemd watchdog", zap.String("stuck", why))
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // openState opens the state directory and reads the actions a previous run
 // left. A state directory that cannot be used is logged and the daemon runs
 // without persistence (a nil Store): the SQS message then carries the action
