@@ -96,20 +96,14 @@ func New(opts Options) (*Env, error) {
 	return e, nil
 }
 
-// Close stops the peers.
+// Close stops the peers and removes the scratch directory.
 func (e *Env) Close() {
 	if e.Trino != nil {
 		e.Trino.Close()
 	}
-	if e.ASG != nil {
-		e.ASG.Close()
-	}
-	if e.SQS != nil {
-		e.SQS.Close()
-	}
-	if e.Dir != "" {
-		_ = os.RemoveAll(e.Dir)
-	}
+	e.ASG.Close()
+	e.SQS.Close()
+	_ = os.RemoveAll(e.Dir)
 }
 
 // StateDir is the daemon state directory for an instance of this world; a
@@ -227,6 +221,3 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	})
 	return err
 }
-
-// Done returns the channel on which Run's result arrives.
-func (d *Daemon) Done() <-chan error { return d.done }
