@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -123,9 +124,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 			zap.Int("unfinished", unfinished))
 	} else {
 		log.Info("auto scaling membership", zap.String("asg", mem.Group), zap.String("lifecycle_state", mem.State))
-		if group == "" {
-			group = mem.Group
-		}
+		group = cmp.Or(group, mem.Group)
 		pendingLaunch = mem.State == "Pending:Wait"
 		if cfg.AWS.Group != "" && cfg.AWS.Group != mem.Group {
 			log.Warn("instance is in another Auto Scaling group than aws.asg-name; its lifecycle messages will be left to others",
