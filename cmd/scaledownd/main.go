@@ -298,9 +298,8 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, env environmen
 // checkDeps builds what the preflight checks talk to, keeping failures as
 // check results rather than aborting.
 func checkDeps(ctx context.Context, cfg config.Config, log *zap.Logger) ops.Deps {
-	var d ops.Deps
 	id, err := daemon.Identify(ctx, cfg)
-	d.InstanceID, d.Region, d.IdentityErr = id.InstanceID, id.Region, err
+	d := ops.Deps{InstanceID: id.InstanceID, Region: id.Region, IdentityErr: err}
 	if tc, err := daemon.TrinoClient(cfg); err == nil {
 		d.Trino = tc
 	}
