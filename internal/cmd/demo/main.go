@@ -181,7 +181,6 @@ type result struct {
 // message deleted.
 func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string) (result, error) {
 	var (
-		res                  result
 		seenStates           = map[string]bool{}
 		heartbeats           int
 		lastTasks            = env.Trino.ActiveTasks()
@@ -194,7 +193,7 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 	for {
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", slices.Sorted(maps.Keys(seenStates)), heartbeats)
+			return result{}, fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", slices.Sorted(maps.Keys(seenStates)), heartbeats)
 		case <-tick.C:
 		}
 		for _, c := range env.Trino.StateHistory() {
@@ -219,16 +218,16 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 		}
 		switch act.State {
 		case testpeers.AutoScalingActionExpired:
-			return res, fmt.Errorf("lifecycle action expired (%s) with result %s", act.ExpiryReason, act.Result)
+			return result{}, fmt.Errorf("lifecycle action expired (%s) with result %s", act.ExpiryReason, act.Result)
 		case testpeers.AutoScalingActionCompleted:
 			if completed.IsZero() {
 				completed = act.CompletedAt
 				tl.say("autoscaling", "CompleteLifecycleAction %s → instance proceeds to Terminating:Proceed", act.Result)
 				if act.Result != "CONTINUE" {
-					return res, fmt.Errorf("completed with %s", act.Result)
+					return result{}, fmt.Errorf("completed with %s", act.Result)
 				}
 				if drainedAt.IsZero() || completed.Before(drainedAt) {
-					return res, errors.New("completed before the worker was DRAINED")
+					return result{}, errors.New("completed before the worker was DRAINED")
 				}
 			}
 		}
@@ -242,10 +241,8 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 				tl.say("trino", "idle worker process exited (SHUTTING_DOWN after DRAINED)")
 			case <-time.After(3 * time.Second):
 			}
-			res.finished = initialTasks - env.Trino.FailedTasks()
-			res.heartbeats = heartbeats
-			res.completeAfterDrained = completed.Sub(drainedAt)
-			return res, nil
+			return result{finished: initialTasks - env.Trino.FailedTasks(), heartbeats: heartbeats,
+				completeAfterDrained: completed.Sub(drainedAt)}, nil
 		}
 	}
 }
