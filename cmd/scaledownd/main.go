@@ -178,11 +178,7 @@ func indent(s string) string {
 
 // serve runs the daemon until SIGTERM or SIGINT.
 func serve(cfg config.Config, stderr io.Writer) int {
-	log, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
+	log := newLogger(cfg.Log, stderr)
 	defer func() { _ = log.Sync() }()
 
 	fields := cfg.Fields()
@@ -194,8 +190,7 @@ func serve(cfg config.Config, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err = daemon.Run(ctx, cfg, daemon.Options{Logger: log, Metrics: metrics.New(version)})
-	if err != nil {
+	if err := daemon.Run(ctx, cfg, daemon.Options{Logger: log, Metrics: metrics.New(version)}); err != nil {
 		log.Error("scaledownd stopped with an error", zap.Error(err))
 		return 1
 	}
@@ -204,11 +199,9 @@ func serve(cfg config.Config, stderr io.Writer) int {
 }
 
 // newLogger builds the zap logger: JSON by default, console on request.
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(c.Level)
-	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
+// The configuration has been validated: its level is one zap knows.
+func newLogger(c config.Log, w io.Writer) *zap.Logger {
+	level, _ := zapcore.ParseLevel(c.Level)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "ts"
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -220,7 +213,7 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
-	return zap.New(core, zap.AddCaller()), nil
+	return zap.New(core, zap.AddCaller())
 }
 
 // operate runs an operator command.
@@ -247,11 +240,8 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, env environmen
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
+	log := newLogger(cfg.Log, stderr)
+	var err error
 	switch cmd {
 	case "status":
 		o := ops.StatusOptions{Listen: cfg.Listen, WebConfigFile: cfg.Web.Config.File, User: webUser, PasswordFile: webPasswordFile}
