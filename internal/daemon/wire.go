@@ -134,13 +134,11 @@ func newIMDSSource(cfg config.Config, instanceID, group string, actions *lifecyc
 }
 
 // QueryWatcher follows, while the worker drains, which queries still
-// have tasks on it: from trino.coordinator-url (GET /v1/query, at most once
-// per trinoadmin.MinQueryInterval, same credentials and TLS as the worker).
-// It is the supervisor's QueryLister (each BlockingQueries call answers
-// from the last question if that is under 10 s old), and its
-// Run(ctx, deadline), started when DRAINING is requested, adds the
-// deadline warning. Without a coordinator URL, Run says once that only the
-// task count is known. m may be nil (scaledownd drain --wait has no
+// have tasks on it, asking trino.coordinator-url (same credentials and TLS
+// as the worker) at most once per trinoadmin.MinQueryInterval: it is the
+// supervisor's QueryLister, and its Run adds the deadline warning (see
+// trinoadmin.Watcher). Without a coordinator URL, Run says once that only
+// the task count is known. m may be nil (scaledownd drain --wait has no
 // metrics).
 func QueryWatcher(cfg config.Config, tc *trinoadmin.Client, log *zap.Logger, m *metrics.Metrics) *trinoadmin.Watcher {
 	opts := trinoadmin.WatcherOptions{
