@@ -144,13 +144,11 @@ func load(args []string, stdout, stderr io.Writer, env environment, extra func(*
 		return config.Config{}, 2
 	}
 	if err := config.CheckEnv(env); err != nil {
-		fmt.Fprintf(stderr, "invalid configuration:\n%s\n", indent(err.Error()))
-		return config.Config{}, 2
+		return config.Config{}, invalid(stderr, err)
 	}
 	cfg, src, err := config.Load(fs, env.lookup)
 	if err != nil {
-		fmt.Fprintf(stderr, "invalid configuration:\n%s\n", indent(err.Error()))
-		return cfg, 2
+		return cfg, invalid(stderr, err)
 	}
 	for _, w := range src.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
@@ -172,8 +170,10 @@ func (e environment) lookup(name string) (string, bool) {
 	return "", false
 }
 
-func indent(s string) string {
-	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+// invalid prints a configuration error, indented, and returns exit code 2.
+func invalid(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	return 2
 }
 
 // serve runs the daemon until SIGTERM or SIGINT.
