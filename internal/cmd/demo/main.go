@@ -146,7 +146,7 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 	id := env.SQS.Send(env.QueueURL, msg.Direct())
 	tl.say("sqs", "lifecycle notification queued (message %s…)", id[:8])
 
-	res, err := watch(ctx, env, tl, token, id)
+	outcome, err := watch(ctx, env, tl, token, id)
 	var report json.RawMessage
 	if err == nil {
 		// The report is the action's last word: logged once its message is
@@ -165,21 +165,13 @@ func run(binary string, timeout time.Duration, verbose bool) error {
 		return err
 	}
 	fmt.Println()
-	fmt.Printf("OUTCOME: success — the worker drained (%d tasks finished, %d failed), %d heartbeats kept the action alive, "+
-		"CompleteLifecycleAction CONTINUE came %.1fs after DRAINED and the message was deleted.\n",
-		res.finished, env.Trino.FailedTasks(), res.heartbeats, res.completeAfterDrained.Seconds())
+	fmt.Println(outcome)
 	return nil
 }
 
-type result struct {
-	finished             int
-	heartbeats           int
-	completeAfterDrained time.Duration
-}
-
 // watch reports what the peers see until the action is completed and its
-// message deleted.
-func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string) (result, error) {
+// message deleted, and returns the demo's closing line.
+func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string) (string, error) {
 	var (
 		seenStates           = map[string]bool{}
 		heartbeats           int
@@ -193,7 +185,7 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 	for {
 		select {
 		case <-ctx.Done():
-			return result{}, fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", slices.Sorted(maps.Keys(seenStates)), heartbeats)
+			return "", fmt.Errorf("scale-down not finished in time (phase: states %v, heartbeats %d)", slices.Sorted(maps.Keys(seenStates)), heartbeats)
 		case <-tick.C:
 		}
 		for _, c := range env.Trino.StateHistory() {
@@ -218,16 +210,16 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 		}
 		switch act.State {
 		case testpeers.AutoScalingActionExpired:
-			return result{}, fmt.Errorf("lifecycle action expired (%s) with result %s", act.ExpiryReason, act.Result)
+			return "", fmt.Errorf("lifecycle action expired (%s) with result %s", act.ExpiryReason, act.Result)
 		case testpeers.AutoScalingActionCompleted:
 			if completed.IsZero() {
 				completed = act.CompletedAt
 				tl.say("autoscaling", "CompleteLifecycleAction %s → instance proceeds to Terminating:Proceed", act.Result)
 				if act.Result != "CONTINUE" {
-					return result{}, fmt.Errorf("completed with %s", act.Result)
+					return "", fmt.Errorf("completed with %s", act.Result)
 				}
 				if drainedAt.IsZero() || completed.Before(drainedAt) {
-					return result{}, errors.New("completed before the worker was DRAINED")
+					return "", errors.New("completed before the worker was DRAINED")
 				}
 			}
 		}
@@ -241,8 +233,10 @@ func watch(ctx context.Context, env *testenv.Env, tl *timeline, token, id string
 				tl.say("trino", "idle worker process exited (SHUTTING_DOWN after DRAINED)")
 			case <-time.After(3 * time.Second):
 			}
-			return result{finished: initialTasks - env.Trino.FailedTasks(), heartbeats: heartbeats,
-				completeAfterDrained: completed.Sub(drainedAt)}, nil
+			failed := env.Trino.FailedTasks()
+			return fmt.Sprintf("OUTCOME: success — the worker drained (%d tasks finished, %d failed), %d heartbeats kept the action alive, "+
+				"CompleteLifecycleAction CONTINUE came %.1fs after DRAINED and the message was deleted.",
+				initialTasks-failed, failed, heartbeats, completed.Sub(drainedAt).Seconds()), nil
 		}
 	}
 }
