@@ -221,8 +221,7 @@ func operate(cmd string, args []string, stdout, stderr io.Writer, env environmen
 	var asJSON, wait, shutdown, watch bool
 	var webUser, webPasswordFile string
 	cfg, code := load(args, stdout, stderr, env, func(fs *flag.FlagSet) {
-		switch cmd {
-		case "check", "status", "history":
+		if cmd == "check" || cmd == "status" || cmd == "history" {
 			fs.BoolVar(&asJSON, "json", false, "Print JSON for machines.")
 		}
 		switch cmd {
@@ -296,11 +295,9 @@ func checkDeps(ctx context.Context, cfg config.Config, log *zap.Logger) ops.Deps
 	if d.Region == "" {
 		return d
 	}
-	sq, as, err := daemon.Clients(ctx, cfg, d.Region, metrics.New(version), log)
-	if err != nil {
-		return d
+	if sq, as, err := daemon.Clients(ctx, cfg, d.Region, metrics.New(version), log); err == nil {
+		d.Queue = sq
+		d.Actions = lifecycle.NewActions(as, cfg.AWS.CallTimeout)
 	}
-	d.Queue = sq
-	d.Actions = lifecycle.NewActions(as, cfg.AWS.CallTimeout)
 	return d
 }
