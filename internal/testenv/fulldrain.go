@@ -60,9 +60,9 @@ func SimulateFullDrain(ctx context.Context, heartbeatTimeout time.Duration) (Ful
 	// Whenever the job waits on the clock (the keeper's next heartbeat and
 	// the deadline watcher), jump to the next wake-up.
 	limit := time.Now().Add(120 * time.Second)
+	var act testpeers.AutoScalingAction
 	for {
-		act, _ := asg.Action(token)
-		if act.State != testpeers.AutoScalingActionPending {
+		if act, _ = asg.Action(token); act.State != testpeers.AutoScalingActionPending {
 			break
 		}
 		if time.Now().After(limit) || ctx.Err() != nil {
@@ -74,7 +74,6 @@ func SimulateFullDrain(ctx context.Context, heartbeatTimeout time.Duration) (Ful
 		}
 		time.Sleep(time.Millisecond) // let the job reach its next wait
 	}
-	act, _ := asg.Action(token)
 	// The fake records the completion just before the supervisor does.
 	for i := 0; i < 500 && rec.get() == "" && act.State == testpeers.AutoScalingActionCompleted; i++ {
 		time.Sleep(10 * time.Millisecond)
