@@ -154,32 +154,29 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	deliveries := make(chan lifecycle.Delivery)
-	var sources sync.WaitGroup
+	var loops sync.WaitGroup // the sources, the supervisor and the watchdog, all ended by runCtx
 	if useSQS {
 		// A receive can take WaitTime + CallTimeout, then a backoff of up
 		// to 30 s or an idle pause: a loop silent for twice that is stuck.
 		pollBeat := health.Watch("sqs-poll", 2*(cfg.AWS.WaitTime+cfg.AWS.CallTimeout+30*time.Second+cfg.AWS.SQSIdleInterval))
-		sources.Go(func() { _ = sqsSource.Run(runCtx, deliveries, pollBeat) })
+		loops.Go(func() { _ = sqsSource.Run(runCtx, deliveries, pollBeat) })
 	}
 	if useIMDS {
 		imdsBeat := health.Watch("imds-poll", 2*cfg.AWS.IMDSPollInterval+30*time.Second)
-		sources.Go(func() { _ = imdsSource.Run(runCtx, deliveries, imdsBeat) })
+		loops.Go(func() { _ = imdsSource.Run(runCtx, deliveries, imdsBeat) })
 	}
 	if pendingLaunch && useIMDS {
 		// A launch hook holds this instance: complete it once the worker
 		// is ACTIVE, without waiting for the queue.
-		sources.Go(func() { deliverPendingLaunch(runCtx, log, actions, cfg, id.InstanceID, group, deliveries) })
+		loops.Go(func() { deliverPendingLaunch(runCtx, log, actions, cfg, id.InstanceID, group, deliveries) })
 	}
-	var supervising sync.WaitGroup
-	supervising.Go(func() { sup.Run(runCtx, deliveries, supBeat) })
+	loops.Go(func() { sup.Run(runCtx, deliveries, supBeat) })
 
 	health.SetReady("queue", "")
 	log.Info("scaledownd ready: watching for lifecycle actions", zap.String("queue_url", cfg.AWS.QueueURL),
 		zap.Bool("sqs", useSQS), zap.Bool("imds", useIMDS))
 	notifyReady(log, "watching for lifecycle actions")
-	var petting sync.WaitGroup
-	petting.Go(func() { watchdog(runCtx, health, log) })
-	defer petting.Wait()
+	loops.Go(func() { watchdog(runCtx, health, log) })
 	if opts.Ready != nil {
 		opts.Ready(srv.Addr())
 	}
@@ -191,8 +188,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	log.Info("stopping: no new lifecycle actions are taken; an action in progress is left for the next start")
 	cancel()
-	supervising.Wait()
-	sources.Wait()
+	loops.Wait()
 	return nil
 }
 
