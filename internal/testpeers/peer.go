@@ -5,6 +5,7 @@
 package testpeers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -61,16 +62,8 @@ type Fault struct {
 	Hang bool
 }
 
-// hasError reports whether the fault answers with an error.
-func (f Fault) hasError() bool { return f.Status != 0 || f.Code != "" }
-
 // status returns the HTTP status of an error fault.
-func (f Fault) status() int {
-	if f.Status != 0 {
-		return f.Status
-	}
-	return http.StatusBadRequest
-}
+func (f Fault) status() int { return cmp.Or(f.Status, http.StatusBadRequest) }
 
 // Eventually polls cond every 10 ms until it returns true and fails the test
 // with what if that does not happen within timeout. Call it from the test's
@@ -249,19 +242,16 @@ func (p *peerServer) begin(r *http.Request, op string, params map[string]string)
 	p.calls = append(p.calls, Call{Service: p.service, Op: op, At: p.now(), Params: params})
 	latency := p.latency
 	key := op
-	if _, ok := p.faults[key]; !ok {
+	if p.faults[key] == nil {
 		key = peerAnyOp
 	}
-	f, ok := p.faults[key]
 	fault := Fault{}
-	if ok {
+	if f := p.faults[key]; f != nil {
 		fault = *f
-		if f.Times > 0 {
-			f.Times--
-			if f.Times == 0 {
-				delete(p.faults, key)
-			}
+		if f.Times--; f.Times == 0 {
+			delete(p.faults, key)
 		}
+		f.Times = max(f.Times, 0) // 0 stays "until ClearFaults"
 	}
 	p.mu.Unlock()
 	p.notify()
@@ -277,7 +267,7 @@ func (p *peerServer) begin(r *http.Request, op string, params map[string]string)
 		}
 		return nil, false
 	}
-	if fault.hasError() {
+	if fault.Status != 0 || fault.Code != "" { // an error answer
 		return &fault, true
 	}
 	return nil, true
@@ -307,13 +297,6 @@ func (p *peerServer) notify() {
 	p.mu.Unlock()
 }
 
-// changedCh returns a channel that is closed by the next notify.
-func (p *peerServer) changedCh() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
-}
-
 // await calls check until it reports done. It re-checks after every state
 // change, after the delay check returns as a hint (time until the next
 // clock-driven change; 0 means none known), and at least every
@@ -321,7 +304,9 @@ func (p *peerServer) changedCh() <-chan struct{} {
 // the wait first.
 func (p *peerServer) await(ctx context.Context, check func() (done bool, next time.Duration)) error {
 	for {
-		ch := p.changedCh()
+		p.mu.Lock()
+		ch := p.changed
+		p.mu.Unlock()
 		done, next := check()
 		if done {
 			return nil
@@ -363,8 +348,5 @@ func peerMillis(t time.Time) string {
 // peerDurationSeconds rounds d up to whole seconds, the unit of the AWS
 // APIs, so a sub-second test value is reported as 1.
 func peerDurationSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
+	return int64((max(d, 0) + time.Second - 1) / time.Second)
 }
