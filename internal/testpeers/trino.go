@@ -761,11 +761,8 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		trinoMethodNotAllowed(rw, allow)
 	case path == "/v1/info":
-		w.mu.Lock()
-		info := trinoInfo{NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
-			Coordinator: w.opts.Coordinator, Starting: w.startingLocked(p), Uptime: w.uptimeLocked(p)}
-		w.mu.Unlock()
-		trinoJSON(rw, info)
+		trinoJSON(rw, trinoInfo{NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
+			Coordinator: w.opts.Coordinator, Starting: w.starting(p), Uptime: w.uptime(p)})
 	case path == "/v1/info/state":
 		w.mu.Lock()
 		s := p.state
@@ -781,10 +778,7 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 		if _, ok := w.authenticate(rw, r); !ok {
 			return
 		}
-		w.mu.Lock()
-		starting := w.startingLocked(p)
-		w.mu.Unlock()
-		if starting {
+		if w.starting(p) {
 			trinoText(rw, http.StatusServiceUnavailable, "text/plain", TrinoMsgStarting)
 			return
 		}
@@ -794,11 +788,12 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 	}
 }
 
-func (w *TrinoWorker) startingLocked(p *trinoProc) bool {
+// starting and uptime need no lock: they read only what is fixed when p starts.
+func (w *TrinoWorker) starting(p *trinoProc) bool {
 	return w.opts.StartupDelay > 0 && time.Since(p.startedAt) < w.opts.StartupDelay
 }
 
-func (w *TrinoWorker) uptimeLocked(p *trinoProc) string {
+func (w *TrinoWorker) uptime(p *trinoProc) string {
 	return TrinoDuration(w.now().Sub(p.bootAt))
 }
 
@@ -826,10 +821,7 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 	if !ok {
 		return
 	}
-	w.mu.Lock()
-	starting := w.startingLocked(p)
-	w.mu.Unlock()
-	if starting {
+	if w.starting(p) {
 		trinoText(rw, http.StatusServiceUnavailable, "text/plain", TrinoMsgStarting)
 		return
 	}
@@ -1043,7 +1035,7 @@ func (w *TrinoWorker) status(p *trinoProc) trinoStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := trinoStatus{NodeID: w.opts.NodeID, NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
-		Coordinator: w.opts.Coordinator, Uptime: w.uptimeLocked(p), ExternalAddress: "127.0.0.1", InternalAddress: "127.0.0.1",
+		Coordinator: w.opts.Coordinator, Uptime: w.uptime(p), ExternalAddress: "127.0.0.1", InternalAddress: "127.0.0.1",
 		Processors: 2, HeapUsed: 153419776, HeapAvailable: 1073741824, NonHeapUsed: 127089896}
 	st.MemoryInfo.AvailableProcessors = 2
 	pool := &st.MemoryInfo.Pool
