@@ -220,9 +220,8 @@ type TrinoWorker struct {
 	// coordinator: system.runtime.nodes and the statement protocol
 	nodes    map[string]string // node id → state (lowercase), besides itself
 	nodeHist []TrinoNodeChange
-	queries  map[string]*trinoQuery
+	queries  map[string]*trinoQuery // statement-protocol and StartQuery queries
 	querySeq int
-	running  []*trinoRunning // StartQuery's queries, for GET /v1/query
 }
 
 // NewTrino starts a fake Trino node on loopback. It panics if it cannot listen.
@@ -1220,7 +1219,10 @@ func (w *TrinoWorker) WatchWorker(worker *TrinoWorker, delay time.Duration) {
 	}()
 }
 
-// trinoQuery is a query submitted to the fake coordinator.
+// trinoQuery is a query submitted to the fake coordinator, or one started
+// with StartQuery: that one has no slug (no statement page answers for it),
+// is never forgotten, and runs one task on each of its workers until
+// finished or cancelled.
 type trinoQuery struct {
 	id, slug string
 	sql      string
@@ -1232,6 +1234,9 @@ type trinoQuery struct {
 	ran      bool             // rows are read at the first executing page
 	rows     [][]any
 	canceled bool
+	ended    time.Time      // a statement-protocol query: when it was created
+	workers  []*TrinoWorker // StartQuery's
+	tasks    []*trinoTask   // tasks[i] runs on workers[i]
 }
 
 // trinoQueryError is the statement protocol's error object.
@@ -1399,7 +1404,7 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 	w.mu.Lock()
 	q, token := (*trinoQuery)(nil), -1
 	if len(parts) == 4 {
-		if q = w.queries[parts[1]]; q != nil && q.slug == parts[2] {
+		if q = w.queries[parts[1]]; q != nil && q.slug != "" && q.slug == parts[2] {
 			token, _ = strconv.Atoi(parts[3])
 		}
 	}
@@ -1439,10 +1444,12 @@ func (w *TrinoWorker) newQueryLocked(sql string) *trinoQuery {
 	now := w.now()
 	var slug [20]byte
 	_, _ = rand.Read(slug[:])
-	q := &trinoQuery{id: w.queryIDLocked(now), slug: fmt.Sprintf("y%x", slug), sql: sql, created: now}
+	q := &trinoQuery{id: w.queryIDLocked(now), slug: fmt.Sprintf("y%x", slug), sql: sql, created: now, ended: now}
 	q.nodeID, q.failure = parseNodeStateSQL(sql)
 	if len(w.queries) >= 1000 { // a daemon polling for hours: forget old queries
-		maps.DeleteFunc(w.queries, func(_ string, old *trinoQuery) bool { return now.Sub(old.created) > time.Minute })
+		maps.DeleteFunc(w.queries, func(_ string, old *trinoQuery) bool {
+			return old.slug != "" && now.Sub(old.created) > time.Minute
+		})
 	}
 	w.queries[q.id] = q
 	return q

@@ -29,17 +29,6 @@ const (
 	TrinoMsgQueryGone      = "Error 410 Gone: HTTP 410 Gone"
 )
 
-// trinoRunning is a query started with StartQuery: one task on each of its
-// workers, RUNNING until finished or cancelled.
-type trinoRunning struct {
-	id, user, source, sql string
-	created               time.Time
-	ended                 time.Time
-	canceled              bool
-	workers               []*TrinoWorker
-	tasks                 []*trinoTask // tasks[i] runs on workers[i]
-}
-
 // StartQuery makes the coordinator run a query of user, sent from source,
 // with one running task on each of workers (the workers count them as
 // active tasks). It is listed RUNNING by GET /v1/query until finish is
@@ -50,7 +39,7 @@ func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (
 	now := w.now()
 	id = w.queryIDLocked(now)
 	w.mu.Unlock()
-	q := &trinoRunning{id: id, user: user, source: source, created: now, workers: workers,
+	q := &trinoQuery{id: id, user: user, source: source, created: now, workers: workers,
 		sql: "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN tpch.tiny.orders b"}
 	for i, wk := range workers {
 		wk.mu.Lock()
@@ -59,13 +48,15 @@ func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (
 		q.tasks = append(q.tasks, t)
 	}
 	w.mu.Lock()
-	w.running = append(w.running, q)
+	w.queries[id] = q
 	w.broadcastLocked()
 	w.mu.Unlock()
 	return id, func() { w.endQuery(q, false) }
 }
 
-func (w *TrinoWorker) endQuery(q *trinoRunning, cancel bool) {
+// endQuery ends a StartQuery query (a statement-protocol query has ended
+// when it was created: nothing to do).
+func (w *TrinoWorker) endQuery(q *trinoQuery, cancel bool) {
 	w.mu.Lock()
 	if !q.ended.IsZero() {
 		w.mu.Unlock()
@@ -93,29 +84,20 @@ type trinoTaskView struct {
 	worker    *TrinoWorker
 }
 
-// view renders the query's state and its tasks, taking the workers' locks
-// one at a time (never with the coordinator's held).
-func (q *trinoRunning) view() (state string, tasks []trinoTaskView) {
-	switch state = "RUNNING"; {
-	case q.canceled:
-		state = "FAILED"
-	case !q.ended.IsZero():
-		state = "FINISHED"
-	}
+// taskViews renders the query's tasks, taking the workers' locks one at a
+// time (never with the coordinator's held).
+func (q *trinoQuery) taskViews(canceled bool) (tasks []trinoTaskView) {
 	for i, wk := range q.workers {
 		wk.mu.Lock()
 		st := q.tasks[i].state
 		wk.mu.Unlock()
 		s := [...]string{trinoTaskRunning: "RUNNING", trinoTaskFinished: "FINISHED", trinoTaskFailed: "FAILED"}[st]
-		if st == trinoTaskFailed && q.canceled {
+		if st == trinoTaskFailed && canceled {
 			s = "CANCELED"
-		}
-		if s == "FAILED" {
-			state = "FAILED"
 		}
 		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, state: s, worker: wk})
 	}
-	return state, tasks
+	return tasks
 }
 
 // trinoQuerySession is the part of the session the fake fills in.
@@ -213,7 +195,7 @@ type trinoQueryInfo struct {
 // trinoQueryRow is one query as both answers describe it.
 type trinoQueryRow struct {
 	basic trinoBasicQueryInfo
-	run   *trinoRunning // nil: a statement-protocol query
+	q     *trinoQuery
 	tasks []trinoTaskView
 }
 
@@ -222,37 +204,34 @@ func (w *TrinoWorker) queryRows(base string) []trinoQueryRow {
 	w.mu.Lock()
 	var rows []trinoQueryRow
 	now := w.now()
-	row := func(id, user, source, sql, state string, created, ended time.Time) trinoQueryRow {
-		end := now
-		if !ended.IsZero() {
-			end = ended
-		}
-		b := trinoBasicQueryInfo{QueryID: id, ResourceGroupID: []string{"global"}, State: state, Scheduled: true,
-			Self: base + "/v1/query/" + id, Query: sql, QueryType: "SELECT", RetryPolicy: "NONE"}
-		b.Session = trinoQuerySession{QueryID: id, User: user, OriginalUser: user, Groups: []string{}, Principal: user,
-			Source: source, Locale: "en_US", Start: created.UTC().Format(time.RFC3339Nano), ProtocolName: "Trino",
-			TimeZone: "UTC", ClientTags: []string{}}
-		el := TrinoDuration(end.Sub(created))
-		b.QueryStats = trinoQueryStats{CreateTime: created.UTC().Format("2006-01-02T15:04:05.000Z"), QueuedTime: "1.19ms",
-			ElapsedTime: el, ExecutionTime: el, BlockedReasons: []any{}}
-		return trinoQueryRow{basic: b}
-	}
 	for _, q := range w.queries {
-		state := "FINISHED"
-		if q.failure != nil || q.canceled {
+		state, end := "RUNNING", now
+		switch {
+		case q.failure != nil || q.canceled:
 			state = "FAILED"
+		case !q.ended.IsZero():
+			state = "FINISHED"
 		}
-		rows = append(rows, row(q.id, q.user, q.source, q.sql, state, q.created, q.created))
+		if !q.ended.IsZero() {
+			end = q.ended
+		}
+		b := trinoBasicQueryInfo{QueryID: q.id, ResourceGroupID: []string{"global"}, State: state, Scheduled: true,
+			Self: base + "/v1/query/" + q.id, Query: q.sql, QueryType: "SELECT", RetryPolicy: "NONE"}
+		b.Session = trinoQuerySession{QueryID: q.id, User: q.user, OriginalUser: q.user, Groups: []string{}, Principal: q.user,
+			Source: q.source, Locale: "en_US", Start: q.created.UTC().Format(time.RFC3339Nano), ProtocolName: "Trino",
+			TimeZone: "UTC", ClientTags: []string{}}
+		el := TrinoDuration(end.Sub(q.created))
+		b.QueryStats = trinoQueryStats{CreateTime: q.created.UTC().Format("2006-01-02T15:04:05.000Z"), QueuedTime: "1.19ms",
+			ElapsedTime: el, ExecutionTime: el, BlockedReasons: []any{}}
+		rows = append(rows, trinoQueryRow{basic: b, q: q})
 	}
-	running := slices.Clone(w.running)
 	w.mu.Unlock()
-	for _, q := range running {
-		state, tasks := q.view()
-		w.mu.Lock()
-		r := row(q.id, q.user, q.source, q.sql, state, q.created, q.ended)
-		w.mu.Unlock()
-		r.run, r.tasks = q, tasks
-		rows = append(rows, r)
+	for i, r := range rows { // a failed task fails its query
+		// a StartQuery query is FAILED before its tasks only when cancelled
+		rows[i].tasks = r.q.taskViews(r.basic.State == "FAILED")
+		if slices.ContainsFunc(rows[i].tasks, func(t trinoTaskView) bool { return t.state == "FAILED" }) {
+			rows[i].basic.State = "FAILED"
+		}
 	}
 	slices.SortFunc(rows, func(a, b trinoQueryRow) int { return strings.Compare(a.basic.QueryID, b.basic.QueryID) })
 	return rows
@@ -298,9 +277,7 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgQueryForbidden)
 		return
 	case r.Method == http.MethodDelete:
-		if rows[i].run != nil {
-			w.endQuery(rows[i].run, true)
-		}
+		w.endQuery(rows[i].q, true)
 		rw.WriteHeader(http.StatusNoContent)
 		return
 	}
