@@ -1401,29 +1401,22 @@ func (w *TrinoWorker) statement(rw http.ResponseWriter, r *http.Request, body []
 		rw.WriteHeader(http.StatusNoContent)
 		return
 	}
-	w.mu.Lock()
+	w.mu.Lock() // held while answering: the answers are small and buffered
+	defer w.mu.Unlock()
 	q, token := (*trinoQuery)(nil), -1
 	if len(parts) == 4 {
 		if q = w.queries[parts[1]]; q != nil && q.slug != "" && q.slug == parts[2] {
 			token, _ = strconv.Atoi(parts[3])
 		}
 	}
-	found := kind == "queued" && token == 1 || kind == "executing" && token >= 0 && token <= 2
-	var doc trinoQueryResults
 	switch {
-	case found && r.Method == http.MethodDelete:
-		q.canceled = true
-	case found && r.Method == http.MethodGet:
-		doc = w.queryPageLocked(base, q, kind, token)
-	}
-	w.mu.Unlock()
-	switch {
-	case !found:
+	case !(kind == "queued" && token == 1 || kind == "executing" && token >= 0 && token <= 2):
 		trinoText(rw, http.StatusNotFound, "text/plain", TrinoMsgQueryNotFound)
 	case r.Method == http.MethodDelete:
+		q.canceled = true
 		rw.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet:
-		trinoJSON(rw, doc)
+		trinoJSON(rw, w.queryPageLocked(base, q, kind, token))
 	default:
 		trinoMethodNotAllowed(rw, "DELETE,GET,OPTIONS")
 	}
