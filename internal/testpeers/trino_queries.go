@@ -78,26 +78,37 @@ func (w *TrinoWorker) endQuery(q *trinoQuery, cancel bool) {
 	}
 }
 
-// trinoTaskView is a task as the coordinator reports it.
-type trinoTaskView struct {
-	id, state string
-	worker    *TrinoWorker
-}
-
-// taskViews renders the query's tasks, taking the workers' locks one at a
-// time (never with the coordinator's held).
-func (q *trinoQuery) taskViews(canceled bool) (tasks []trinoTaskView) {
+// outputStage renders the query's stage tree: the output stage over one
+// stage with a task on each worker (none for a statement-protocol query),
+// FINISHED unless a task runs. It takes the workers' locks one at a time
+// (never with the coordinator's held) and reports whether a task failed.
+func (q *trinoQuery) outputStage(canceled bool, heartbeat string) (*trinoStageJSON, bool) {
+	stage := func(n string) trinoStageJSON {
+		return trinoStageJSON{StageID: q.id + n, State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
+	}
+	out, sub, failed := stage(".0"), stage(".1"), false
 	for i, wk := range q.workers {
 		wk.mu.Lock()
 		st := q.tasks[i].state
 		wk.mu.Unlock()
 		s := [...]string{trinoTaskRunning: "RUNNING", trinoTaskFinished: "FINISHED", trinoTaskFailed: "FAILED"}[st]
-		if st == trinoTaskFailed && canceled {
+		switch {
+		case st == trinoTaskFailed && canceled:
 			s = "CANCELED"
+		case st == trinoTaskFailed:
+			failed = true
+		case st == trinoTaskRunning:
+			sub.State, out.State = "RUNNING", "RUNNING"
 		}
-		tasks = append(tasks, trinoTaskView{id: q.tasks[i].id, state: s, worker: wk})
+		// a real coordinator names the worker's own URL
+		id := q.tasks[i].id
+		sub.Tasks = append(sub.Tasks, trinoTaskInfoJSON{TaskStatus: trinoTaskStatusJSON{TaskID: id, TaskInstID: id,
+			Version: 2, State: s, Self: wk.URL() + "/v1/task/" + id, NodeID: wk.opts.NodeID}, LastHeartbeat: heartbeat})
 	}
-	return tasks
+	if len(q.workers) > 0 {
+		out.SubStages = append(out.SubStages, sub)
+	}
+	return &out, failed
 }
 
 // trinoQuerySession is the part of the session the fake fills in.
@@ -196,7 +207,7 @@ type trinoQueryInfo struct {
 type trinoQueryRow struct {
 	basic trinoBasicQueryInfo
 	q     *trinoQuery
-	tasks []trinoTaskView
+	stage *trinoStageJSON
 }
 
 // queryRows lists every query the coordinator knows, oldest first.
@@ -226,10 +237,11 @@ func (w *TrinoWorker) queryRows(base string) []trinoQueryRow {
 		rows = append(rows, trinoQueryRow{basic: b, q: q})
 	}
 	w.mu.Unlock()
-	for i, r := range rows { // a failed task fails its query
+	for i, r := range rows {
 		// a StartQuery query is FAILED before its tasks only when cancelled
-		rows[i].tasks = r.q.taskViews(r.basic.State == "FAILED")
-		if slices.ContainsFunc(rows[i].tasks, func(t trinoTaskView) bool { return t.state == "FAILED" }) {
+		stage, failed := r.q.outputStage(r.basic.State == "FAILED", r.basic.QueryStats.CreateTime)
+		rows[i].stage = stage
+		if failed { // a failed task fails its query
 			rows[i].basic.State = "FAILED"
 		}
 	}
@@ -281,22 +293,8 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(http.StatusNoContent)
 		return
 	}
-	found, b := rows[i], rows[i].basic
-	stage := &trinoStageJSON{StageID: id + ".0", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
-	if len(found.tasks) > 0 {
-		sub := trinoStageJSON{StageID: id + ".1", State: "FINISHED", Tasks: []trinoTaskInfoJSON{}, SubStages: []trinoStageJSON{}}
-		for _, t := range found.tasks {
-			if t.state == "RUNNING" {
-				sub.State, stage.State = "RUNNING", "RUNNING"
-			}
-			// a real coordinator names the worker's own URL
-			sub.Tasks = append(sub.Tasks, trinoTaskInfoJSON{TaskStatus: trinoTaskStatusJSON{TaskID: t.id, TaskInstID: t.id,
-				Version: 2, State: t.state, Self: t.worker.URL() + "/v1/task/" + t.id, NodeID: t.worker.opts.NodeID},
-				LastHeartbeat: b.QueryStats.CreateTime})
-		}
-		stage.SubStages = append(stage.SubStages, sub)
-	}
+	b := rows[i].basic
 	trinoJSON(rw, trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
-		Query: b.Query, QueryStats: b.QueryStats, OutputStage: stage, Warnings: []any{}, QueryType: b.QueryType,
+		Query: b.Query, QueryStats: b.QueryStats, OutputStage: rows[i].stage, Warnings: []any{}, QueryType: b.QueryType,
 		RetryPolicy: b.RetryPolicy, Scheduled: true})
 }
