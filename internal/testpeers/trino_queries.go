@@ -16,6 +16,7 @@ package testpeers
 // FAILED) and the queries started with StartQuery.
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -216,15 +217,12 @@ func (w *TrinoWorker) queryRows(base string) []trinoQueryRow {
 	var rows []trinoQueryRow
 	now := w.now()
 	for _, q := range w.queries {
-		state, end := "RUNNING", now
+		state, end := "RUNNING", cmp.Or(q.ended, now)
 		switch {
 		case q.failure != nil || q.canceled:
 			state = "FAILED"
 		case !q.ended.IsZero():
 			state = "FINISHED"
-		}
-		if !q.ended.IsZero() {
-			end = q.ended
 		}
 		b := trinoBasicQueryInfo{QueryID: q.id, ResourceGroupID: []string{"global"}, State: state, Scheduled: true,
 			Self: base + "/v1/query/" + q.id, Query: q.sql, QueryType: "SELECT", RetryPolicy: "NONE"}
