@@ -515,7 +515,7 @@ func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransit
 		case p.state != TrinoShuttingDown:
 			w.setStateLocked(p, TrinoShuttingDown)
 			w.schedule(p, &p.shutdownExec, w.grace, func() {
-				w.waitTasks(p, 0, false)
+				w.waitTasks(p, 0)
 				w.kill(p, true, TrinoExited)
 			})
 		}
@@ -550,7 +550,7 @@ func (w *TrinoWorker) transitionLocked(p *trinoProc, state string) *trinoTransit
 				expect = p.ver
 			}
 			w.schedule(p, &p.shutdownExec, w.grace, func() {
-				w.waitTasks(p, expect, true)
+				w.waitTasks(p, expect)
 				w.kill(p, true, TrinoExited)
 			})
 		}
@@ -610,26 +610,23 @@ func (w *TrinoWorker) sleep(p *trinoProc, d time.Duration) bool {
 // current, wait until no task is running (re-checked after every change, so
 // tasks added meanwhile are waited for too), then sleep one grace period if
 // the state is still the expected one.
-func (w *TrinoWorker) waitTasks(p *trinoProc, ver int64, sleepAfter bool) {
+func (w *TrinoWorker) waitTasks(p *trinoProc, ver int64) {
 	for {
 		w.mu.Lock()
-		if !w.stillLocked(p, ver) || w.runningLocked() == 0 {
-			w.mu.Unlock()
-			break
-		}
-		ch := w.changed
+		still, ch := w.stillLocked(p, ver), w.changed
+		busy := still && w.runningLocked() > 0
 		w.mu.Unlock()
+		if !busy {
+			if still {
+				w.sleep(p, w.grace)
+			}
+			return
+		}
 		select {
 		case <-ch:
 		case <-p.exited:
 			return
 		}
-	}
-	w.mu.Lock()
-	still := w.stillLocked(p, ver) || w.gen == trinoGenLegacy
-	w.mu.Unlock()
-	if still && (sleepAfter || w.gen == trinoGenLegacy) {
-		w.sleep(p, w.grace)
 	}
 }
 
@@ -643,7 +640,7 @@ func (w *TrinoWorker) drain(p *trinoProc, ver int64) {
 	start := current()
 	w.mu.Unlock()
 	if start {
-		w.waitTasks(p, ver, true)
+		w.waitTasks(p, ver)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
