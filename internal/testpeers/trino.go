@@ -833,20 +833,18 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 			"\n\tat java.base/java.lang.Enum.valueOf(Enum.java:293)"+trinoStackTail)
 		return
 	}
-	state, perr := w.parseState(body)
-	if perr != nil {
-		trinoText(rw, perr.status, "text/plain", perr.body)
-		return
-	}
-	w.mu.Lock()
-	if p.dead { // the process went away under us
+	state, err := w.parseState(body)
+	if err == nil {
+		w.mu.Lock()
+		if p.dead { // the process went away under us
+			w.mu.Unlock()
+			panic(http.ErrAbortHandler)
+		}
+		err = w.transitionLocked(p, state)
 		w.mu.Unlock()
-		panic(http.ErrAbortHandler)
 	}
-	terr := w.transitionLocked(p, state)
-	w.mu.Unlock()
-	if terr != nil {
-		trinoText(rw, terr.status, "text/plain", terr.body)
+	if err != nil {
+		trinoText(rw, err.status, "text/plain", err.body)
 		return
 	}
 	rw.WriteHeader(http.StatusOK)
