@@ -268,7 +268,8 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows := w.queryRows(base)
-	if id == "" {
+	switch i := slices.IndexFunc(rows, func(q trinoQueryRow) bool { return q.basic.QueryID == id }); {
+	case id == "":
 		list := []trinoBasicQueryInfo{}
 		for _, q := range rows {
 			if w.mayView(user, q.basic.Session.User) {
@@ -276,23 +277,17 @@ func (w *TrinoWorker) queryResource(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 		trinoJSON(rw, list)
-		return
-	}
-	i := slices.IndexFunc(rows, func(q trinoQueryRow) bool { return q.basic.QueryID == id })
-	switch {
 	case i < 0:
 		trinoText(rw, http.StatusGone, "text/plain", TrinoMsgQueryGone)
-		return
 	case !w.mayView(user, rows[i].basic.Session.User):
 		trinoText(rw, http.StatusForbidden, "text/plain", TrinoMsgQueryForbidden)
-		return
 	case r.Method == http.MethodDelete:
 		w.endQuery(rows[i].q, true)
 		rw.WriteHeader(http.StatusNoContent)
-		return
+	default:
+		b := rows[i].basic
+		trinoJSON(rw, trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
+			Query: b.Query, QueryStats: b.QueryStats, OutputStage: rows[i].stage, Warnings: []any{}, QueryType: b.QueryType,
+			RetryPolicy: b.RetryPolicy, Scheduled: true})
 	}
-	b := rows[i].basic
-	trinoJSON(rw, trinoQueryInfo{QueryID: b.QueryID, Session: b.Session, State: b.State, Self: b.Self, FieldNames: []string{"_col0"},
-		Query: b.Query, QueryStats: b.QueryStats, OutputStage: rows[i].stage, Warnings: []any{}, QueryType: b.QueryType,
-		RetryPolicy: b.RetryPolicy, Scheduled: true})
 }
