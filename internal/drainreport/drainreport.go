@@ -188,43 +188,30 @@ func seconds(d time.Duration) float64 {
 //	2026-11-26T01:48:05Z terminate i-0123… CONTINUE drained held 12.4s (signal→DRAINING 0.1s, →tasks 0 8.0s, →DRAINED 4.1s, →completion 0.2s) heartbeats 5 (0 failed) queries 2, longest 20261126_014805_00042_abcde 9.5s
 func (r Report) Line() string {
 	var b strings.Builder
-	at := first(r.Timeline.Completed, r.Timeline.Received, r.Timeline.Signal)
-	if at.IsZero() {
-		b.WriteString("-")
-	} else {
-		b.WriteString(at.UTC().Format(time.RFC3339))
+	at := "-"
+	if t := first(r.Timeline.Completed, r.Timeline.Received, r.Timeline.Signal); !t.IsZero() {
+		at = t.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(&b, " %s %s %s %s", dash(r.Kind), dash(r.InstanceID), dash(r.Result), dash(r.Reason))
-	fmt.Fprintf(&b, " held %s", secs(r.InstanceSeconds))
+	fmt.Fprintf(&b, "%s %s %s %s %s held %.1fs", at, cmp.Or(r.Kind, "-"), cmp.Or(r.InstanceID, "-"), cmp.Or(r.Result, "-"), cmp.Or(r.Reason, "-"), r.InstanceSeconds)
 	var parts []string
 	labels := map[string]string{
 		PhaseSignalToDraining: "signal→DRAINING", PhaseDrainingToTasksZero: "→tasks 0",
 		PhaseTasksZeroToDrained: "→DRAINED", PhaseDrainedToCompletion: "→completion",
 	}
 	r.Phases.Each(func(name string, d time.Duration) {
-		parts = append(parts, labels[name]+" "+secs(d.Seconds()))
+		parts = append(parts, fmt.Sprintf("%s %.1fs", labels[name], d.Seconds()))
 	})
 	if len(parts) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(&b, " heartbeats %d (%d failed)", r.HeartbeatsSent, r.HeartbeatsFailed)
-	fmt.Fprintf(&b, " queries %d", r.QueriesTotal)
+	fmt.Fprintf(&b, " heartbeats %d (%d failed) queries %d", r.HeartbeatsSent, r.HeartbeatsFailed, r.QueriesTotal)
 	if len(r.Queries) > 0 {
 		q := r.Queries[0]
 		fmt.Fprintf(&b, ", longest %s", q.QueryID)
 		if q.User != "" {
 			fmt.Fprintf(&b, " (%s)", q.User)
 		}
-		fmt.Fprintf(&b, " %s", secs(q.ElapsedS))
+		fmt.Fprintf(&b, " %.1fs", q.ElapsedS)
 	}
 	return b.String()
 }
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func secs(s float64) string { return fmt.Sprintf("%.1fs", s) }
