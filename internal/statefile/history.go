@@ -63,11 +63,6 @@ func ReadHistory(dir string) ([]Entry, error) {
 	return (&History{dir: filepath.Join(dir, "reports")}).List()
 }
 
-// ReportID names the action of key in the history.
-func ReportID(key string) string {
-	return keyHash(key)
-}
-
 func (h *History) file() string { return filepath.Join(h.dir, "history.json") }
 
 func (h *History) inflight(id string) string {

@@ -80,11 +80,12 @@ func Open(dir string) (*Store, error) {
 func (s *Store) Dir() string { return s.dir }
 
 func (s *Store) path(key string) string {
-	return filepath.Join(s.dir, keyHash(key)+".json")
+	return filepath.Join(s.dir, ReportID(key)+".json")
 }
 
-// keyHash names an action's files without its token.
-func keyHash(key string) string {
+// ReportID names the action of key in the history, and its record file,
+// without its token.
+func ReportID(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:12])
 }
@@ -110,16 +111,15 @@ func writeJSON(dir, final string, v any) error {
 		return fmt.Errorf("write: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
+	_, err = tmp.Write(append(data, '\n'))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("write: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return fmt.Errorf("replace: %w", err)
@@ -199,11 +199,11 @@ func read(path string) (Record, error) {
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync state directory: %w", err)
+	if err == nil {
+		err = d.Sync()
+		d.Close()
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err != nil {
 		return fmt.Errorf("sync state directory: %w", err)
 	}
 	return nil
