@@ -104,7 +104,7 @@ func newMaintenance(w io.Writer, opts DrainOptions) *maintenance {
 		rep: drainreport.Report{Kind: drainreport.KindMaintenance, Source: drainreport.KindMaintenance,
 			InstanceID: opts.InstanceID, Result: "none",
 			Timeline: drainreport.Timeline{Signal: now, Received: now, Confirmed: now}},
-		l: live{phase: "requesting the drain"},
+		l: live{Phase: "requesting the drain"},
 	}
 }
 
@@ -158,7 +158,7 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 			n := len(seen)
 			m.update(func(l *live) {
 				m.rep.SeeQueries(seen)
-				l.queries, l.top = &n, top.Queries
+				l.BlockingQueries, l.Queries = &n, top.Queries
 			})
 		}
 		return true
@@ -174,7 +174,7 @@ func (m *maintenance) DrainMilestone(ms trinoadmin.Milestone) {
 			if at.IsZero() {
 				*at = now
 			}
-			l.phase = phase
+			l.Phase = phase
 		}
 		switch ms {
 		case trinoadmin.MilestoneDrainingRequested:
@@ -192,10 +192,10 @@ func (m *maintenance) DrainMilestone(ms trinoadmin.Milestone) {
 }
 
 // DrainTasks implements trinoadmin.Observer.
-func (m *maintenance) DrainTasks(n int) { m.update(func(l *live) { l.tasks = &n }) }
+func (m *maintenance) DrainTasks(n int) { m.update(func(l *live) { l.TasksLeft = &n }) }
 
 // DrainState implements trinoadmin.Observer.
-func (m *maintenance) DrainState(state string) { m.update(func(l *live) { l.trinoState = state }) }
+func (m *maintenance) DrainState(state string) { m.update(func(l *live) { l.TrinoState = state }) }
 
 // finish completes the report with the drain's outcome.
 func (m *maintenance) finish(reason string) drainreport.Report {

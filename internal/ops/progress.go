@@ -76,19 +76,19 @@ func (p *progress) end() {
 
 // liveLine is the line of a drain in progress; key leaves out the times.
 func liveLine(l live) (key, line string) {
-	parts := []string{l.phase}
-	if l.trinoState != "" {
-		parts = append(parts, "trino "+l.trinoState)
+	parts := []string{l.Phase}
+	if l.TrinoState != "" {
+		parts = append(parts, "trino "+l.TrinoState)
 	}
-	if l.tasks != nil {
-		parts = append(parts, fmt.Sprintf("tasks %d", *l.tasks))
+	if l.TasksLeft != nil {
+		parts = append(parts, fmt.Sprintf("tasks %d", *l.TasksLeft))
 	}
 	keyParts := slices.Clone(parts)
-	if l.queries != nil {
-		q := fmt.Sprintf("queries %d", *l.queries)
+	if l.BlockingQueries != nil {
+		q := fmt.Sprintf("queries %d", *l.BlockingQueries)
 		keyParts = append(keyParts, q)
-		if len(l.top) > 0 {
-			t := l.top[0]
+		if len(l.Queries) > 0 {
+			t := l.Queries[0]
 			keyParts = append(keyParts, t.QueryID)
 			q += fmt.Sprintf(" (longest %s (%s) %.0fs)", t.QueryID, cmp.Or(t.User, "-"), t.ElapsedS)
 		}
@@ -96,9 +96,9 @@ func liveLine(l live) (key, line string) {
 	}
 	key = strings.Join(keyParts, " · ")
 	switch {
-	case l.deadlineIn != nil && *l.deadlineIn >= 0:
-		parts = append(parts, "deadline in "+time.Duration(*l.deadlineIn*float64(time.Second)).Round(time.Second).String())
-	case l.deadlineIn != nil:
+	case l.DeadlineIn != nil && *l.DeadlineIn >= 0:
+		parts = append(parts, "deadline in "+time.Duration(*l.DeadlineIn*float64(time.Second)).Round(time.Second).String())
+	case l.DeadlineIn != nil:
 		parts = append(parts, "deadline passed")
 	case l.elapsed > 0:
 		parts = append(parts, "elapsed "+l.elapsed.Round(time.Second).String())
@@ -106,13 +106,14 @@ func liveLine(l live) (key, line string) {
 	return key, strings.Join(parts, " · ")
 }
 
-// live is what a progress line shows.
+// live is what a progress line shows; its JSON is that of the daemon's
+// /status.
 type live struct {
-	phase      string
-	trinoState string
-	tasks      *int
-	queries    *int
-	top        []drainreport.Query // the blocking queries, longest-running first
-	deadlineIn *float64            // seconds; nil without a deadline
-	elapsed    time.Duration
+	Phase           string              `json:"phase"`
+	TrinoState      string              `json:"trino_state"`
+	TasksLeft       *int                `json:"tasks_left"`
+	BlockingQueries *int                `json:"blocking_queries"`
+	Queries         []drainreport.Query `json:"queries"`       // longest-running first
+	DeadlineIn      *float64            `json:"deadline_in_s"` // seconds; nil without a deadline
+	elapsed         time.Duration
 }

@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
 
 // StatusOptions say how to reach the running daemon's listener.
@@ -57,13 +55,8 @@ func (wc webConfig) tlsOn() bool { return wc.TLS.Cert != "" || wc.TLS.CertFile !
 
 // statusDoc is the part of the daemon's /status this package reads.
 type statusDoc struct {
-	Phase           string              `json:"phase"`
-	DeadlineIn      *float64            `json:"deadline_in_s"`
-	TrinoState      string              `json:"trino_state"`
-	TasksLeft       *int                `json:"tasks_left"`
-	BlockingQueries *int                `json:"blocking_queries"`
-	Queries         []drainreport.Query `json:"queries"`
-	Completed       int                 `json:"completed"`
+	live
+	Completed int `json:"completed"`
 }
 
 // statusClient is how to ask the running daemon for its status.
@@ -157,10 +150,10 @@ func (c statusClient) fetch(ctx context.Context) (map[string]any, statusDoc, err
 	}
 	var st map[string]any
 	var doc statusDoc
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, statusDoc{}, fmt.Errorf("decode status: %w", err)
+	if err = json.Unmarshal(body, &st); err == nil {
+		err = json.Unmarshal(body, &doc)
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if err != nil {
 		return nil, statusDoc{}, fmt.Errorf("decode status: %w", err)
 	}
 	return st, doc, nil
@@ -239,8 +232,7 @@ func Watch(ctx context.Context, w io.Writer, o StatusOptions, interval time.Dura
 			p.show("idle", "idle · waiting for a lifecycle action")
 		default:
 			seen = true
-			p.show(liveLine(live{phase: doc.Phase, trinoState: doc.TrinoState, tasks: doc.TasksLeft, queries: doc.BlockingQueries,
-				top: doc.Queries, deadlineIn: doc.DeadlineIn}))
+			p.show(liveLine(doc.live))
 		}
 		return true
 	})
