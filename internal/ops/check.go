@@ -247,21 +247,21 @@ func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) [
 	if info.Coordinator {
 		return []Check{{Name: "trino", Detail: fmt.Sprintf("%s is a coordinator (Trino %s): scaledownd belongs on workers", c.URL(), info.Version)}}
 	}
+	var stateErr error
 	if info.State == "" { // /v1/info carries no state on 476 and earlier
-		info.State, _ = c.State(ctx)
+		info.State, stateErr = c.State(ctx)
 	}
 	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
 	return []Check{{Name: "trino", OK: true,
 		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, cmp.Or(info.State, "unknown"), strategy)},
-		permissionCheck(ctx, c, cfg.Trino.User)}
+		permissionCheck(ctx, c, cfg.Trino.User, info.State, stateErr)}
 }
 
-// permissionCheck asks the worker to move to the state it is already in: a
-// no-op for Trino, but it passes through the same authentication and access
+// permissionCheck asks the worker to move to state, the one trinoChecks read:
+// a no-op for Trino, but it passes through the same authentication and access
 // control as a real drain. 401/403 means the drain would be refused; a 400
 // (older releases reject ACTIVE → ACTIVE) still proves the user got through.
-func permissionCheck(ctx context.Context, c *trinoadmin.Client, user string) Check {
-	state, err := c.State(ctx)
+func permissionCheck(ctx context.Context, c *trinoadmin.Client, user, state string, err error) Check {
 	if err != nil {
 		return Check{Name: "trino-permission", Detail: err.Error()}
 	}
