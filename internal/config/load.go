@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"encoding"
 	"errors"
 	"flag"
@@ -163,18 +164,10 @@ func (c *collect) IsBoolFlag() bool   { return c.s.isBool }
 func Load(fs *FlagSet, getenv func(string) (string, bool)) (Config, Source, error) {
 	cfg := Default()
 	var src Source
-	if dir, ok := getenv("CREDENTIALS_DIRECTORY"); ok {
-		cfg.credentialsDir = dir
-	}
+	cfg.credentialsDir, _ = getenv("CREDENTIALS_DIRECTORY")
 
-	path, explicit := fs.file, fs.file != ""
-	if !explicit {
-		if p, ok := getenv(EnvPrefix + "CONFIG_FILE"); ok && p != "" {
-			path, explicit = p, true
-		} else {
-			path = DefaultFile
-		}
-	}
+	envFile, _ := getenv(EnvPrefix + "CONFIG_FILE") // the flag beats it
+	path, explicit := cmp.Or(fs.file, envFile, DefaultFile), fs.file != "" || envFile != ""
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
