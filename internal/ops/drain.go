@@ -59,7 +59,14 @@ func Drain(ctx context.Context, w io.Writer, c *trinoadmin.Client, opts DrainOpt
 		fmt.Fprintf(w, "requested %s on %s (Trino %s)\n", state, c.URL(), info.Version)
 		return nil
 	}
-	m := newMaintenance(w, opts)
+	now := time.Now()
+	m := &maintenance{opts: opts, start: now, p: newProgress(w),
+		id: statefile.ReportID(fmt.Sprintf("maintenance/%d", now.UnixNano())),
+		rep: drainreport.Report{Kind: drainreport.KindMaintenance, Source: drainreport.KindMaintenance,
+			InstanceID: opts.InstanceID, Result: "none",
+			Timeline: drainreport.Timeline{Signal: now, Received: now, Confirmed: now}},
+		l: live{Phase: "requesting the drain"},
+	}
 	d := trinoadmin.NewDrainer(c, trinoadmin.DrainOptions{Strategy: opts.Strategy, PollInterval: opts.PollInterval, Logger: log})
 	res, err := m.run(ctx, func(ctx context.Context) (trinoadmin.Result, error) { return d.Drain(ctx, log) })
 	if err != nil {
@@ -97,17 +104,6 @@ type maintenance struct {
 	l   live
 }
 
-func newMaintenance(w io.Writer, opts DrainOptions) *maintenance {
-	now := time.Now()
-	return &maintenance{opts: opts, start: now, p: newProgress(w),
-		id: statefile.ReportID(fmt.Sprintf("maintenance/%d", now.UnixNano())),
-		rep: drainreport.Report{Kind: drainreport.KindMaintenance, Source: drainreport.KindMaintenance,
-			InstanceID: opts.InstanceID, Result: "none",
-			Timeline: drainreport.Timeline{Signal: now, Received: now, Confirmed: now}},
-		l: live{Phase: "requesting the drain"},
-	}
-}
-
 // run runs drain with the maintenance observing it, redrawing the progress
 // line every second and listing the queries holding it alongside.
 func (m *maintenance) run(ctx context.Context, drain func(context.Context) (trinoadmin.Result, error)) (trinoadmin.Result, error) {
@@ -120,7 +116,7 @@ func (m *maintenance) run(ctx context.Context, drain func(context.Context) (trin
 	}()
 	wg.Go(func() {
 		every(ctx, time.Second, func() bool {
-			m.redraw()
+			m.update(func(*live) {}) // the countdown moves on
 			return true
 		})
 	})
@@ -139,8 +135,6 @@ func (m *maintenance) update(change func(l *live)) {
 	l.elapsed = time.Since(m.start)
 	m.p.show(liveLine(l))
 }
-
-func (m *maintenance) redraw() { m.update(func(*live) {}) }
 
 func (m *maintenance) watchQueries(ctx context.Context) {
 	interval := m.opts.QueryInterval
@@ -170,24 +164,23 @@ func (m *maintenance) DrainMilestone(ms trinoadmin.Milestone) {
 	now := time.Now()
 	m.update(func(l *live) {
 		t := &m.rep.Timeline
-		set := func(at *time.Time, phase string) {
-			if at.IsZero() {
-				*at = now
-			}
-			l.Phase = phase
+		step, ok := map[trinoadmin.Milestone]struct {
+			at    *time.Time
+			phase string
+		}{
+			trinoadmin.MilestoneDrainingRequested: {&t.DrainingRequested, "draining"},
+			trinoadmin.MilestoneTasksZero:         {&t.TasksZero, "tasks done, waiting for DRAINED"},
+			trinoadmin.MilestoneDrained:           {&t.Drained, "drained"},
+			trinoadmin.MilestoneShuttingDown:      {&t.ShuttingDown, "shutting down"},
+			trinoadmin.MilestoneProcessGone:       {&t.ProcessGone, "process gone"},
+		}[ms]
+		if !ok {
+			return
 		}
-		switch ms {
-		case trinoadmin.MilestoneDrainingRequested:
-			set(&t.DrainingRequested, "draining")
-		case trinoadmin.MilestoneTasksZero:
-			set(&t.TasksZero, "tasks done, waiting for DRAINED")
-		case trinoadmin.MilestoneDrained:
-			set(&t.Drained, "drained")
-		case trinoadmin.MilestoneShuttingDown:
-			set(&t.ShuttingDown, "shutting down")
-		case trinoadmin.MilestoneProcessGone:
-			set(&t.ProcessGone, "process gone")
+		if step.at.IsZero() {
+			*step.at = now
 		}
+		l.Phase = step.phase
 	})
 }
 
