@@ -18,6 +18,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/scaledownd/scaledownd/internal/drainreport"
 )
@@ -77,56 +78,53 @@ func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := &Metrics{Registry: reg, now: time.Now}
+	f := promauto.With(reg) // every collector below is registered on reg
 
-	build := prometheus.NewGaugeVec(gaugeOpts("", "build_info",
+	build := f.NewGaugeVec(gaugeOpts("", "build_info",
 		"A metric with a constant '1' value labelled by the version and Go version scaledownd was built with."), []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	m.phase = prometheus.NewGaugeVec(gaugeOpts("", "phase",
+	m.phase = f.NewGaugeVec(gaugeOpts("", "phase",
 		"Phase of the lifecycle action in progress: 1 for the current phase, 0 for the others."), []string{"phase"})
-	m.trinoState = prometheus.NewGaugeVec(gaugeOpts("trino", "state",
+	m.trinoState = f.NewGaugeVec(gaugeOpts("trino", "state",
 		"Last node state read from the local Trino worker during a drain: 1 for that state, 0 for the others."), []string{"state"})
-	m.trinoTasks = prometheus.NewGauge(gaugeOpts("trino", "active_tasks",
+	m.trinoTasks = f.NewGauge(gaugeOpts("trino", "active_tasks",
 		"Active tasks on the local Trino worker as its executor reports them during a drain (a hint; DRAINED or the exit is the truth)."))
-	m.drainDuration = prometheus.NewHistogramVec(histogramOpts("", "drain_duration_seconds",
+	m.drainDuration = f.NewHistogramVec(histogramOpts("", "drain_duration_seconds",
 		"Time from the start of a lifecycle action to its completion, by outcome.",
 		1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200, 86400, 172800), []string{"outcome"})
-	m.completed = prometheus.NewCounterVec(counterOpts("lifecycle", "actions_completed_total",
+	m.completed = f.NewCounterVec(counterOpts("lifecycle", "actions_completed_total",
 		"Lifecycle actions finished, by result (CONTINUE, ABANDON, already-done, error, none for Spot signals) and reason (drained, exited, not-running, coordinator, deadline, lapsed, active, launch-timeout)."), []string{"result", "reason"})
-	m.heartbeats = prometheus.NewCounterVec(counterOpts("lifecycle", "heartbeats_total",
+	m.heartbeats = f.NewCounterVec(counterOpts("lifecycle", "heartbeats_total",
 		"RecordLifecycleActionHeartbeat calls, by result (ok, not-found, error)."), []string{"result"})
-	deadline := prometheus.NewGaugeFunc(gaugeOpts("lifecycle", "deadline_remaining_seconds",
+	f.NewGaugeFunc(gaugeOpts("lifecycle", "deadline_remaining_seconds",
 		"Seconds left until the action in progress is completed regardless of the drain; NaN when idle."), m.deadlineRemaining)
-	m.messages = prometheus.NewCounterVec(counterOpts("sqs", "messages_received_total",
+	m.messages = f.NewCounterVec(counterOpts("sqs", "messages_received_total",
 		"SQS messages received, by kind (own, foreign, test, malformed)."), []string{"kind"})
-	m.receiveCount = prometheus.NewHistogram(histogramOpts("sqs", "own_message_receive_count",
+	m.receiveCount = f.NewHistogram(histogramOpts("sqs", "own_message_receive_count",
 		"ApproximateReceiveCount of this instance's lifecycle messages when they reached it: how often others handed them back.",
 		1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
-	m.lastPoll = prometheus.NewGauge(gaugeOpts("sqs", "last_successful_poll_timestamp_seconds",
+	m.lastPoll = f.NewGauge(gaugeOpts("sqs", "last_successful_poll_timestamp_seconds",
 		"Unix time of the last successful ReceiveMessage."))
-	m.pollErrors = prometheus.NewCounter(counterOpts("sqs", "poll_errors_total",
+	m.pollErrors = f.NewCounter(counterOpts("sqs", "poll_errors_total",
 		"Failed ReceiveMessage calls (after the SDK's retries)."))
-	m.staleDeleted = prometheus.NewCounterVec(counterOpts("sqs", "stale_messages_deleted_total",
+	m.staleDeleted = f.NewCounterVec(counterOpts("sqs", "stale_messages_deleted_total",
 		"Other instances' lifecycle messages deleted because their action can no longer be completed, by reason (expired, instance-gone, not-waiting)."), []string{"reason"})
-	m.unconfirmed = prometheus.NewCounterVec(counterOpts("lifecycle", "unconfirmed_total",
+	m.unconfirmed = f.NewCounterVec(counterOpts("lifecycle", "unconfirmed_total",
 		"Lifecycle actions from the queue that AWS did not confirm for this instance within lifecycle.confirm-window, by transition (terminating, launching): never drained, never completed."), []string{"transition"})
-	m.awsCalls = prometheus.NewCounterVec(counterOpts("aws", "api_calls_total",
+	m.awsCalls = f.NewCounterVec(counterOpts("aws", "api_calls_total",
 		"AWS API calls, by operation and outcome (ok, throttled, client-error, server-error, network, canceled)."), []string{"operation", "outcome"})
-	m.trinoRequests = prometheus.NewCounterVec(counterOpts("trino", "api_requests_total",
+	m.trinoRequests = f.NewCounterVec(counterOpts("trino", "api_requests_total",
 		"Requests to the local Trino worker, by outcome (ok, forbidden, not-running, error)."), []string{"outcome"})
-	m.phaseDuration = prometheus.NewHistogramVec(histogramOpts("drain", "phase_duration_seconds",
+	m.phaseDuration = f.NewHistogramVec(histogramOpts("drain", "phase_duration_seconds",
 		"Duration of each phase of a finished drain (signal_to_draining, draining_to_tasks_zero, tasks_zero_to_drained, drained_to_completion), from its drain report.",
 		// From the tenth of a second the coordinator takes to notice
 		// DRAINING to the 48 h an action can last.
 		0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 172800), []string{"phase"})
-	m.blockingQueries = prometheus.NewGauge(gaugeOpts("trino", "blocking_queries",
+	m.blockingQueries = f.NewGauge(gaugeOpts("trino", "blocking_queries",
 		"Queries that still have tasks on the local worker during a drain, as the coordinator lists them (0 when idle or without trino.coordinator-url)."))
 	// The count is scaledownd_trino_blocking_queries.
-	m.oldestBlocking = prometheus.NewGauge(gaugeOpts("trino", "oldest_blocking_query_age_seconds",
+	m.oldestBlocking = f.NewGauge(gaugeOpts("trino", "oldest_blocking_query_age_seconds",
 		"How long the longest-running query with tasks still on the worker has run, as the coordinator last listed it (trino.coordinator-url); 0 when none or idle."))
-
-	reg.MustRegister(m.oldestBlocking, build, m.phase, m.trinoState, m.trinoTasks, m.drainDuration, m.completed, m.heartbeats, deadline,
-		m.messages, m.receiveCount, m.lastPoll, m.pollErrors, m.staleDeleted, m.unconfirmed, m.awsCalls, m.trinoRequests,
-		m.phaseDuration, m.blockingQueries)
 
 	// Every series of a closed label set exists from the start, so rate()
 	// and absent() behave and dashboards show zeros, not gaps.
