@@ -175,8 +175,7 @@ func span(a, b time.Time) *float64 {
 	if a.IsZero() || b.IsZero() {
 		return nil
 	}
-	s := max(seconds(b.Sub(a)), 0)
-	return &s
+	return new(max(seconds(b.Sub(a)), 0))
 }
 
 func seconds(d time.Duration) float64 {

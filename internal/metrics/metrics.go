@@ -252,22 +252,19 @@ func Outcome(err error) string {
 	if errors.Is(err, context.Canceled) {
 		return "canceled"
 	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
+	if api, ok := errors.AsType[smithy.APIError](err); ok {
 		switch api.ErrorCode() {
 		case "Throttling", "ThrottlingException", "RequestThrottled", "RequestLimitExceeded", "TooManyRequestsException":
 			return "throttled"
 		}
 	}
-	var resp *smithyhttp.ResponseError
-	if errors.As(err, &resp) {
+	if resp, ok := errors.AsType[*smithyhttp.ResponseError](err); ok {
 		if resp.HTTPStatusCode() >= 500 {
 			return "server-error"
 		}
 		return "client-error"
 	}
-	var nerr net.Error
-	if errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) {
+	if _, ok := errors.AsType[net.Error](err); ok || errors.Is(err, context.DeadlineExceeded) {
 		return "network"
 	}
 	return "client-error"

@@ -149,10 +149,9 @@ func (m *maintenance) watchQueries(ctx context.Context) {
 			}
 			top := drainreport.Report{Queries: seen}
 			top.Finish()
-			n := len(seen)
 			m.update(func(l *live) {
 				m.rep.SeeQueries(seen)
-				l.BlockingQueries, l.Queries = &n, top.Queries
+				l.BlockingQueries, l.Queries = new(len(seen)), top.Queries
 			})
 		}
 		return true
