@@ -9,7 +9,7 @@ import (
 	"math"
 	"net"
 	"runtime"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -49,8 +49,7 @@ type Metrics struct {
 	phaseDuration   *prometheus.HistogramVec // from drain reports
 	blockingQueries prometheus.Gauge         // from the drain's query listing
 	oldestBlocking  prometheus.Gauge
-	mu              sync.Mutex
-	deadline        time.Time
+	deadline        atomic.Pointer[time.Time] // nil or zero: none
 	now             func() time.Time
 }
 
@@ -169,18 +168,15 @@ func setStateSet(g *prometheus.GaugeVec, all []string, current string) {
 // SetDeadline records the deadline of the action in progress; the zero
 // time means none.
 func (m *Metrics) SetDeadline(t time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.deadline = t
+	m.deadline.Store(&t)
 }
 
 func (m *Metrics) deadlineRemaining() float64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.deadline.IsZero() {
+	d := m.deadline.Load()
+	if d == nil || d.IsZero() {
 		return math.NaN()
 	}
-	return m.deadline.Sub(m.now()).Seconds()
+	return d.Sub(m.now()).Seconds()
 }
 
 // DrainFinished observes one finished action.

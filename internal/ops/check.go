@@ -161,8 +161,7 @@ func queueCheck(ctx context.Context, cfg config.Config, q QueueAPI, maxSize int)
 	n, _ := rp.MaxReceiveCount.Int64()
 	detail += fmt.Sprintf("; dead-letter queue after %d receives", n)
 	switch {
-	case cfg.AWS.Mode == "imds":
-		return Check{Name: "queue", OK: true, Detail: detail}
+	case cfg.AWS.Mode == "imds": // nothing more to check
 	case cfg.AWS.Mode == "both":
 		// Another instance's termination message is hidden longer after
 		// each receive (lifecycle.ForeignHideCovers): the fleet's receives

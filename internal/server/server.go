@@ -11,6 +11,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,10 +124,7 @@ func New(opts Options, reg prometheus.Gatherer, h *Health, status func() any) (*
 			return nil, fmt.Errorf("web.config.file %s: %w", opts.WebConfigFile, err)
 		}
 	}
-	log := opts.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
+	log := cmp.Or(opts.Logger, zap.NewNop())
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.Addr, err)

@@ -37,24 +37,19 @@ type History struct {
 // OpenHistory returns the history in dir/reports, creating it (mode 0700).
 func OpenHistory(dir string) (*History, error) {
 	d := filepath.Join(dir, "reports")
-	if err := os.MkdirAll(filepath.Join(d, "inflight"), 0o700); err != nil {
+	inflight := filepath.Join(d, "inflight")
+	if err := os.MkdirAll(inflight, 0o700); err != nil {
 		return nil, fmt.Errorf("create report directory: %w", err)
 	}
-	h := &History{dir: d}
-	h.pruneInflight()
-	return h, nil
-}
-
-// pruneInflight removes reports of actions that cannot be in progress any
-// more: untouched for longer than an action can last.
-func (h *History) pruneInflight() {
-	dir := filepath.Join(h.dir, "inflight")
-	entries, _ := os.ReadDir(dir)
+	// Drop the reports of actions that cannot be in progress any more:
+	// untouched for longer than an action can last.
+	entries, _ := os.ReadDir(inflight)
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > lifecycle.MaxGlobalTimeout {
-			_ = os.Remove(filepath.Join(dir, e.Name()))
+			_ = os.Remove(filepath.Join(inflight, e.Name()))
 		}
 	}
+	return &History{dir: d}, nil
 }
 
 // ReadHistory reads the history of a state directory without creating
