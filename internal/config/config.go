@@ -14,6 +14,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -22,21 +23,19 @@ import (
 // DefaultFile is where the config file is looked for when none is named.
 const DefaultFile = "/etc/scaledownd/config.yaml"
 
-// DefaultListenAddress serves /metrics, /healthz and /readyz. Port 10180
-// lies outside the exporter block 9100–9999 of Prometheus's default port
-// allocations, which is full.
-const DefaultListenAddress = ":10180"
-
 // Config is the daemon's whole configuration.
 type Config struct {
 	AWS       AWS       `yaml:"aws"`
 	Lifecycle Lifecycle `yaml:"lifecycle"`
 	Trino     Trino     `yaml:"trino"`
-	Listen    string    `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz, /readyz and /status."`
-	Web       Web       `yaml:"web"`
-	StateDir  string    `yaml:"state-dir" help:"Directory for the daemon's state: the actions in progress and the last 50 drain reports (scaledownd history)."`
-	Log       Log       `yaml:"log"`
-	DryRun    bool      `yaml:"dry-run" help:"Log every action that would change state (Trino state, heartbeats, completion, message deletion) without doing it."`
+	// Listen serves /metrics, /healthz and /readyz. Port 10180 lies outside
+	// the exporter block 9100–9999 of Prometheus's default port allocations,
+	// which is full.
+	Listen   string `yaml:"listen-address" help:"Address of the HTTP listener for /metrics, /healthz, /readyz and /status." default:":10180"`
+	Web      Web    `yaml:"web"`
+	StateDir string `yaml:"state-dir" help:"Directory for the daemon's state: the actions in progress and the last 50 drain reports (scaledownd history)." default:"/var/lib/scaledownd"`
+	Log      Log    `yaml:"log"`
+	DryRun   bool   `yaml:"dry-run" help:"Log every action that would change state (Trino state, heartbeats, completion, message deletion) without doing it."`
 
 	// credentialsDir is $CREDENTIALS_DIRECTORY (systemd credentials), read
 	// by Load; not a setting.
@@ -49,19 +48,19 @@ type AWS struct {
 	Region            string        `yaml:"region" help:"AWS region; read from instance metadata when empty."`
 	InstanceID        string        `yaml:"instance-id" help:"This instance's id; read from instance metadata (IMDSv2) when empty."`
 	QueueURL          string        `yaml:"queue-url" help:"URL of the SQS queue the lifecycle hook notifies. Empty: no queue, the daemon stays idle."`
-	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins; without aws.queue-url it is imds)."`
-	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes."`
-	SQSIdleInterval   time.Duration `yaml:"sqs-idle-interval" help:"In mode both: while instance metadata answers and shows no termination, the queue is long-polled once per this interval instead of all the time (0: all the time). The daemon polls continuously from the moment metadata shows the instance leaving service or cannot be read."`
-	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)."`
+	Mode              string        `yaml:"mode" help:"Where termination signals come from: sqs (the lifecycle queue), imds (this instance's metadata: target-lifecycle-state, Spot notices), or both (first signal wins; without aws.queue-url it is imds)." default:"both"`
+	IMDSPollInterval  time.Duration `yaml:"imds-poll-interval" help:"How often instance metadata is polled in imds and both modes." default:"1s"`
+	SQSIdleInterval   time.Duration `yaml:"sqs-idle-interval" help:"In mode both: while instance metadata answers and shows no termination, the queue is long-polled once per this interval instead of all the time (0: all the time). The daemon polls continuously from the moment metadata shows the instance leaving service or cannot be read." default:"1m"`
+	SpotNotices       bool          `yaml:"spot-notices" help:"In imds and both modes, drain at once on a Spot interruption notice (deadline: the notice's time)." default:"true"`
 	DrainOnRebalance  bool          `yaml:"drain-on-rebalance" help:"In imds and both modes, drain on a Spot rebalance recommendation. Off: a drained worker whose instance is then not reclaimed is lost capacity."`
-	DeleteStale       bool          `yaml:"delete-stale" help:"Delete other instances' lifecycle messages that can no longer be acted on (older than their hook's global timeout, instance gone or no longer waiting), checked at a limited rate, so they stop circulating on a shared queue."`
+	DeleteStale       bool          `yaml:"delete-stale" help:"Delete other instances' lifecycle messages that can no longer be acted on (older than their hook's global timeout, instance gone or no longer waiting), checked at a limited rate, so they stop circulating on a shared queue." default:"true"`
 	Group             string        `yaml:"asg-name" help:"Expected Auto Scaling group; messages for other groups are left to others. Empty accepts any group."`
 	Hook              string        `yaml:"hook-name" help:"Expected terminating lifecycle hook; messages for other hooks are left to others. Empty accepts any hook."`
 	LaunchHook        string        `yaml:"launch-hook-name" help:"Expected launching lifecycle hook (EC2_INSTANCE_LAUNCHING): completed with CONTINUE once the worker is ACTIVE. Empty accepts any launching hook."`
-	WaitTime          time.Duration `yaml:"wait-time" help:"SQS long-poll wait (WaitTimeSeconds), 1s to 20s."`
-	VisibilityTimeout time.Duration `yaml:"visibility-timeout" help:"Visibility timeout asked for on every receive; at least 30s."`
-	CallTimeout       time.Duration `yaml:"call-timeout" help:"Deadline of every AWS call (the long poll gets wait-time on top)."`
-	MaxAttempts       int           `yaml:"max-attempts" help:"Attempts per AWS call by the SDK's standard retryer."`
+	WaitTime          time.Duration `yaml:"wait-time" help:"SQS long-poll wait (WaitTimeSeconds), 1s to 20s." default:"20s"`
+	VisibilityTimeout time.Duration `yaml:"visibility-timeout" help:"Visibility timeout asked for on every receive; at least 30s." default:"1m"`
+	CallTimeout       time.Duration `yaml:"call-timeout" help:"Deadline of every AWS call (the long poll gets wait-time on top)." default:"10s"`
+	MaxAttempts       int           `yaml:"max-attempts" help:"Attempts per AWS call by the SDK's standard retryer." default:"3"`
 	SQSEndpoint       string        `yaml:"sqs-endpoint" help:"Override the SQS endpoint (tests, VPC endpoints)."`
 	AutoScalingEP     string        `yaml:"autoscaling-endpoint" help:"Override the Auto Scaling endpoint (tests, VPC endpoints)."`
 	IMDSEndpoint      string        `yaml:"imds-endpoint" help:"Override the instance metadata endpoint (tests)."`
@@ -70,29 +69,29 @@ type AWS struct {
 // Lifecycle holds the timing of heartbeats and completion.
 type Lifecycle struct {
 	HeartbeatInterval AutoDuration  `yaml:"heartbeat-interval" help:"Time between heartbeats: auto (half the hook's HeartbeatTimeout) or a duration, never above half of it."`
-	MaxDrainTime      time.Duration `yaml:"max-drain-time" help:"Longest the daemon holds the instance, counted from the start of the lifecycle action; the AWS cap min(48h, 100 × HeartbeatTimeout) applies as well."`
-	SafetyMargin      time.Duration `yaml:"safety-margin" help:"Completion happens this long before the cap (at most a tenth of it)."`
-	LaunchTimeout     time.Duration `yaml:"launch-timeout" help:"How long a launch action waits for the worker to be ACTIVE before it is completed with ABANDON."`
-	NotFoundWindow    time.Duration `yaml:"not-found-window" help:"How long 'No active Lifecycle Action found' is retried before it is believed."`
-	ConfirmWindow     time.Duration `yaml:"confirm-window" help:"How long an action learned from the queue is re-checked (every 5 s, or a quarter of the window if shorter) until AWS confirms it for this instance (instance metadata's target-lifecycle-state, else DescribeAutoScalingInstances) before it is rejected: never drained, logged as an error, counted. AWS updates metadata and the queue independently and documents no latency between them. 0: checked once."`
+	MaxDrainTime      time.Duration `yaml:"max-drain-time" help:"Longest the daemon holds the instance, counted from the start of the lifecycle action; the AWS cap min(48h, 100 × HeartbeatTimeout) applies as well." default:"48h"`
+	SafetyMargin      time.Duration `yaml:"safety-margin" help:"Completion happens this long before the cap (at most a tenth of it)." default:"2m"`
+	LaunchTimeout     time.Duration `yaml:"launch-timeout" help:"How long a launch action waits for the worker to be ACTIVE before it is completed with ABANDON." default:"15m"`
+	NotFoundWindow    time.Duration `yaml:"not-found-window" help:"How long 'No active Lifecycle Action found' is retried before it is believed." default:"2m"`
+	ConfirmWindow     time.Duration `yaml:"confirm-window" help:"How long an action learned from the queue is re-checked (every 5 s, or a quarter of the window if shorter) until AWS confirms it for this instance (instance metadata's target-lifecycle-state, else DescribeAutoScalingInstances) before it is rejected: never drained, logged as an error, counted. AWS updates metadata and the queue independently and documents no latency between them. 0: checked once." default:"2m"`
 }
 
 // Trino holds how to reach and drain the local worker.
 type Trino struct {
-	URL                string        `yaml:"url" help:"Base URL of the local Trino worker."`
+	URL                string        `yaml:"url" help:"Base URL of the local Trino worker." default:"http://127.0.0.1:8080"`
 	CoordinatorURL     string        `yaml:"coordinator-url" help:"Base URL of the cluster's coordinator. When set, a launch action is completed only once the coordinator lists this worker as active (system.runtime.nodes), not just when the worker says ACTIVE, and a drain reports which queries still have tasks on this worker (GET /v1/query, at most every 10 s). Same user, password and TLS settings as the worker."`
 	DeadlineWarning    time.Duration `yaml:"deadline-warning" help:"How long before the action's deadline the queries still running on the worker (they fail when the action completes) are logged at warn; needs trino.coordinator-url. 0: 10 % of the time from DRAINING to the deadline, at most 5m."`
-	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker."`
+	User               string        `yaml:"user" help:"User for the node-state API (X-Trino-User, or the Basic auth user with a password). Needs system information write access on the worker." default:"scaledownd"`
 	Password           string        `yaml:"password" secret:"true" help:"Password for HTTP Basic auth (HTTPS only). Prefer password-file."`
 	PasswordFile       string        `yaml:"password-file" help:"File holding the password for HTTP Basic auth (HTTPS only). With neither this nor trino.password, the systemd credential trino-password is used (the unit loads /etc/scaledownd/trino-password; README, Trino prerequisites)."`
 	CAFile             string        `yaml:"ca-file" help:"PEM bundle to trust for the worker's certificate, on top of the system roots."`
-	TLSVerify          bool          `yaml:"tls-verify" help:"Verify the worker's TLS certificate."`
-	Strategy           string        `yaml:"strategy" help:"Drain strategy: auto (DRAINING where supported, else SHUTTING_DOWN), drain (DRAINING only) or shutdown (SHUTTING_DOWN and wait for exit)."`
+	TLSVerify          bool          `yaml:"tls-verify" help:"Verify the worker's TLS certificate." default:"true"`
+	Strategy           string        `yaml:"strategy" help:"Drain strategy: auto (DRAINING where supported, else SHUTTING_DOWN), drain (DRAINING only) or shutdown (SHUTTING_DOWN and wait for exit)." default:"auto"`
 	QuietPeriod        time.Duration `yaml:"quiet-period" help:"Extra wait after DRAINED or the exit, on top of Trino's own second shutdown.grace-period."`
-	ShutdownAfterDrain bool          `yaml:"shutdown-after-drain" help:"Send SHUTTING_DOWN once DRAINED so the idle worker exits at once."`
-	PollInterval       time.Duration `yaml:"poll-interval" help:"How often the worker's state and tasks are read during a drain."`
-	RequestTimeout     time.Duration `yaml:"request-timeout" help:"Deadline of every call to the worker."`
-	NotRunningWindow   time.Duration `yaml:"not-running-window" help:"How long the worker must refuse connections before it counts as not running (nothing to drain)."`
+	ShutdownAfterDrain bool          `yaml:"shutdown-after-drain" help:"Send SHUTTING_DOWN once DRAINED so the idle worker exits at once." default:"true"`
+	PollInterval       time.Duration `yaml:"poll-interval" help:"How often the worker's state and tasks are read during a drain." default:"500ms"`
+	RequestTimeout     time.Duration `yaml:"request-timeout" help:"Deadline of every call to the worker." default:"5s"`
+	NotRunningWindow   time.Duration `yaml:"not-running-window" help:"How long the worker must refuse connections before it counts as not running (nothing to drain)." default:"30s"`
 }
 
 // Web holds the listener's TLS and authentication, as Prometheus exporters
@@ -108,45 +107,20 @@ type WebConfig struct {
 
 // Log holds logging settings.
 type Log struct {
-	Format string `yaml:"format" help:"Log format: json or console."`
-	Level  string `yaml:"level" help:"Log level: debug, info, warn or error."`
+	Format string `yaml:"format" help:"Log format: json or console." default:"json"`
+	Level  string `yaml:"level" help:"Log level: debug, info, warn or error." default:"info"`
 }
 
-// Default returns the configuration before any file, variable or flag.
+// Default returns the configuration before any file, variable or flag:
+// every setting's default tag.
 func Default() Config {
-	return Config{
-		AWS: AWS{
-			Mode:              "both",
-			IMDSPollInterval:  time.Second,
-			SQSIdleInterval:   time.Minute,
-			SpotNotices:       true,
-			DeleteStale:       true,
-			WaitTime:          20 * time.Second,
-			VisibilityTimeout: 60 * time.Second,
-			CallTimeout:       10 * time.Second,
-			MaxAttempts:       3,
-		},
-		Lifecycle: Lifecycle{
-			MaxDrainTime:   48 * time.Hour,
-			SafetyMargin:   2 * time.Minute,
-			LaunchTimeout:  15 * time.Minute,
-			NotFoundWindow: 2 * time.Minute,
-			ConfirmWindow:  2 * time.Minute,
-		},
-		Trino: Trino{
-			URL:                "http://127.0.0.1:8080",
-			User:               "scaledownd",
-			TLSVerify:          true,
-			Strategy:           "auto",
-			ShutdownAfterDrain: true,
-			PollInterval:       500 * time.Millisecond,
-			RequestTimeout:     5 * time.Second,
-			NotRunningWindow:   30 * time.Second,
-		},
-		Listen:   DefaultListenAddress,
-		StateDir: "/var/lib/scaledownd",
-		Log:      Log{Format: "json", Level: "info"},
-	}
+	var c Config
+	walk(reflect.TypeFor[Config](), nil, "", func(s Setting) {
+		if err := s.set(&c, s.def); s.def != "" && err != nil {
+			panic(fmt.Sprintf("default of %s: %v", s.Key, err))
+		}
+	})
+	return c
 }
 
 // AutoDuration is a duration that may be "auto" (zero).

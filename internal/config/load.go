@@ -33,6 +33,7 @@ type Setting struct {
 	Default string // the default rendered as text
 	Secret  bool   // never printed or logged
 
+	def    string // the default tag
 	index  []int
 	isBool bool // a flag without a value means true
 }
@@ -67,6 +68,7 @@ func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
 			Flag:   "--" + key,
 			Help:   f.Tag.Get("help"),
 			Secret: f.Tag.Get("secret") == "true",
+			def:    f.Tag.Get("default"),
 			index:  idx,
 			isBool: f.Type.Kind() == reflect.Bool,
 		})
