@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -12,15 +13,11 @@ func MarkdownTable() string {
 	b.WriteString("| Key (YAML path) | Flag | Environment | Default | Meaning |\n")
 	b.WriteString("|---|---|---|---|---|\n")
 	for _, s := range Settings() {
-		def := s.Default
-		if def == "" {
-			def = "(empty)"
-		}
 		help := strings.ReplaceAll(s.Help, "|", `\|`)
 		if s.Secret {
 			help += " Secret: redacted in `config print` and logs."
 		}
-		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | `%s` | %s |\n", s.Key, s.Flag, s.Env, def, help)
+		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | `%s` | %s |\n", s.Key, s.Flag, s.Env, cmp.Or(s.Default, "(empty)"), help)
 	}
 	return b.String()
 }

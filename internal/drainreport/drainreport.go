@@ -124,12 +124,7 @@ func (r *Report) Finish() {
 	slices.SortStableFunc(r.Queries, func(a, b Query) int {
 		return cmp.Or(cmp.Compare(b.ElapsedS, a.ElapsedS), strings.Compare(a.QueryID, b.QueryID))
 	})
-	if len(r.Queries) > MaxQueries {
-		r.Queries = r.Queries[:MaxQueries]
-	}
-	if r.Queries == nil {
-		r.Queries = []Query{}
-	}
+	r.Queries = append([]Query{}, r.Queries[:min(len(r.Queries), MaxQueries)]...) // [] in JSON, never null
 	r.QueriesTotal = max(r.QueriesTotal, len(r.Queries))
 }
 

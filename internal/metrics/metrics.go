@@ -79,9 +79,9 @@ func New(version string) *Metrics {
 	m := &Metrics{Registry: reg, now: time.Now}
 	f := promauto.With(reg) // every collector below is registered on reg
 
-	build := f.NewGaugeVec(gaugeOpts("", "build_info",
-		"A metric with a constant '1' value labelled by the version and Go version scaledownd was built with."), []string{"version", "goversion"})
-	build.WithLabelValues(version, runtime.Version()).Set(1)
+	f.NewGaugeVec(gaugeOpts("", "build_info",
+		"A metric with a constant '1' value labelled by the version and Go version scaledownd was built with."), []string{"version", "goversion"}).
+		WithLabelValues(version, runtime.Version()).Set(1)
 	m.phase = f.NewGaugeVec(gaugeOpts("", "phase",
 		"Phase of the lifecycle action in progress: 1 for the current phase, 0 for the others."), []string{"phase"})
 	m.trinoState = f.NewGaugeVec(gaugeOpts("trino", "state",
