@@ -43,7 +43,7 @@ func Settings() []Setting {
 	var out []Setting
 	def := reflect.ValueOf(Default())
 	walk(def.Type(), nil, "", func(s Setting) {
-		s.Default = render(def.FieldByIndex(s.index))
+		s.Default = fmt.Sprint(def.FieldByIndex(s.index).Interface()) // String where a type has it (durations)
 		out = append(out, s)
 	})
 	return out
@@ -79,9 +79,6 @@ func walk(t reflect.Type, index []int, prefix string, fn func(Setting)) {
 func EnvName(key string) string {
 	return EnvPrefix + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(key))
 }
-
-// render is v as text; fmt uses String where a type has it (durations).
-func render(v reflect.Value) string { return fmt.Sprint(v.Interface()) }
 
 // set parses text into the field of c that s names.
 func (s Setting) set(c *Config, text string) error {
@@ -239,7 +236,7 @@ func (c Config) Fields() map[string]string {
 	r := reflect.ValueOf(c.Redacted())
 	out := map[string]string{}
 	for _, s := range Settings() {
-		out[s.Key] = render(r.FieldByIndex(s.index))
+		out[s.Key] = fmt.Sprint(r.FieldByIndex(s.index).Interface())
 	}
 	return out
 }

@@ -41,10 +41,9 @@ func (h zapHandler) Handle(_ context.Context, r slog.Record) error {
 		return nil
 	}
 	fields := make([]zap.Field, 0, r.NumAttrs())
-	r.Attrs(func(a slog.Attr) bool {
+	for a := range r.Attrs {
 		fields = append(fields, zap.Any(a.Key, a.Value.Resolve().Any()))
-		return true
-	})
+	}
 	ce.Write(fields...)
 	return nil
 }
