@@ -82,14 +82,11 @@ func (h *History) Append(id string, r drainreport.Report) error {
 			return err
 		}
 		// Set aside; the new history starts with this report.
-		_ = os.Rename(h.file(), h.file()+".corrupt")
-		entries = nil
+		_ = os.Rename(h.file(), h.file()+".corrupt") // read returned no entries
 	}
 	entries = slices.DeleteFunc(entries, func(e Entry) bool { return e.ID == id })
 	entries = append(entries, Entry{ID: id, Report: r})
-	if len(entries) > HistorySize {
-		entries = entries[len(entries)-HistorySize:]
-	}
+	entries = entries[max(0, len(entries)-HistorySize):]
 	if err := writeJSON(h.dir, h.file(), entries); err != nil {
 		return fmt.Errorf("write report history: %w", err)
 	}
