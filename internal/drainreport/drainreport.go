@@ -188,12 +188,9 @@ func (r Report) Line() string {
 	}
 	fmt.Fprintf(&b, "%s %s %s %s %s held %.1fs", at, cmp.Or(r.Kind, "-"), cmp.Or(r.InstanceID, "-"), cmp.Or(r.Result, "-"), cmp.Or(r.Reason, "-"), r.InstanceSeconds)
 	var parts []string
-	labels := map[string]string{
-		PhaseSignalToDraining: "signal→DRAINING", PhaseDrainingToTasksZero: "→tasks 0",
-		PhaseTasksZeroToDrained: "→DRAINED", PhaseDrainedToCompletion: "→completion",
-	}
+	labels := []string{"signal→DRAINING", "→tasks 0", "→DRAINED", "→completion"} // in the order of PhaseNames
 	r.Phases.Each(func(name string, d time.Duration) {
-		parts = append(parts, fmt.Sprintf("%s %.1fs", labels[name], d.Seconds()))
+		parts = append(parts, fmt.Sprintf("%s %.1fs", labels[slices.Index(PhaseNames, name)], d.Seconds()))
 	})
 	if len(parts) > 0 {
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))

@@ -250,9 +250,8 @@ func trinoChecks(ctx context.Context, cfg config.Config, c *trinoadmin.Client) [
 	if info.State == "" { // /v1/info carries no state on 476 and earlier
 		info.State, stateErr = c.State(ctx)
 	}
-	strategy := trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info)
-	return []Check{{Name: "trino", OK: true,
-		Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s", c.URL(), info.Version, cmp.Or(info.State, "unknown"), strategy)},
+	return []Check{{Name: "trino", OK: true, Detail: fmt.Sprintf("worker %s, Trino %s, state %s; drain path: %s",
+		c.URL(), info.Version, cmp.Or(info.State, "unknown"), trinoadmin.PlannedPath(trinoadmin.Strategy(cfg.Trino.Strategy), info))},
 		permissionCheck(ctx, c, cfg.Trino.User, info.State, stateErr)}
 }
 
