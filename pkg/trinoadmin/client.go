@@ -310,17 +310,16 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, limit
 		return nil, fmt.Errorf("%s: read body: %w", op, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, &StatusError{Op: op, Code: resp.StatusCode, Body: truncate(firstLine(string(data)), 200)}
+		return nil, statusError(op, resp.StatusCode, data)
 	}
 	return data, nil
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
+// statusError is the error of an answer code other than the one wanted; it
+// quotes the start of the answer's first line.
+func statusError(op string, code int, body []byte) *StatusError {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	return &StatusError{Op: op, Code: code, Body: truncate(line, 200)}
 }
 
 func truncate(s string, n int) string {

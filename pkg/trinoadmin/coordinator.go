@@ -240,9 +240,29 @@ func (co *Coordinator) fetch(ctx context.Context, method, target, op string, bod
 // network (a coordinator that went away refuses at once).
 const maxNetworkRetries = 3
 
-// once sends a request. retryAfter ≥ 0 marks an error worth repeating (and
-// the pause the server asked for); -1 a final one.
+// once sends a request of the statement protocol. retryAfter ≥ 0 marks an
+// error worth repeating (and the pause the server asked for); -1 a final one.
 func (co *Coordinator) once(ctx context.Context, method, target, op string, body []byte) (*statementDoc, time.Duration, error) {
+	var doc statementDoc
+	data, retryAfter, err := co.exchange(ctx, method, target, op, body, 4<<20, &doc)
+	if err != nil {
+		return nil, retryAfter, err
+	}
+	if doc.ID == "" {
+		return nil, -1, fmt.Errorf("%s: answer %q carries no query id", op, truncate(string(data), 80))
+	}
+	return &doc, -1, nil
+}
+
+// exchange sends one request to the coordinator with the credentials and
+// decodes a 200 answer (at most limit bytes) into v; v nil reads the answer
+// and ignores it. The statement protocol's requests (v a *statementDoc)
+// name scaledownd as their source. Errors are wrapped with op, a network
+// error without the URL (whose text repeats the query id). retryAfter ≥ 0
+// marks an error worth repeating (and the pause the server asked for): a
+// network error or broken read while ctx lasts, or an answer 429, 502, 503
+// or 504; -1 a final one.
+func (co *Coordinator) exchange(ctx context.Context, method, target, op string, body []byte, limit int64, v any) (data []byte, retryAfter time.Duration, err error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -254,13 +274,15 @@ func (co *Coordinator) once(ctx context.Context, method, target, op string, body
 	if body != nil {
 		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	}
-	co.authorize(req)
-	req.Header.Set("X-Trino-Source", "scaledownd")
+	authorize(req, co.user, co.pass)
+	if _, ok := v.(*statementDoc); ok {
+		req.Header.Set("X-Trino-Source", "scaledownd")
+	}
 	resp, err := co.http.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = ue.Err // its text repeats the URL, which holds the query id
+			err = ue.Err
 		}
 		if ctx.Err() != nil {
 			return nil, -1, fmt.Errorf("%s: %w", op, ctx.Err())
@@ -268,29 +290,24 @@ func (co *Coordinator) once(ctx context.Context, method, target, op string, body
 		return nil, 0, fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
+	if data, err = io.ReadAll(io.LimitReader(resp.Body, limit)); err != nil {
 		return nil, 0, fmt.Errorf("%s: read answer: %w", op, err)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return nil, retryAfterOf(resp.Header.Get("Retry-After")),
-			&StatusError{Op: op, Code: resp.StatusCode, Body: truncate(firstLine(string(data)), 200)}
+		return nil, retryAfterOf(resp.Header.Get("Retry-After")), statusError(op, resp.StatusCode, data)
 	default:
-		return nil, -1, &StatusError{Op: op, Code: resp.StatusCode, Body: truncate(firstLine(string(data)), 200)}
+		return nil, -1, statusError(op, resp.StatusCode, data)
 	}
-	var doc statementDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
+	if v == nil {
+		return data, -1, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
 		return nil, -1, fmt.Errorf("%s: decode answer %q: %w", op, truncate(string(data), 80), err)
 	}
-	if doc.ID == "" {
-		return nil, -1, fmt.Errorf("%s: answer %q carries no query id", op, truncate(string(data), 80))
-	}
-	return &doc, -1, nil
+	return data, -1, nil
 }
-
-func (co *Coordinator) authorize(req *http.Request) { authorize(req, co.user, co.pass) }
 
 // authorize sends user's credentials: HTTP Basic with a password, else
 // X-Trino-User.
@@ -311,15 +328,7 @@ func (co *Coordinator) cancel(ctx context.Context, nextURI string) {
 	}
 	ctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, nextURI, nil)
-	if err != nil {
-		return
-	}
-	co.authorize(req)
-	if resp, err := co.http.Do(req); err == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-	}
+	_, _, _ = co.exchange(ctx, http.MethodDelete, nextURI, "DELETE nextUri", nil, 4096, nil)
 }
 
 // retryAfterOf reads a Retry-After header given in seconds (capped at

@@ -2,10 +2,8 @@ package trinoadmin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -56,7 +54,7 @@ func (co *Coordinator) BlockingQueries(ctx context.Context, nodeID string) ([]Qu
 	defer cancel()
 
 	var list []basicQueryInfo
-	if err := co.getJSON(ctx, "/v1/query", "GET /v1/query", 16<<20, &list); err != nil {
+	if _, _, err := co.exchange(ctx, http.MethodGet, co.base.String()+"/v1/query", "GET /v1/query", nil, 16<<20, &list); err != nil {
 		return nil, err
 	}
 	var open []basicQueryInfo
@@ -72,7 +70,7 @@ func (co *Coordinator) BlockingQueries(ctx context.Context, nodeID string) ([]Qu
 	var out []Query
 	for _, q := range open {
 		var info queryInfo
-		err := co.getJSON(ctx, "/v1/query/"+url.PathEscape(q.QueryID), "GET /v1/query/{id}", 32<<20, &info)
+		_, _, err := co.exchange(ctx, http.MethodGet, co.base.String()+"/v1/query/"+url.PathEscape(q.QueryID), "GET /v1/query/{id}", nil, 32<<20, &info)
 		var se *StatusError
 		if errors.As(err, &se) && (se.Code == http.StatusGone || se.Code == http.StatusNotFound) {
 			continue // ended and forgotten since the list (476 answers 410 Gone)
@@ -152,38 +150,6 @@ func (s *stageInfo) runsOn(nodeID string) bool {
 		}
 	}
 	return false
-}
-
-// getJSON GETs path on the coordinator and decodes a 200 answer into v.
-func (co *Coordinator) getJSON(ctx context.Context, path, op string, limit int64, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, co.base.String()+path, nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	co.authorize(req)
-	resp, err := co.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // its text repeats the URL, which may hold the query id
-		}
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
-	if err != nil {
-		return fmt.Errorf("%s: read answer: %w", op, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &StatusError{Op: op, Code: resp.StatusCode, Body: truncate(firstLine(string(data)), 200)}
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%s: decode answer %q: %w", op, truncate(string(data), 80), err)
-	}
-	return nil
 }
 
 // ParseDuration reads an airlift Duration as Trino writes it: a decimal
