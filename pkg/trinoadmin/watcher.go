@@ -102,18 +102,10 @@ type Watcher struct {
 
 // NewWatcher returns a Watcher.
 func NewWatcher(opts WatcherOptions) *Watcher {
-	if opts.Interval <= 0 {
-		opts.Interval = MinQueryInterval
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Recorder == nil {
-		opts.Recorder = nopQueryRecorder{}
-	}
+	opts.Interval = positive(opts.Interval, MinQueryInterval)
+	opts.Timeout = positive(opts.Timeout, 5*time.Second)
+	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
+	opts.Recorder = cmp.Or[QueryRecorder](opts.Recorder, nopQueryRecorder{})
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
