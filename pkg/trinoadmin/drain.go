@@ -143,15 +143,18 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 		res.Outcome = OutcomeCoordinator
 		return res, nil
 	}
-	path := d.choose(log, info)
+	path, target := StrategyDrain, StateDraining
+	switch {
+	case d.opts.Strategy == StrategyShutdown && brokenShutdown(info.Major()):
+		log.Warn("strategy shutdown is unsafe on Trino 474/475 (SHUTTING_DOWN does not wait for tasks, trinodb/trino#25690); using DRAINING",
+			zap.String("trino_version", info.Version))
+	case d.opts.Strategy == StrategyShutdown:
+		path, target = StrategyShutdown, StateShuttingDown
+	}
 	res.Strategy = path
 	log = log.With(zap.String("trino_version", info.Version), zap.String("strategy", string(path)))
 	log.Info("draining trino worker", zap.String("trino_url", d.c.URL()))
 
-	target := StateDraining
-	if path == StrategyShutdown {
-		target = StateShuttingDown
-	}
 	// A drain already under way (a restarted daemon resuming) is joined, not
 	// requested again: DRAINED and SHUTTING_DOWN refuse DRAINING.
 	current := info.State
@@ -161,7 +164,7 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 	joined := false
 	switch {
 	case current == StateShuttingDown:
-		path, target, res.Strategy, joined = StrategyShutdown, StateShuttingDown, StrategyShutdown, true
+		target, res.Strategy, joined = StateShuttingDown, StrategyShutdown, true
 	case path == StrategyDrain && (current == StateDraining || current == StateDrained):
 		joined = true
 	}
@@ -181,8 +184,12 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 			return res, nil
 		case err != nil:
 			return res, err
+		case d.opts.DryRun: // nothing was requested
+		case target == StateDraining:
+			obs.DrainMilestone(MilestoneDrainingRequested)
+		default:
+			obs.DrainMilestone(MilestoneShuttingDown)
 		}
-		d.requested(obs, target)
 	}
 	if d.opts.DryRun {
 		log.Info("dry run: not waiting for the worker")
@@ -213,20 +220,6 @@ func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool
 		}
 	}
 	return res, nil
-}
-
-// choose picks the path for this worker.
-func (d *Drainer) choose(log *zap.Logger, info Info) Strategy {
-	switch {
-	case d.opts.Strategy == StrategyShutdown && brokenShutdown(info.Major()):
-		log.Warn("strategy shutdown is unsafe on Trino 474/475 (SHUTTING_DOWN does not wait for tasks, trinodb/trino#25690); using DRAINING",
-			zap.String("trino_version", info.Version))
-		return StrategyDrain
-	case d.opts.Strategy == StrategyShutdown:
-		return StrategyShutdown
-	default:
-		return StrategyDrain
-	}
 }
 
 // probe reads /v1/info until the worker answers. Connection refusals for the
@@ -397,18 +390,6 @@ func (d *Drainer) wait(ctx context.Context, log *zap.Logger, target string, obs 
 		if err := sleepCtx(ctx, d.opts.PollInterval); err != nil {
 			return "", err
 		}
-	}
-}
-
-// requested tells the observer that the worker accepted the drain's state
-// change (nothing is requested in a dry run).
-func (d *Drainer) requested(obs Observer, target string) {
-	switch {
-	case d.opts.DryRun:
-	case target == StateDraining:
-		obs.DrainMilestone(MilestoneDrainingRequested)
-	default:
-		obs.DrainMilestone(MilestoneShuttingDown)
 	}
 }
 
