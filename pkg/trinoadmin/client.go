@@ -242,24 +242,18 @@ func ParseTaskCount(body []byte) (int, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		for _, g := range taskGauges {
-			if !strings.HasPrefix(line, g) {
+		for _, g := range taskGauges { // comments and blank lines start with none
+			rest, ok := strings.CutPrefix(sc.Text(), g)
+			if !ok {
 				continue
 			}
-			rest := line[len(g):]
 			if strings.HasPrefix(rest, "{") {
-				end := strings.IndexByte(rest, '}')
-				if end < 0 {
+				if _, rest, ok = strings.Cut(rest, "}"); !ok {
 					continue
 				}
-				rest = rest[end+1:]
 			}
 			fields := strings.Fields(rest)
-			if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') || len(fields) == 0 {
+			if len(fields) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
 				continue // a longer metric name sharing the prefix
 			}
 			v, err := strconv.ParseFloat(fields[0], 64)
@@ -274,10 +268,8 @@ func ParseTaskCount(body []byte) (int, bool) {
 
 // do sends one request and returns the body of a 2xx answer.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, limit int64) ([]byte, error) {
-	op := method + " " + path
-	if i := strings.IndexByte(op, '?'); i >= 0 {
-		op = op[:i]
-	}
+	bare, _, _ := strings.Cut(path, "?")
+	op := method + " " + bare
 	if method == http.MethodPut {
 		op += " " + strings.Trim(string(body), `"`)
 	}
