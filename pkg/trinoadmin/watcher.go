@@ -3,6 +3,7 @@ package trinoadmin
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -278,10 +279,7 @@ func (w *Watcher) Snapshot() QuerySnapshot {
 	defer w.mu.Unlock()
 	s := w.snap
 	s.Current = slices.Clone(s.Current)
-	all := make([]Query, 0, len(w.waited))
-	for _, q := range w.waited {
-		all = append(all, q)
-	}
+	all := slices.Collect(maps.Values(w.waited))
 	sortQueries(all)
 	s.WaitedTotal = len(all)
 	s.Waited = capQueries(all)
