@@ -418,12 +418,10 @@ func positive(d, def time.Duration) time.Duration {
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-time.After(d): // unreferenced, the timer is collected
 		return nil
 	}
 }
@@ -469,23 +467,19 @@ func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil {
-			if info, ierr := d.c.Info(ctx); ierr == nil && info.Starting {
-				state = "STARTING"
-			}
-		}
-		cur := state
 		if err != nil {
-			cur = "unreachable"
+			state = "unreachable"
+		} else if info, ierr := d.c.Info(ctx); ierr == nil && info.Starting {
+			state = "STARTING"
 		}
-		if cur != last {
-			if cur == StateActive && coord != nil {
+		if state != last {
+			if state == StateActive && coord != nil {
 				log.Info("trino worker is ACTIVE; waiting until the coordinator lists it as active",
 					zap.String("coordinator_url", coord.co.URL()))
 			} else {
-				log.Info("waiting for the trino worker to be ACTIVE", zap.String("trino_state", cur), zap.NamedError("reason", err))
+				log.Info("waiting for the trino worker to be ACTIVE", zap.String("trino_state", state), zap.NamedError("reason", err))
 			}
-			last = cur
+			last = state
 		}
 		switch state {
 		case StateActive:
