@@ -152,10 +152,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		NodeVersion struct {
 			Version string `json:"version"`
 		} `json:"nodeVersion"`
-		Environment string `json:"environment"`
-		Coordinator bool   `json:"coordinator"`
-		Starting    bool   `json:"starting"`
-		State       string `json:"state"`
+		Info // the other fields, matched by name (case-insensitively, like tags)
 	}
 	body, err := c.do(ctx, http.MethodGet, "/v1/info", nil, 1<<20)
 	if err != nil {
@@ -164,13 +161,8 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return Info{}, fmt.Errorf("decode GET /v1/info: %w", err)
 	}
-	return Info{
-		Version:     raw.NodeVersion.Version,
-		Coordinator: raw.Coordinator,
-		Environment: raw.Environment,
-		Starting:    raw.Starting,
-		State:       raw.State,
-	}, nil
+	raw.Info.Version = raw.NodeVersion.Version
+	return raw.Info, nil
 }
 
 // State reads GET /v1/info/state.
