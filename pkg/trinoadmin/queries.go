@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -190,23 +190,19 @@ func (co *Coordinator) WorkerQueries(worker *Client) *NodeQueries {
 type NodeQueries struct {
 	co     *Coordinator
 	nodeID func(context.Context) (string, error)
-	mu     sync.Mutex
-	id     string
+	id     atomic.Pointer[string] // the node id, once read
 }
 
 // BlockingQueries lists the queries with unfinished tasks on the node.
 func (n *NodeQueries) BlockingQueries(ctx context.Context) ([]Query, error) {
-	n.mu.Lock()
-	id := n.id
-	n.mu.Unlock()
-	if id == "" {
+	id := n.id.Load()
+	if id == nil {
 		got, err := n.nodeID(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("read the worker's node id: %w", err)
 		}
-		n.mu.Lock()
-		n.id, id = got, got
-		n.mu.Unlock()
+		n.id.Store(&got)
+		id = &got
 	}
-	return n.co.BlockingQueries(ctx, id)
+	return n.co.BlockingQueries(ctx, *id)
 }
