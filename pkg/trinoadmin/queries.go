@@ -27,6 +27,14 @@ import (
 // (no error) and 403 for the others'. They need no permission to execute
 // queries.
 
+// Query is a query that still has tasks on a worker, as the coordinator
+// lists it (Coordinator.BlockingQueries).
+type Query struct {
+	ID, User, Source, State string
+	Created                 time.Time
+	Elapsed                 time.Duration
+}
+
 // maxQueryDetails bounds the GET /v1/query/{id} requests of one
 // BlockingQueries call: the oldest unfinished queries are looked at first.
 const maxQueryDetails = 50

@@ -252,7 +252,7 @@ func (w *Watcher) logSet(qs []Query) {
 		w.log.Info("blocking queries: none left on this worker", zap.Int("count", 0))
 		return
 	}
-	w.log.Info("blocking queries", zap.Int("count", len(qs)), zap.Array("queries", queryList(capQueries(qs))))
+	w.log.Info("blocking queries", zap.Int("count", len(qs)), zap.Array("queries", queryList(qs)))
 }
 
 // warn logs the queries that will fail when the action completes at
@@ -269,7 +269,7 @@ func (w *Watcher) warn(deadline time.Time) {
 	case len(snap.Current) > 0:
 		w.log.Warn("the drain's deadline is near: these queries will fail when the action completes",
 			zap.Duration("deadline_in", left), zap.Int("count", len(snap.Current)),
-			zap.Array("queries", queryList(capQueries(snap.Current))), zap.Time("as_of", snap.At))
+			zap.Array("queries", queryList(snap.Current)), zap.Time("as_of", snap.At))
 	}
 }
 
@@ -282,15 +282,8 @@ func (w *Watcher) Snapshot() QuerySnapshot {
 	all := slices.Collect(maps.Values(w.waited))
 	sortQueries(all)
 	s.WaitedTotal = len(all)
-	s.Waited = capQueries(all)
+	s.Waited = all[:min(len(all), MaxReportedQueries)]
 	return s
-}
-
-func capQueries(qs []Query) []Query {
-	if len(qs) > MaxReportedQueries {
-		return qs[:MaxReportedQueries]
-	}
-	return qs
 }
 
 // sortQueries orders longest running first, then by id.
@@ -316,11 +309,12 @@ func sameQueries(a, b []Query) bool {
 	return slices.Equal(key(a), key(b))
 }
 
-// queryList logs queries as an array of objects.
+// queryList logs queries as an array of objects, the first
+// MaxReportedQueries of them.
 type queryList []Query
 
 func (l queryList) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for _, q := range l {
+	for _, q := range l[:min(len(l), MaxReportedQueries)] {
 		if err := enc.AppendObject(q); err != nil {
 			return err
 		}
