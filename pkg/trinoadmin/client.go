@@ -88,9 +88,7 @@ func New(opts Options) (*Client, error) {
 	if opts.Password != "" && u.Scheme != "https" {
 		return nil, errors.New("trino password set but the url is not https: a password must not travel in clear text, and Trino refuses it over HTTP")
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
+	opts.Timeout = positive(opts.Timeout, 5*time.Second)
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: opts.InsecureSkipVerify} //nolint:gosec // operator's explicit choice
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)

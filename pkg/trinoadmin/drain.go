@@ -127,9 +127,7 @@ func (d *Drainer) Hold(ctx context.Context, log *zap.Logger) (Result, error) {
 }
 
 func (d *Drainer) drain(ctx context.Context, log *zap.Logger, shutdownAfter bool) (Result, error) {
-	if log == nil {
-		log = d.log
-	}
+	log = cmp.Or(log, d.log)
 	obs := observerOf(ctx)
 	info, err := d.probe(ctx, log)
 	if err != nil {
@@ -453,9 +451,7 @@ func PlannedPath(s Strategy, info Info) string {
 // active; the worker's state is read again on every poll, so both hold at
 // the same time. It returns ctx's error when ctx ends first.
 func (d *Drainer) Activate(ctx context.Context, log *zap.Logger) error {
-	if log == nil {
-		log = d.log
-	}
+	log = cmp.Or(log, d.log)
 	var coord *coordWatch
 	if d.opts.Coordinator != nil {
 		coord = &coordWatch{co: d.opts.Coordinator, logged: map[string]bool{}}
@@ -538,10 +534,7 @@ func (w *coordWatch) active(ctx context.Context, d *Drainer, log *zap.Logger) bo
 		w.failed(ctx, log, fmt.Errorf("ask the coordinator about node %q: %w", w.nodeID, err))
 		return false
 	}
-	view := state
-	if view == "" {
-		view = "not listed"
-	}
+	view := cmp.Or(state, "not listed")
 	if view != w.view {
 		log.Info("coordinator's view of this worker", zap.String("node_id", w.nodeID),
 			zap.String("coordinator_state", view), zap.String("coordinator_url", w.co.URL()))
