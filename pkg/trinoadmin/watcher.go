@@ -148,22 +148,20 @@ func (w *Watcher) Run(ctx context.Context, deadline time.Time) {
 		w.opts.Recorder.OldestBlockingQuery(0)
 	}()
 
-	start := w.opts.Now()
-	var warnAt time.Time
+	var warnAt time.Time // zero: no warning (left)
 	if !deadline.IsZero() {
-		warnAt = deadline.Add(-w.WarningLead(start, deadline))
+		warnAt = deadline.Add(-w.WarningLead(w.opts.Now(), deadline))
 	}
-	warned := false
 	for {
 		_, _ = w.BlockingQueries(ctx) // asks if the last question is an interval old
-		if !warned && !warnAt.IsZero() && !w.opts.Now().Before(warnAt) {
-			warned = true
+		if !warnAt.IsZero() && !w.opts.Now().Before(warnAt) {
+			warnAt = time.Time{}
 			w.warn(deadline)
 		}
 		w.mu.Lock()
 		next := w.lastAsk.Add(w.opts.Interval)
 		w.mu.Unlock()
-		if !warned && !warnAt.IsZero() && warnAt.Before(next) {
+		if !warnAt.IsZero() && warnAt.Before(next) {
 			next = warnAt
 		}
 		if err := sleepCtx(ctx, next.Sub(w.opts.Now())); err != nil {
