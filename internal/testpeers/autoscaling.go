@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -297,7 +298,7 @@ func (a *AutoScaling) Instance(id string) (snap AutoScalingInstance, ok bool) {
 func (a *AutoScaling) swept(fn func(now time.Time) bool) {
 	a.mu.Lock()
 	now := a.now()
-	changed := a.sweepLocked(now)
+	changed, _ := a.sweepLocked(now)
 	changed = fn(now) || changed
 	a.mu.Unlock()
 	if changed {
@@ -476,41 +477,26 @@ func (act *asgAction) deadline() time.Time {
 // It ends when the fake closes.
 func (a *AutoScaling) sweepLoop() {
 	_ = a.await(context.Background(), func() (bool, time.Duration) {
-		var next time.Duration
-		a.swept(func(now time.Time) bool {
-			next = a.nextDeadlineLocked(now)
-			return false
-		})
+		a.mu.Lock()
+		changed, next := a.sweepLocked(a.now())
+		a.mu.Unlock()
+		if changed {
+			a.notify()
+		}
 		return false, next
 	})
 }
 
-// nextDeadlineLocked returns the time until the next timeout (0 if none).
-func (a *AutoScaling) nextDeadlineLocked(now time.Time) time.Duration {
-	var next time.Duration
+// sweepLocked expires pending actions whose deadline passed and removes
+// instances whose termination finished. It reports whether anything
+// changed, and the time until the next of the deadlines still ahead (0 if
+// none).
+func (a *AutoScaling) sweepLocked(now time.Time) (changed bool, next time.Duration) {
 	consider := func(t time.Time) {
-		if d := t.Sub(now); d > 0 && (next == 0 || d < next) {
+		if d := t.Sub(now); next == 0 || d < next {
 			next = d
 		}
 	}
-	for _, act := range a.actions {
-		if act.State == AutoScalingActionPending {
-			consider(act.deadline())
-		}
-	}
-	for _, inst := range a.instances {
-		if !inst.goneAt.IsZero() {
-			consider(inst.goneAt)
-		}
-	}
-	return next
-}
-
-// sweepLocked expires pending actions whose deadline passed and removes
-// instances whose termination finished. It reports whether anything
-// changed.
-func (a *AutoScaling) sweepLocked(now time.Time) bool {
-	changed := false
 	for _, tok := range a.order {
 		act := a.actions[tok]
 		if act.State != AutoScalingActionPending {
@@ -518,6 +504,7 @@ func (a *AutoScaling) sweepLocked(now time.Time) bool {
 		}
 		dl := act.deadline()
 		if now.Before(dl) {
+			consider(dl)
 			continue
 		}
 		act.State = AutoScalingActionExpired
@@ -531,12 +518,16 @@ func (a *AutoScaling) sweepLocked(now time.Time) bool {
 		changed = true
 	}
 	for id, inst := range a.instances {
-		if !inst.goneAt.IsZero() && !now.Before(inst.goneAt) {
+		switch {
+		case inst.goneAt.IsZero():
+		case now.Before(inst.goneAt):
+			consider(inst.goneAt)
+		default:
 			delete(a.instances, id)
 			changed = true
 		}
 	}
-	return changed
+	return changed, next
 }
 
 // advanceLocked moves the instance on after one of its actions ended. An
@@ -623,9 +614,12 @@ func asgFaultError(f *Fault) *asgError {
 // XML documents of the Query protocol.
 type (
 	asgResponse struct {
-		XMLName  xml.Name
-		Xmlns    string `xml:"xmlns,attr"`
-		Result   any
+		XMLName xml.Name
+		Xmlns   string `xml:"xmlns,attr"`
+		Result  struct {
+			XMLName xml.Name // <op>Result
+			List    any      // an asgList named for the member, or nil
+		}
 		Metadata struct {
 			RequestID string `xml:"RequestId"`
 		} `xml:"ResponseMetadata"`
@@ -640,11 +634,11 @@ type (
 		} `xml:"Error"`
 		RequestID string `xml:"RequestId"`
 	}
-	asgEmptyResult struct {
-		XMLName xml.Name
-	}
+	// asgList is a Query list; as a field it is named by the field's tag,
+	// as a result's List by XMLName.
 	asgList[T any] struct {
-		Member []T `xml:"member"`
+		XMLName xml.Name
+		Member  []T `xml:"member"`
 	}
 	asgWireHook struct {
 		LifecycleHookName     string `xml:"LifecycleHookName"`
@@ -657,10 +651,6 @@ type (
 		GlobalTimeout         int64  `xml:"GlobalTimeout"`
 		DefaultResult         string `xml:"DefaultResult"`
 	}
-	asgHooksResult struct {
-		XMLName        xml.Name             `xml:"DescribeLifecycleHooksResult"`
-		LifecycleHooks asgList[asgWireHook] `xml:"LifecycleHooks"`
-	}
 	asgWireLaunchTemplate struct {
 		LaunchTemplateID   string `xml:"LaunchTemplateId"`
 		LaunchTemplateName string `xml:"LaunchTemplateName"`
@@ -669,10 +659,6 @@ type (
 	asgWireInstanceDetails struct {
 		asgWireInstance
 		AutoScalingGroupName string `xml:"AutoScalingGroupName"`
-	}
-	asgInstancesResult struct {
-		XMLName              xml.Name                        `xml:"DescribeAutoScalingInstancesResult"`
-		AutoScalingInstances asgList[asgWireInstanceDetails] `xml:"AutoScalingInstances"`
 	}
 	asgWireInstance struct {
 		InstanceID           string                `xml:"InstanceId"`
@@ -705,10 +691,6 @@ type (
 		NewInstancesProtectedFromScaleIn bool                     `xml:"NewInstancesProtectedFromScaleIn"`
 		ServiceLinkedRoleARN             string                   `xml:"ServiceLinkedRoleARN"`
 		CapacityRebalance                bool                     `xml:"CapacityRebalance"`
-	}
-	asgGroupsResult struct {
-		XMLName           xml.Name              `xml:"DescribeAutoScalingGroupsResult"`
-		AutoScalingGroups asgList[asgWireGroup] `xml:"AutoScalingGroups"`
 	}
 )
 
@@ -748,7 +730,8 @@ func (a *AutoScaling) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		asgWriteError(w, reqID, aErr)
 		return
 	}
-	resp := asgResponse{XMLName: xml.Name{Local: op + "Response"}, Xmlns: asgXMLNS, Result: result}
+	resp := asgResponse{XMLName: xml.Name{Local: op + "Response"}, Xmlns: asgXMLNS}
+	resp.Result.XMLName, resp.Result.List = xml.Name{Local: op + "Result"}, result
 	resp.Metadata.RequestID = reqID
 	asgWriteXML(w, reqID, http.StatusOK, resp)
 }
@@ -759,10 +742,8 @@ func (a *AutoScaling) dispatch(op string, form url.Values) (result any, aErr *as
 		switch op {
 		case "RecordLifecycleActionHeartbeat":
 			mut, aErr = a.opHeartbeatLocked(form, now)
-			result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
 		case "CompleteLifecycleAction":
 			mut, aErr = a.opCompleteLocked(form, now)
-			result = asgEmptyResult{XMLName: xml.Name{Local: op + "Result"}}
 		case "DescribeLifecycleHooks":
 			result, aErr = a.opDescribeHooksLocked(form)
 		case "DescribeAutoScalingInstances":
@@ -888,12 +869,12 @@ func (a *AutoScaling) opDescribeHooksLocked(form url.Values) (any, *asgError) {
 		return nil, asgValidation("Group %s not found", group)
 	}
 	names := asgMembers(form, "LifecycleHookNames")
-	res := asgHooksResult{LifecycleHooks: asgList[asgWireHook]{Member: []asgWireHook{}}}
+	res := asgList[asgWireHook]{XMLName: xml.Name{Local: "LifecycleHooks"}, Member: []asgWireHook{}}
 	for _, h := range a.hooks {
 		if h.Group != group || (len(names) > 0 && !slices.Contains(names, h.Name)) {
 			continue
 		}
-		res.LifecycleHooks.Member = append(res.LifecycleHooks.Member, asgWireHook{
+		res.Member = append(res.Member, asgWireHook{
 			LifecycleHookName:     h.Name,
 			AutoScalingGroupName:  h.Group,
 			LifecycleTransition:   h.Transition,
@@ -905,7 +886,7 @@ func (a *AutoScaling) opDescribeHooksLocked(form url.Values) (any, *asgError) {
 			DefaultResult:         h.DefaultResult,
 		})
 	}
-	slices.SortFunc(res.LifecycleHooks.Member, func(x, y asgWireHook) int { return strings.Compare(x.LifecycleHookName, y.LifecycleHookName) })
+	slices.SortFunc(res.Member, func(x, y asgWireHook) int { return strings.Compare(x.LifecycleHookName, y.LifecycleHookName) })
 	return res, nil
 }
 
@@ -935,24 +916,19 @@ func (a *AutoScaling) wireInstance(inst *asgInstance, health string) asgWireInst
 
 // sortedInstancesLocked returns instances ordered by ID.
 func (a *AutoScaling) sortedInstancesLocked() []*asgInstance {
-	out := make([]*asgInstance, 0, len(a.instances))
-	for _, inst := range a.instances {
-		out = append(out, inst)
-	}
-	slices.SortFunc(out, func(x, y *asgInstance) int { return strings.Compare(x.id, y.id) })
-	return out
+	return slices.SortedFunc(maps.Values(a.instances), func(x, y *asgInstance) int { return strings.Compare(x.id, y.id) })
 }
 
 // opDescribeInstancesLocked implements DescribeAutoScalingInstances
 // (without pagination). Unknown IDs are left out, as in the service.
 func (a *AutoScaling) opDescribeInstancesLocked(form url.Values) any {
 	ids := asgMembers(form, "InstanceIds")
-	res := asgInstancesResult{AutoScalingInstances: asgList[asgWireInstanceDetails]{Member: []asgWireInstanceDetails{}}}
+	res := asgList[asgWireInstanceDetails]{XMLName: xml.Name{Local: "AutoScalingInstances"}, Member: []asgWireInstanceDetails{}}
 	for _, inst := range a.sortedInstancesLocked() {
 		if len(ids) > 0 && !slices.Contains(ids, inst.id) {
 			continue
 		}
-		res.AutoScalingInstances.Member = append(res.AutoScalingInstances.Member, asgWireInstanceDetails{
+		res.Member = append(res.Member, asgWireInstanceDetails{
 			asgWireInstance:      a.wireInstance(inst, "HEALTHY"), // this API reports upper case
 			AutoScalingGroupName: inst.group,
 		})
@@ -964,16 +940,12 @@ func (a *AutoScaling) opDescribeInstancesLocked(form url.Values) any {
 // pagination). Unknown names are left out, as in the service.
 func (a *AutoScaling) opDescribeGroupsLocked(form url.Values) any {
 	names := asgMembers(form, "AutoScalingGroupNames")
-	groups := make([]*asgGroup, 0, len(a.groups))
-	for _, g := range a.groups {
-		if len(names) == 0 || slices.Contains(names, g.name) {
-			groups = append(groups, g)
-		}
-	}
-	slices.SortFunc(groups, func(x, y *asgGroup) int { return strings.Compare(x.name, y.name) })
 	instances := a.sortedInstancesLocked()
-	res := asgGroupsResult{AutoScalingGroups: asgList[asgWireGroup]{Member: []asgWireGroup{}}}
-	for _, g := range groups {
+	res := asgList[asgWireGroup]{XMLName: xml.Name{Local: "AutoScalingGroups"}, Member: []asgWireGroup{}}
+	for _, g := range slices.SortedFunc(maps.Values(a.groups), func(x, y *asgGroup) int { return strings.Compare(x.name, y.name) }) {
+		if len(names) > 0 && !slices.Contains(names, g.name) {
+			continue
+		}
 		wg := asgWireGroup{
 			AutoScalingGroupName:   g.name,
 			AutoScalingGroupARN:    g.arn,
@@ -1000,7 +972,7 @@ func (a *AutoScaling) opDescribeGroupsLocked(form url.Values) any {
 			wg.Instances.Member = append(wg.Instances.Member, a.wireInstance(inst, "Healthy")) // this API reports title case
 		}
 		wg.DesiredCapacity = min(max(counted, g.min), g.max)
-		res.AutoScalingGroups.Member = append(res.AutoScalingGroups.Member, wg)
+		res.Member = append(res.Member, wg)
 	}
 	return res
 }
