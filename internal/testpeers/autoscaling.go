@@ -165,7 +165,7 @@ type AutoScaling struct {
 
 	mu              sync.Mutex
 	groups          map[string]*asgGroup
-	hooks           map[string]*AutoScalingHook // by asgHookKey
+	hooks           map[[2]string]*AutoScalingHook // by group and name
 	instances       map[string]*asgInstance
 	actions         map[string]*asgAction // by token
 	order           []string              // tokens in start order
@@ -193,9 +193,6 @@ type asgAction struct {
 	hook *AutoScalingHook
 }
 
-// asgHookKey keys hooks by group and name.
-func asgHookKey(group, name string) string { return group + "\x00" + name }
-
 // NewAutoScaling starts a fake Auto Scaling endpoint on 127.0.0.1. It panics
 // only if no loopback port can be bound.
 func NewAutoScaling(opts AutoScalingOptions) *AutoScaling {
@@ -204,7 +201,7 @@ func NewAutoScaling(opts AutoScalingOptions) *AutoScaling {
 		account:        cmp.Or(opts.AccountID, asgDefaultAccount),
 		terminateDelay: opts.TerminateDelay,
 		groups:         make(map[string]*asgGroup),
-		hooks:          make(map[string]*AutoScalingHook),
+		hooks:          make(map[[2]string]*AutoScalingHook),
 		instances:      make(map[string]*asgInstance),
 		actions:        make(map[string]*asgAction),
 	}
@@ -251,7 +248,7 @@ func (a *AutoScaling) AddHook(h AutoScalingHook) {
 	if a.groups[h.Group] == nil {
 		a.addGroupLocked(h.Group, 0, 10)
 	}
-	a.hooks[asgHookKey(h.Group, h.Name)] = &h
+	a.hooks[[2]string{h.Group, h.Name}] = &h
 }
 
 // AddInstance adds (or moves) an instance to a group in the given lifecycle
@@ -324,7 +321,7 @@ func (a *AutoScaling) SetActivationDelay(d time.Duration) {
 // if the hook does not exist.
 func (a *AutoScaling) StartAction(group, hook, instanceID string) string {
 	a.mu.Lock()
-	h := a.hooks[asgHookKey(group, hook)]
+	h := a.hooks[[2]string{group, hook}]
 	if h == nil {
 		a.mu.Unlock()
 		return ""
@@ -572,9 +569,14 @@ type asgError struct {
 	message string
 }
 
+// asgSender is a 400 Sender error.
+func asgSender(code, format string, args ...any) *asgError {
+	return &asgError{status: http.StatusBadRequest, typ: "Sender", code: code, message: fmt.Sprintf(format, args...)}
+}
+
 // asgValidation is a 400 ValidationError.
 func asgValidation(format string, args ...any) *asgError {
-	return &asgError{status: http.StatusBadRequest, typ: "Sender", code: "ValidationError", message: fmt.Sprintf(format, args...)}
+	return asgSender("ValidationError", format, args...)
 }
 
 // asgRequired checks required members in the service's validation wording.
@@ -591,9 +593,8 @@ func asgRequired(form url.Values, names ...string) *asgError {
 		return nil
 	case 1:
 		return asgValidation("1 validation error detected: %s", problems[0])
-	default:
-		return asgValidation("%d validation errors detected: %s", len(problems), strings.Join(problems, "; "))
 	}
+	return asgValidation("%d validation errors detected: %s", len(problems), strings.Join(problems, "; "))
 }
 
 // asgFaultError renders an injected fault as an Auto Scaling error.
@@ -717,12 +718,11 @@ func (a *AutoScaling) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	switch {
 	case parseErr != nil:
-		aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "MalformedQueryString", message: parseErr.Error()}
+		aErr = asgSender("MalformedQueryString", "%s", parseErr)
 	case op == "":
-		aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "MissingAction", message: "Could not find operation to perform: no Action parameter."}
+		aErr = asgSender("MissingAction", "Could not find operation to perform: no Action parameter.")
 	case r.Form.Get("Version") != asgAPIVersion:
-		aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "NoSuchVersion",
-			message: fmt.Sprintf("The requested version (%s) of service AutoScaling does not exist", r.Form.Get("Version"))}
+		aErr = asgSender("NoSuchVersion", "The requested version (%s) of service AutoScaling does not exist", r.Form.Get("Version"))
 	default:
 		result, aErr = a.dispatch(op, r.Form)
 	}
@@ -751,8 +751,7 @@ func (a *AutoScaling) dispatch(op string, form url.Values) (result any, aErr *as
 		case "DescribeAutoScalingGroups":
 			result = a.opDescribeGroupsLocked(form)
 		default:
-			aErr = &asgError{status: http.StatusBadRequest, typ: "Sender", code: "InvalidAction",
-				message: fmt.Sprintf("The action %s is not valid for this web service.", op)}
+			aErr = asgSender("InvalidAction", "The action %s is not valid for this web service.", op)
 		}
 		return mut
 	})
@@ -804,11 +803,12 @@ func (a *AutoScaling) findActionLocked(form url.Values, now time.Time) (*asgActi
 	}
 	switch {
 	case token != "":
-		if len(token) < asgTokenLength {
-			return nil, asgValidation("1 validation error detected: Value '%s' at 'lifecycleActionToken' failed to satisfy constraint: Member must have length greater than or equal to %d", token, asgTokenLength)
-		}
-		if len(token) > asgTokenLength {
-			return nil, asgValidation("1 validation error detected: Value '%s' at 'lifecycleActionToken' failed to satisfy constraint: Member must have length less than or equal to %d", token, asgTokenLength)
+		if len(token) != asgTokenLength {
+			bound := "greater than or equal to"
+			if len(token) > asgTokenLength {
+				bound = "less than or equal to"
+			}
+			return nil, asgValidation("1 validation error detected: Value '%s' at 'lifecycleActionToken' failed to satisfy constraint: Member must have length %s %d", token, bound, asgTokenLength)
 		}
 		act := a.actions[token]
 		if act == nil || !active(act) || (instanceID != "" && act.InstanceID != instanceID) {
