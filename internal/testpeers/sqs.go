@@ -158,11 +158,6 @@ func (m *sqsMessage) visible(now time.Time) bool {
 	return !m.gone() && !now.Before(m.VisibleAt)
 }
 
-// inFlight reports whether the message was received and is still hidden.
-func (m *sqsMessage) inFlight(now time.Time) bool {
-	return !m.gone() && m.ReceiveCount > 0 && now.Before(m.VisibleAt)
-}
-
 // NewSQS starts a fake SQS on 127.0.0.1. It panics only if no loopback port
 // can be bound.
 func NewSQS(opts SQSOptions) *SQS {
@@ -492,8 +487,8 @@ func faultCode(f *Fault, internal, throttled, other string) string {
 func (s *SQS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := peerUUID()
 	body, readErr := io.ReadAll(io.LimitReader(r.Body, 2*sqsMaxBody))
-	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), sqsTargetPrefix)
-	if !strings.HasPrefix(r.Header.Get("X-Amz-Target"), sqsTargetPrefix) {
+	op, isSQS := strings.CutPrefix(r.Header.Get("X-Amz-Target"), sqsTargetPrefix)
+	if !isSQS {
 		op = ""
 	}
 	params := sqsFlatten(body)
@@ -524,20 +519,15 @@ func (s *SQS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var (
-		out  any
-		sErr *sqsError
-	)
-	if op == "ReceiveMessage" {
-		var ok bool
-		if out, sErr, ok = s.opReceiveMessage(r.Context(), &req); !ok {
-			return // the client went away or the fake closed mid long poll
-		}
-	} else if fn := s.ops()[op]; fn != nil {
-		out, sErr = fn(&req)
-	} else {
-		sErr = &sqsError{status: http.StatusBadRequest, typ: sqsCoralPrefix + "UnknownOperationException",
-			message: "The fake SQS does not support operation " + op + "."}
+	fn := s.ops(r.Context())[op]
+	if fn == nil {
+		sqsWriteError(w, reqID, &sqsError{status: http.StatusBadRequest, typ: sqsCoralPrefix + "UnknownOperationException",
+			message: "The fake SQS does not support operation " + op + "."})
+		return
+	}
+	out, sErr := fn(&req)
+	if out == nil && sErr == nil {
+		return // the client went away or the fake closed mid long poll
 	}
 	if sErr != nil {
 		sqsWriteError(w, reqID, sErr)
@@ -546,10 +536,14 @@ func (s *SQS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	sqsWriteJSON(w, reqID, http.StatusOK, out)
 }
 
-// ops maps the names of the operations other than ReceiveMessage to their
-// implementations.
-func (s *SQS) ops() map[string]func(*sqsRequest) (any, *sqsError) {
+// ops maps the names of the operations to their implementations; ctx is
+// the request's, which ends a long poll. An operation returns neither a
+// result nor an error when no answer must be written.
+func (s *SQS) ops(ctx context.Context) map[string]func(*sqsRequest) (any, *sqsError) {
 	return map[string]func(*sqsRequest) (any, *sqsError){
+		"ReceiveMessage": func(req *sqsRequest) (any, *sqsError) {
+			return s.opReceiveMessage(ctx, req)
+		},
 		"CreateQueue":        s.opCreateQueue,
 		"GetQueueUrl":        s.opGetQueueURL,
 		"GetQueueAttributes": s.opGetQueueAttributes,
@@ -701,7 +695,11 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 		return nil, sqsErrInvalidParam("Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length")
 	}
 	ints := make(map[string]int) // the attributes of sqsIntAttributes
-	var redrive *sqsRedrive
+	others := make(map[string]string)
+	var (
+		dlqARN  string
+		maxRecv int
+	)
 	for k, v := range req.Attributes {
 		if limit, ok := sqsIntAttributes[k]; ok {
 			n, err := strconv.Atoi(v)
@@ -713,13 +711,13 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 		}
 		switch k {
 		case "RedrivePolicy":
-			rp, err := sqsParseRedrive(v)
-			if err != nil {
+			var err error
+			if dlqARN, maxRecv, err = sqsParseRedrive(v); err != nil {
 				return nil, sqsErr("InvalidAttributeValue", "Invalid value for the parameter RedrivePolicy. Reason: %v.", err)
 			}
-			redrive = rp
 		case "MessageRetentionPeriod", "MaximumMessageSize", "Policy", "KmsMasterKeyId",
 			"KmsDataKeyReusePeriodSeconds", "SqsManagedSseEnabled", "RedriveAllowPolicy":
+			others[k] = v
 		default:
 			return nil, sqsErr("InvalidAttributeName", "Unknown Attribute %s.", k)
 		}
@@ -734,7 +732,7 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 			same := cur[k] == v
 			if k == "RedrivePolicy" {
 				dlq := s.resolveLocked(q.deadLetter)
-				same = q.maxReceiveCount == redrive.maxReceiveCount && dlq != nil && dlq.arn == redrive.arn
+				same = q.maxReceiveCount == maxRecv && dlq != nil && dlq.arn == dlqARN
 			}
 			if !same {
 				return nil, sqsErr("QueueNameExists", "A queue already exists with the same name and a different value for attribute %s", k)
@@ -748,15 +746,8 @@ func (s *SQS) opCreateQueue(req *sqsRequest) (any, *sqsError) {
 	}
 	q.receiveWait = time.Duration(ints["ReceiveMessageWaitTimeSeconds"]) * time.Second
 	q.delay = ints["DelaySeconds"]
-	if redrive != nil {
-		q.maxReceiveCount = redrive.maxReceiveCount
-		q.deadLetter = redrive.arn
-	}
-	for k, v := range req.Attributes {
-		if _, isInt := sqsIntAttributes[k]; !isInt && k != "RedrivePolicy" {
-			q.attrs[k] = v
-		}
-	}
+	q.maxReceiveCount, q.deadLetter = maxRecv, dlqARN // 0 and "" without a RedrivePolicy
+	q.attrs = others
 	return map[string]string{"QueueUrl": q.url}, nil
 }
 
@@ -768,31 +759,26 @@ var sqsIntAttributes = map[string]int{
 	"DelaySeconds":                  sqsMaxDelay,
 }
 
-// sqsRedrive is a parsed RedrivePolicy.
-type sqsRedrive struct {
-	arn             string
-	maxReceiveCount int
-}
-
-// sqsParseRedrive parses a RedrivePolicy attribute; maxReceiveCount may be
-// a JSON number or a string, as SQS accepts both.
-func sqsParseRedrive(v string) (*sqsRedrive, error) {
+// sqsParseRedrive parses a RedrivePolicy attribute into the dead-letter
+// queue ARN and maxReceiveCount, which may be a JSON number or a string, as
+// SQS accepts both.
+func sqsParseRedrive(v string) (arn string, maxReceiveCount int, err error) {
 	var raw struct {
 		DeadLetterTargetArn string          `json:"deadLetterTargetArn"`
 		MaxReceiveCount     json.RawMessage `json:"maxReceiveCount"`
 	}
 	if err := json.Unmarshal([]byte(v), &raw); err != nil {
-		return nil, fmt.Errorf("decode RedrivePolicy: %w", err)
+		return "", 0, fmt.Errorf("decode RedrivePolicy: %w", err)
 	}
 	countText := strings.Trim(string(raw.MaxReceiveCount), `"`)
 	n, err := strconv.Atoi(countText)
 	if err != nil || n < 1 || n > 1000 {
-		return nil, fmt.Errorf("maxReceiveCount %q must be between 1 and 1000", countText)
+		return "", 0, fmt.Errorf("maxReceiveCount %q must be between 1 and 1000", countText)
 	}
 	if !strings.HasPrefix(raw.DeadLetterTargetArn, "arn:aws:sqs:") {
-		return nil, fmt.Errorf("deadLetterTargetArn %q is not an SQS queue ARN", raw.DeadLetterTargetArn)
+		return "", 0, fmt.Errorf("deadLetterTargetArn %q is not an SQS queue ARN", raw.DeadLetterTargetArn)
 	}
-	return &sqsRedrive{arn: raw.DeadLetterTargetArn, maxReceiveCount: n}, nil
+	return raw.DeadLetterTargetArn, n, nil
 }
 
 // opGetQueueURL implements GetQueueUrl.
@@ -929,14 +915,14 @@ type sqsWireMessage struct {
 
 // opReceiveMessage implements ReceiveMessage, including long polling: it
 // answers as soon as at least one message is visible, or with {} once the
-// wait is over. ok is false when no answer must be written.
-func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (out any, sErr *sqsError, ok bool) {
+// wait is over. It returns (nil, nil) when no answer must be written.
+func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (any, *sqsError) {
 	if e := cmp.Or(
 		sqsCheckInt("MaxNumberOfMessages", req.MaxNumberOfMessages, 1, sqsMaxBatch, "Must be between 1 and 10, if provided."),
 		sqsCheckInt("WaitTimeSeconds", req.WaitTimeSeconds, 0, sqsMaxWait, "Must be >= 0 and <= 20, if provided."),
 		sqsCheckVisibility(req.VisibilityTimeout),
 	); e != nil {
-		return nil, e, true
+		return nil, e
 	}
 	limit := 1
 	if req.MaxNumberOfMessages != nil {
@@ -948,7 +934,7 @@ func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (out any, s
 	q, e := s.queueLocked(req)
 	if e != nil {
 		s.mu.Unlock()
-		return nil, e, true
+		return nil, e
 	}
 	wait := q.receiveWait
 	if req.WaitTimeSeconds != nil {
@@ -977,14 +963,14 @@ func (s *SQS) opReceiveMessage(ctx context.Context, req *sqsRequest) (out any, s
 		return false, next
 	})
 	if err != nil {
-		return nil, nil, false
+		return nil, nil
 	}
 	if len(msgs) == 0 {
-		return struct{}{}, nil, true
+		return struct{}{}, nil
 	}
 	return struct {
 		Messages []sqsWireMessage `json:"Messages"`
-	}{msgs}, nil, true
+	}{msgs}, nil
 }
 
 // sqsWantedAttributes returns the message system attributes a receive asks
@@ -1127,7 +1113,7 @@ func (s *SQS) changeVisibilityLocked(q *sqsQueue, handle string, vt *int) (bool,
 		return false, sqsErrInvalidParam("Value %s for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.", handle)
 	}
 	now := s.now()
-	if !m.inFlight(now) {
+	if !now.Before(m.VisibleAt) { // it holds its latest handle, so it was received
 		return false, sqsErr("MessageNotInflight", "The message referred to isn't in flight.")
 	}
 	// The 12 hours are counted from the receive that issued this handle
@@ -1168,13 +1154,8 @@ func sqsCheckBatch(op string, entries []sqsBatchEntry) *sqsError {
 
 // sqsBatchResult is a batch response.
 type sqsBatchResult struct {
-	Successful []sqsBatchOK   `json:"Successful"`
-	Failed     []sqsBatchFail `json:"Failed"`
-}
-
-// sqsBatchOK is a successful batch entry.
-type sqsBatchOK struct {
-	ID string `json:"Id"`
+	Successful []map[string]string `json:"Successful"` // {"Id": ...}
+	Failed     []sqsBatchFail      `json:"Failed"`
 }
 
 // sqsBatchFail is a failed batch entry; Code is the legacy Query code.
@@ -1191,7 +1172,7 @@ func (s *SQS) runBatch(req *sqsRequest, op string, fn func(q *sqsQueue, e sqsBat
 		return nil, err
 	}
 	return s.withQueue(req, func(q *sqsQueue) (any, bool, *sqsError) {
-		res := sqsBatchResult{Successful: []sqsBatchOK{}, Failed: []sqsBatchFail{}}
+		res := sqsBatchResult{Successful: []map[string]string{}, Failed: []sqsBatchFail{}}
 		var changed bool
 		for _, entry := range req.Entries {
 			c, err := fn(q, entry)
@@ -1199,7 +1180,7 @@ func (s *SQS) runBatch(req *sqsRequest, op string, fn func(q *sqsQueue, e sqsBat
 			if err != nil {
 				res.Failed = append(res.Failed, sqsBatchFail{ID: entry.ID, SenderFault: err.sender, Code: err.queryCode, Message: err.message})
 			} else {
-				res.Successful = append(res.Successful, sqsBatchOK{ID: entry.ID})
+				res.Successful = append(res.Successful, map[string]string{"Id": entry.ID})
 			}
 		}
 		return res, changed, nil
