@@ -167,7 +167,7 @@ func (m *IMDS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		imdsWriteStatus(w, http.StatusUnauthorized)
 		return
 	}
-	body, ok := m.lookup(r.URL.Path)
+	body, ok := m.lookup(op, rel)
 	if !ok {
 		imdsWriteStatus(w, http.StatusNotFound)
 		return
@@ -218,20 +218,14 @@ func (m *IMDS) serveToken(w http.ResponseWriter, r *http.Request) {
 
 // validToken reports whether token was issued and has not expired.
 func (m *IMDS) validToken(token string) bool {
-	if token == "" {
-		return false
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	exp, ok := m.tokens[token]
-	if !ok {
-		return false
-	}
-	if !m.now().Before(exp) {
+	exp, ok := m.tokens[token] // never "": tokens are 32 random bytes
+	if ok && !m.now().Before(exp) {
 		delete(m.tokens, token)
-		return false
+		ok = false
 	}
-	return true
+	return ok
 }
 
 // imdsIdentity is the instance identity document.
@@ -253,14 +247,13 @@ type imdsIdentity struct {
 	Version                 string   `json:"version"`
 }
 
-// lookup returns the text/plain document at an IMDS path, and false for
-// 404 (user data included: the fake has none).
-func (m *IMDS) lookup(path string) (body string, ok bool) {
+// lookup returns the text/plain document at the path imdsOp split into op
+// and rel, and false for 404 (user data included: the fake has none).
+func (m *IMDS) lookup(op, rel string) (body string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	o := m.opts
-	switch path {
-	case "/latest/dynamic/instance-identity/document":
+	if op == "GetDynamicData" && rel == "instance-identity/document" {
 		b, err := json.MarshalIndent(imdsIdentity{
 			AccountID:        o.AccountID,
 			Architecture:     "x86_64",
@@ -278,11 +271,9 @@ func (m *IMDS) lookup(path string) (body string, ok bool) {
 		}
 		return string(b), true
 	}
-	rel, isMeta := strings.CutPrefix(path, "/latest/meta-data")
-	if !isMeta {
+	if op != "GetMetadata" {
 		return "", false
 	}
-	rel = strings.TrimPrefix(rel, "/")
 	static := map[string]string{
 		"ami-id":                      o.ImageID,
 		"instance-id":                 o.InstanceID,
