@@ -643,14 +643,11 @@ func (s *SQS) queueLocked(req *sqsRequest) (*sqsQueue, *sqsError) {
 }
 
 // withQueue runs fn under the lock on the queue of the QueueUrl member and
-// wakes waiters if fn reports a change.
-func (s *SQS) withQueue(req *sqsRequest, fn func(q *sqsQueue) (out any, changed bool, e *sqsError)) (any, *sqsError) {
+// wakes waiters if fn reports a change. With an error, out means nothing.
+func (s *SQS) withQueue(req *sqsRequest, fn func(q *sqsQueue) (out any, changed bool, e *sqsError)) (out any, e *sqsError) {
 	s.mu.Lock()
 	q, e := s.queueLocked(req)
-	var (
-		out     any
-		changed bool
-	)
+	changed := false
 	if e == nil {
 		out, changed, e = fn(q)
 	}
@@ -658,10 +655,7 @@ func (s *SQS) withQueue(req *sqsRequest, fn func(q *sqsQueue) (out any, changed 
 	if changed {
 		s.notify()
 	}
-	if e != nil {
-		return nil, e
-	}
-	return out, nil
+	return out, e
 }
 
 // sqsCheckInt checks an optional integer member against lo..hi; reason is
