@@ -177,18 +177,21 @@ func (m *IMDS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 // imdsOp names the operation of a path for the call log.
 func imdsOp(path string) (op, rel string) {
-	switch {
-	case path == imdsTokenPath:
-		return "GetToken", ""
-	case strings.HasPrefix(path, "/latest/meta-data"):
-		return "GetMetadata", strings.TrimPrefix(strings.TrimPrefix(path, "/latest/meta-data"), "/")
-	case strings.HasPrefix(path, "/latest/dynamic"):
-		return "GetDynamicData", strings.TrimPrefix(strings.TrimPrefix(path, "/latest/dynamic"), "/")
-	case path == "/latest/user-data":
-		return "GetUserData", ""
-	default:
-		return "Unknown", path
+	// under is the path below dir, if it is dir or below it.
+	under := func(dir string) (string, bool) {
+		rel, ok := strings.CutPrefix(path, dir)
+		return strings.TrimPrefix(rel, "/"), ok && (rel == "" || rel[0] == '/')
 	}
+	if path == imdsTokenPath {
+		return "GetToken", ""
+	} else if rel, ok := under("/latest/meta-data"); ok {
+		return "GetMetadata", rel
+	} else if rel, ok := under("/latest/dynamic"); ok {
+		return "GetDynamicData", rel
+	} else if path == "/latest/user-data" {
+		return "GetUserData", ""
+	}
+	return "Unknown", path
 }
 
 // serveToken implements PUT /latest/api/token.

@@ -180,8 +180,10 @@ func TestIMDSTokenRules(t *testing.T) {
 	if resp, body := do(http.MethodGet, "/latest/meta-data/instance-id", auth); resp.StatusCode != 200 || body != "i-1234567890abcdef0" {
 		t.Errorf("GET with token: %d %q", resp.StatusCode, body)
 	}
-	if resp, body := do(http.MethodGet, "/latest/meta-data/no-such-thing", auth); resp.StatusCode != 404 || !strings.Contains(body, "404 - Not Found") {
-		t.Errorf("unknown path: %d %q", resp.StatusCode, body)
+	for _, p := range []string{"/latest/meta-data/no-such-thing", "/latest/meta-datainstance-id", "/latest/dynamicinstance-identity/document"} {
+		if resp, body := do(http.MethodGet, p, auth); resp.StatusCode != 404 || !strings.Contains(body, "404 - Not Found") {
+			t.Errorf("unknown path %s: %d %q", p, resp.StatusCode, body)
+		}
 	}
 	if resp, _ := do(http.MethodGet, "/latest/meta-data/instance-id", map[string]string{"X-aws-ec2-metadata-token": "forged"}); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("forged token: %d, want 401", resp.StatusCode)
