@@ -2,8 +2,11 @@ package lifecycle
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // StaleChecker reads what Auto Scaling knows about another instance's
@@ -31,13 +34,10 @@ const (
 type staleFilter struct {
 	api        StaleChecker
 	now        func() time.Time
-	interval   time.Duration
-	burst      int
+	calls      *rate.Limiter // the daemon's bucket, driven by now
 	idInterval time.Duration
 
 	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
 	checked map[string]time.Time // message id → last check
 	hooks   map[string]HookTiming
 }
@@ -45,8 +45,7 @@ type staleFilter struct {
 func newStaleFilter(api StaleChecker, now func() time.Time) *staleFilter {
 	return &staleFilter{
 		api: api, now: now,
-		interval: 5 * time.Second, burst: 4, idInterval: 10 * time.Minute,
-		tokens:  4,
+		calls: rate.NewLimiter(rate.Every(5*time.Second), 4), idInterval: 10 * time.Minute,
 		checked: map[string]time.Time{}, hooks: map[string]HookTiming{},
 	}
 }
@@ -130,20 +129,11 @@ func (f *staleFilter) allow(id string, now time.Time) bool {
 	if t, ok := f.checked[id]; ok && now.Sub(t) < f.idInterval {
 		return false
 	}
-	if !f.last.IsZero() {
-		f.tokens = min(float64(f.burst), f.tokens+float64(now.Sub(f.last))/float64(f.interval))
-	}
-	f.last = now
-	if f.tokens < 1 {
+	if !f.calls.AllowN(now, 1) {
 		return false
 	}
-	f.tokens--
 	if len(f.checked) > 50000 {
-		for k, t := range f.checked {
-			if now.Sub(t) >= f.idInterval {
-				delete(f.checked, k)
-			}
-		}
+		maps.DeleteFunc(f.checked, func(_ string, t time.Time) bool { return now.Sub(t) >= f.idInterval })
 	}
 	f.checked[id] = now
 	return true
