@@ -191,7 +191,7 @@ func (m *Message) SettleUnconfirmed(ctx context.Context, e Event) (reason string
 	}
 	if reason == "" {
 		vis := backoffVisibility(m.ReceiveCount)
-		if err := m.setVisibility(ctx, vis); err != nil {
+		if err := m.Extend(ctx, vis); err != nil {
 			return "", false, fmt.Errorf("hand back unconfirmed message: %w", err)
 		}
 		return "", false, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -237,8 +238,8 @@ type SQSSource struct {
 	opts SQSOptions
 	log  *zap.Logger
 
-	sightings map[string]*sighting // message id → sightings; only Run's goroutine
-	stale     *staleFilter         // nil: never delete others' messages
+	sightings map[string]sighting // message id → sightings; only Run's goroutine
+	stale     *staleFilter        // nil: never delete others' messages
 }
 
 // sight records a receive of message id at now and returns how often it
@@ -247,26 +248,16 @@ type SQSSource struct {
 // that is not enough.
 func (s *SQSSource) sight(id string, now time.Time) (before int) {
 	if s.sightings == nil {
-		s.sightings = map[string]*sighting{}
+		s.sightings = map[string]sighting{}
 	}
 	if len(s.sightings) >= maxSightings {
-		for k, v := range s.sightings {
-			if now.Sub(v.last) >= sightingTTL {
-				delete(s.sightings, k)
-			}
-		}
+		maps.DeleteFunc(s.sightings, func(_ string, v sighting) bool { return now.Sub(v.last) >= sightingTTL })
 		if len(s.sightings) >= maxSightings {
-			s.sightings = map[string]*sighting{}
+			s.sightings = map[string]sighting{}
 		}
 	}
-	v := s.sightings[id]
-	if v == nil {
-		s.sightings[id] = &sighting{n: 1, last: now}
-		return 0
-	}
-	before = v.n
-	v.n++
-	v.last = now
+	before = s.sightings[id].n
+	s.sightings[id] = sighting{n: before + 1, last: now}
 	return before
 }
 
@@ -506,7 +497,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 			vis = time.Minute
 		}
 		defer func() {
-			if err := msg.setVisibility(ctx, vis); err != nil {
+			if err := msg.Extend(ctx, vis); err != nil {
 				log.Warn("dry run: could not hand the message back", zap.Error(err))
 			}
 		}()
@@ -527,7 +518,7 @@ func (s *SQSSource) handle(ctx context.Context, m types.Message, now time.Time) 
 		log.Warn("message is not a lifecycle action scaledownd understands; leaving it on the queue",
 			zap.Error(err), zap.String("excerpt", Excerpt(body, 160)), zap.Duration("visible_again_in", vis))
 		if !s.opts.DryRun {
-			if err := msg.setVisibility(ctx, vis); err != nil {
+			if err := msg.Extend(ctx, vis); err != nil {
 				log.Warn("could not set visibility of a malformed message", zap.Error(err))
 			}
 		}
@@ -583,7 +574,7 @@ func (s *SQSSource) releaseAll(ctx context.Context, foreign []foreignMessage) {
 			}
 		}
 		for _, f := range retry {
-			if err := f.msg.setVisibility(ctx, f.vis); err != nil {
+			if err := f.msg.Extend(ctx, f.vis); err != nil {
 				s.log.Warn("could not hand back a foreign message", zap.String("message_id", f.msg.ID), zap.Error(err))
 			}
 		}
@@ -669,12 +660,8 @@ func (m *Message) DeleteRetrying(ctx context.Context) error {
 	return err
 }
 
-// Extend keeps the message hidden for d from now.
+// Extend keeps the message hidden for d from now; 0 hands it back at once.
 func (m *Message) Extend(ctx context.Context, d time.Duration) error {
-	return m.setVisibility(ctx, d)
-}
-
-func (m *Message) setVisibility(ctx context.Context, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, m.src.opts.CallTimeout)
 	defer cancel()
 	_, err := m.src.api.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
