@@ -16,12 +16,14 @@ package lifecycle
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Lifecycle transitions as Auto Scaling names them.
@@ -321,31 +323,24 @@ func verdict(shape string, p payload, envTime string) (Event, Kind, error) {
 		return Event{}, KindMalformed, fmt.Errorf("%s lifecycle payload lacks %s", shape, strings.Join(missing, ", "))
 	}
 
-	ts := p.Time
-	if ts == "" {
-		ts = envTime
-	}
-	e := Event{
+	return Event{
 		Transition:  p.LifecycleTransition,
 		InstanceID:  p.EC2InstanceID,
 		Group:       p.AutoScalingGroupName,
 		Hook:        p.LifecycleHookName,
 		Token:       p.LifecycleActionToken,
-		Time:        parseTime(ts),
+		Time:        parseTime(cmp.Or(p.Time, envTime)),
 		Origin:      p.Origin,
 		Destination: p.Destination,
 		Shape:       shape,
-	}
-	return e, KindLifecycle, nil
+	}, KindLifecycle, nil
 }
 
 // parseTime accepts RFC 3339 with or without fractional seconds; anything
-// else yields the zero time (the action then counts from receipt).
+// else yields the zero time, as time.Parse returns on error (the action
+// then counts from receipt).
 func parseTime(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
+	t, _ := time.Parse(time.RFC3339Nano, s)
 	return t
 }
 
@@ -366,12 +361,10 @@ func Excerpt(body []byte, max int) string {
 	if len(s) > max {
 		// Cut on a rune boundary.
 		cut := max
-		for cut > 0 && !utf8RuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + "…"
 	}
 	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
