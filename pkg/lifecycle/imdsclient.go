@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,11 +86,11 @@ type IMDSClientOptions struct {
 // IMDSClient implements IMDSAPI; its methods are safe for concurrent use
 // (exchanges are serialised, so they share the one connection).
 type IMDSClient struct {
-	conn     imdsConn
-	opts     IMDSClientOptions // with defaults
-	base     string            // scheme://host and the endpoint's path, without a trailing slash
-	ttlValue []string          // opts.TokenTTL in whole seconds, the PUT header's value
-	err      error             // a bad endpoint: every call fails with it
+	conn imdsConn
+	opts IMDSClientOptions // with defaults
+	base string            // scheme://host and the endpoint's path, without a trailing slash
+	put  *http.Request     // the token request, made once
+	err  error             // a bad endpoint: every call fails with it
 
 	mu      sync.Mutex // serialises exchanges; guards the fields below
 	token   []string   // the token header's value, shared by the GETs' headers
@@ -111,12 +112,7 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &IMDSClient{
-		opts:     opts,
-		ttlValue: []string{strconv.Itoa(int(opts.TokenTTL / time.Second))},
-		token:    []string{""},
-		gets:     make(map[string]*http.Request),
-	}
+	c := &IMDSClient{opts: opts, token: []string{""}, gets: make(map[string]*http.Request)}
 	u, err := url.Parse(opts.Endpoint)
 	switch {
 	case err != nil:
@@ -127,6 +123,11 @@ func NewIMDSClient(opts IMDSClientOptions) *IMDSClient {
 		return c
 	}
 	c.base = u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/")
+	if c.put, err = http.NewRequest(http.MethodPut, c.base+imdsTokenPath, nil); err != nil {
+		c.err = fmt.Errorf("instance metadata endpoint %q: %w", opts.Endpoint, err)
+		return c
+	}
+	c.put.Header = http.Header{imdsTTLHeader: {strconv.Itoa(int(opts.TokenTTL / time.Second))}}
 	c.conn.addr = u.Host
 	if u.Port() == "" {
 		c.conn.addr = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
@@ -222,21 +223,17 @@ func (c *IMDSClient) sessionToken(ctx context.Context, renew bool) error {
 		return nil
 	}
 	c.token[0] = ""
-	req, err := http.NewRequest(http.MethodPut, c.base+imdsTokenPath, nil)
-	if err != nil {
-		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
-	}
-	req.Header = http.Header{imdsTTLHeader: c.ttlValue}
-	body, status, err := c.exchange(ctx, req, make([]byte, 0, 64), imdsMaxToken)
-	if err == nil && status != http.StatusOK {
-		err = &IMDSStatusError{Op: "PUT " + imdsTokenPath, StatusCode: status}
-	}
-	if err != nil {
-		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
-	}
+	body, status, err := c.exchange(ctx, c.put, make([]byte, 0, 64), imdsMaxToken)
 	token := string(bytes.TrimSpace(body))
-	if token == "" {
-		return errors.New("get an instance metadata session token (IMDSv2): empty token")
+	switch {
+	case err != nil:
+	case status != http.StatusOK:
+		err = &IMDSStatusError{Op: "PUT " + imdsTokenPath, StatusCode: status}
+	case token == "":
+		err = errors.New("empty token")
+	}
+	if err != nil {
+		return fmt.Errorf("get an instance metadata session token (IMDSv2): %w", err)
 	}
 	ttl := c.opts.TokenTTL
 	// Renew a tenth of the TTL early, at most a minute, counted from
@@ -406,9 +403,7 @@ func (c *imdsConn) close() {
 func readLimited(r io.Reader, dst []byte, limit int) ([]byte, error) {
 	start := len(dst)
 	for {
-		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
-		}
+		dst = slices.Grow(dst, 1)
 		n, err := r.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
 		if len(dst)-start > limit {
