@@ -355,11 +355,8 @@ func (p *Pacer) Observe(leaving bool, err error) {
 func (p *Pacer) Delivered() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.found {
-		return
-	}
 	p.found = true
-	p.updateLocked(nil)
+	p.updateLocked(nil) // p.urgent already agrees with the state if found was set
 }
 
 func (p *Pacer) updateLocked(err error) {
