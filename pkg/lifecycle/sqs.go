@@ -347,8 +347,7 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 		// another daemon, and a delete through this receipt handle would
 		// then do nothing — and all others are handed back at once.
 		quiet := len(msgs) > 0 && len(msgs) < maxBatch && !news
-		s.hide(handBack, quiet)
-		check, release := s.staleCandidates(handBack)
+		check, release := s.sortForeign(handBack, quiet)
 		s.releaseAll(ctx, release)
 		s.keepOwn(ctx, own)
 		s.releaseAll(ctx, s.deleteStale(ctx, check))
@@ -368,22 +367,32 @@ func (s *SQSSource) Run(ctx context.Context, out chan<- Delivery, progress func(
 	}
 }
 
-// hide sets the hand-back visibility of other instances' messages. Unless
-// the receive was quiet, the messages seen before are hidden for
-// foreignPause: a daemon that keeps receiving because the queue keeps
-// bringing new messages does not take them back meanwhile. In mode both,
-// while this instance's metadata answers, other instances' termination
-// messages are hidden for foreignHide.
-func (s *SQSSource) hide(msgs []foreignMessage, quiet bool) {
+// sortForeign sets the hand-back visibility of other instances' messages
+// and splits them into those to check for staleness now and those to hand
+// back at once. Unless the receive was quiet, the messages seen before are
+// hidden for foreignPause: a daemon that keeps receiving because the queue
+// keeps bringing new messages does not take them back meanwhile. In mode
+// both, while this instance's metadata answers, other instances'
+// termination messages are hidden for foreignHide.
+func (s *SQSSource) sortForeign(msgs []foreignMessage, quiet bool) (check, release []foreignMessage) {
 	terminations := s.opts.Pace != nil && s.opts.Pace.MetadataAnswers()
-	for i, f := range msgs {
+	for _, f := range msgs {
+		other := f.event.InstanceID != s.opts.Filter.InstanceID
 		if f.seenBefore && !quiet {
-			msgs[i].vis = foreignPause
+			f.vis = foreignPause
 		}
-		if terminations && f.event.InstanceID != s.opts.Filter.InstanceID && f.event.Transition != TransitionLaunching {
-			msgs[i].vis = max(msgs[i].vis, foreignHide(f.msg.ReceiveCount))
+		if terminations && other && f.event.Transition != TransitionLaunching {
+			f.vis = max(f.vis, foreignHide(f.msg.ReceiveCount))
+		}
+		// This instance's messages for another group or hook are never
+		// stale to us.
+		if s.stale != nil && other && s.stale.candidate(f.msg.ID, f.event) {
+			check = append(check, f)
+		} else {
+			release = append(release, f)
 		}
 	}
+	return check, release
 }
 
 // foreignMessage is another instance's message, to be handed back, with
@@ -407,24 +416,6 @@ func (s *SQSSource) keepOwn(ctx context.Context, own []*Message) {
 				zap.String("message_id", m.ID), zap.Error(err))
 		}
 	}
-}
-
-// staleCandidates splits other instances' messages into those to check
-// for staleness now and those to hand back at once.
-func (s *SQSSource) staleCandidates(msgs []foreignMessage) (check, release []foreignMessage) {
-	if s.stale == nil {
-		return nil, msgs
-	}
-	for _, f := range msgs {
-		// This instance's messages for another group or hook are never
-		// stale to us.
-		if f.event.InstanceID != s.opts.Filter.InstanceID && s.stale.candidate(f.msg.ID, f.event) {
-			check = append(check, f)
-		} else {
-			release = append(release, f)
-		}
-	}
-	return check, release
 }
 
 // deleteStale deletes the messages whose action can no longer be completed
