@@ -213,11 +213,7 @@ func Classify(body []byte) (Event, Kind, error) {
 		// and payload separately, for their verdict.
 		return classifyTwice(body)
 	}
-	env := n.envelope()
-	if shape := shapeOf(env); shape != ShapeDirect {
-		return classifyWrapped(shape, env)
-	}
-	return verdict(ShapeDirect, n.payload(), "")
+	return classifyEnvelope(n.envelope(), func() (Event, Kind, error) { return verdict(ShapeDirect, n.payload(), "") })
 }
 
 // classifyTwice is Classify decoding the body twice: as an envelope, and
@@ -233,10 +229,7 @@ func classifyTwice(body []byte) (Event, Kind, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return Event{}, KindMalformed, fmt.Errorf("decode body: %w", err)
 	}
-	if shape := shapeOf(env); shape != ShapeDirect {
-		return classifyWrapped(shape, env)
-	}
-	return decodePayload(ShapeDirect, body, "")
+	return classifyEnvelope(env, func() (Event, Kind, error) { return decodePayload(ShapeDirect, body, "") })
 }
 
 // jsonObject trims body and checks that it can be a JSON object.
@@ -251,26 +244,18 @@ func jsonObject(body []byte) ([]byte, error) {
 	return body, nil
 }
 
-// shapeOf tells the shape from the envelope's keys; ShapeDirect means the
-// body is no envelope but the payload itself.
-func shapeOf(env envelope) string {
+// classifyEnvelope tells the shape from the envelope's keys and decodes
+// the payload an EventBridge or SNS envelope carries; a body that is no
+// envelope is the payload itself, judged by direct.
+func classifyEnvelope(env envelope, direct func() (Event, Kind, error)) (Event, Kind, error) {
 	switch {
 	case env.DetailType != "" || env.Source == "aws.autoscaling":
-		return ShapeEventBridge
-	case env.Type == "Notification" && len(env.Message) > 0:
-		return ShapeSNS
-	}
-	return ShapeDirect
-}
-
-// classifyWrapped decodes the payload an EventBridge or SNS envelope
-// carries.
-func classifyWrapped(shape string, env envelope) (Event, Kind, error) {
-	if shape == ShapeEventBridge {
 		if len(env.Detail) == 0 || env.Detail[0] != '{' {
 			return Event{}, KindMalformed, errors.New("eventbridge event without a detail object")
 		}
-		return decodePayload(shape, env.Detail, env.Time)
+		return decodePayload(ShapeEventBridge, env.Detail, env.Time)
+	case env.Type != "Notification" || len(env.Message) == 0:
+		return direct()
 	}
 	var msg string
 	if err := json.Unmarshal(env.Message, &msg); err != nil {
