@@ -247,9 +247,6 @@ type SQSSource struct {
 // unseen for sightingTTL are forgotten when it is full, and all of them if
 // that is not enough.
 func (s *SQSSource) sight(id string, now time.Time) (before int) {
-	if s.sightings == nil {
-		s.sightings = map[string]sighting{}
-	}
 	if len(s.sightings) >= maxSightings {
 		maps.DeleteFunc(s.sightings, func(_ string, v sighting) bool { return now.Sub(v.last) >= sightingTTL })
 		if len(s.sightings) >= maxSightings {
@@ -277,7 +274,7 @@ func NewSQSSource(api SQSAPI, opts SQSOptions) *SQSSource {
 	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
 	opts.Recorder = cmp.Or[Recorder](opts.Recorder, nopRecorder{})
 	opts.Clock = cmp.Or[Clock](opts.Clock, RealClock{})
-	s := &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs"))}
+	s := &SQSSource{api: api, opts: opts, log: opts.Logger.With(zap.String("source", "sqs")), sightings: map[string]sighting{}}
 	if opts.Stale != nil {
 		s.stale = newStaleFilter(opts.Stale, opts.Clock.Now)
 	}
