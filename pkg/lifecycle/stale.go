@@ -37,16 +37,17 @@ type staleFilter struct {
 	calls      *rate.Limiter // the daemon's bucket, driven by now
 	idInterval time.Duration
 
+	hooks sync.Map // group/hook → HookTiming, read once
+
 	mu      sync.Mutex
 	checked map[string]time.Time // message id → last check
-	hooks   map[string]HookTiming
 }
 
 func newStaleFilter(api StaleChecker, now func() time.Time) *staleFilter {
 	return &staleFilter{
 		api: api, now: now,
 		calls: rate.NewLimiter(rate.Every(5*time.Second), 4), idInterval: 10 * time.Minute,
-		checked: map[string]time.Time{}, hooks: map[string]HookTiming{},
+		checked: map[string]time.Time{},
 	}
 }
 
@@ -106,19 +107,14 @@ func waiting(transition, state string) bool {
 
 func (f *staleFilter) hookTiming(ctx context.Context, group, hook string) (HookTiming, bool) {
 	key := group + "/" + hook
-	f.mu.Lock()
-	t, ok := f.hooks[key]
-	f.mu.Unlock()
-	if ok {
-		return t, true
+	if t, ok := f.hooks.Load(key); ok {
+		return t.(HookTiming), true
 	}
 	t, err := f.api.HookTiming(ctx, group, hook)
 	if err != nil {
 		return HookTiming{}, false
 	}
-	f.mu.Lock()
-	f.hooks[key] = t
-	f.mu.Unlock()
+	f.hooks.Store(key, t)
 	return t, true
 }
 
