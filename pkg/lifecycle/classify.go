@@ -325,7 +325,10 @@ func verdict(shape string, p payload, envTime string) (Event, Kind, error) {
 // else yields the zero time, as time.Parse returns on error (the action
 // then counts from receipt).
 func parseTime(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{} // time.Parse does not promise the zero time on error
+	}
 	return t
 }
 
