@@ -767,15 +767,14 @@ func (j *job) run(ctx context.Context) {
 	// The keeper heartbeats from now until completion. The job never
 	// returns while its keeper runs: no heartbeat or visibility change may
 	// follow the end of the action.
-	keeper := lifecycle.NewKeeper(j.heartbeater(), lifecycle.ActionOf(e), plan.HeartbeatInterval, s.opts.Retry)
-	keeperDone := make(chan error, 1)
-	stopKeeper := background(ctx, func(ctx context.Context) {
+	keeper := lifecycle.NewKeeper(j, lifecycle.ActionOf(e), plan.HeartbeatInterval, s.opts.Retry)
+	keeping := goTask(ctx, func(ctx context.Context) (trinoadmin.Result, error) {
 		keeper.OnHeartbeat = func(err error) { j.onHeartbeat(ctx, err, plan.HeartbeatInterval) }
-		keeperDone <- keeper.Run(ctx)
+		return trinoadmin.Result{}, keeper.Run(ctx)
 	})
-	defer stopKeeper()
+	defer keeping.halt()
 
-	result, reason, ok := j.settle(ctx, run, plan, keeperDone)
+	result, reason, ok := j.settle(ctx, run, plan, keeping)
 	if !ok {
 		return
 	}
@@ -790,7 +789,7 @@ func (j *job) run(ctx context.Context) {
 	giveUp := plan.Started.Add(timing.GlobalTimeoutOf())
 	act := j.action() // with a token lent by the SQS message of an action IMDS reported first
 	already, err := lifecycle.Finish(ctx, s.asg, act, result, keeper.Confirmed(), giveUp, s.opts.Retry)
-	stopKeeper()
+	keeping.halt()
 	elapsed := s.opts.Clock.Now().Sub(plan.Started)
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -837,7 +836,7 @@ func (j *job) runSignal(ctx context.Context) {
 	j.setPhase(PhaseDraining)
 	j.log().Warn("draining for a spot signal; there is no lifecycle action to complete",
 		zap.String("transition", e.Transition), zap.Time("deadline", deadline))
-	_, reason, ok := j.settle(ctx, j.startDrain(ctx), plan, nil)
+	_, reason, ok := j.settle(ctx, j.startDrain(ctx), plan, &task{}) // no keeper: a task that never ends
 	if !ok {
 		return
 	}
@@ -875,8 +874,8 @@ func (j *job) plan(ctx context.Context) (lifecycle.HookTiming, lifecycle.Plan) {
 // with CONTINUE, but a launch whose worker is not ACTIVE by the launch
 // deadline with ABANDON. ok is false when the job must stop without
 // completing: the daemon is stopping, or the action ended without us.
-// run is the drain under way (nil for a launch).
-func (j *job) settle(ctx context.Context, run *task, plan lifecycle.Plan, keeperDone <-chan error) (result, reason string, ok bool) {
+// run is the drain under way (nil for a launch), keeper the heartbeats.
+func (j *job) settle(ctx context.Context, run *task, plan lifecycle.Plan, keeper *task) (result, reason string, ok bool) {
 	s := j.s
 	launch := j.event.Transition == lifecycle.TransitionLaunching
 	if j.resumedDrained() {
@@ -906,19 +905,20 @@ func (j *job) settle(ctx context.Context, run *task, plan lifecycle.Plan, keeper
 
 	select {
 	case <-ctx.Done():
-	case err := <-keeperDone:
+	case <-keeper.done:
 		// The action ended without us: its heartbeat timeout lapsed, or
 		// someone else completed it. There is nothing left to complete.
 		run.halt()
 		if ctx.Err() != nil {
 			return "", "", false
 		}
+		msg := "lifecycle action is no longer active; stopping"
 		if launch {
-			j.log().Error("launch lifecycle action is no longer active; stopping", zap.Error(err))
-			j.completed("already-done", ReasonLapsed)
-		} else {
-			j.log().Error("lifecycle action is no longer active; stopping", zap.Error(err))
-			j.completed("already-done", ReasonLapsed)
+			msg = "launch " + msg
+		}
+		j.log().Error(msg, zap.Error(keeper.err))
+		j.completed("already-done", ReasonLapsed)
+		if !launch {
 			s.opts.Recorder.DrainFinished(ReasonLapsed, s.opts.Clock.Now().Sub(plan.Started))
 		}
 		j.save(statefile.PhaseCompleted, ReasonLapsed)
@@ -1135,19 +1135,13 @@ func (j *job) ack(ctx context.Context) {
 	}
 }
 
-// heartbeater returns what the keeper calls: the real API, or in a dry run
-// a stand-in that logs instead.
-func (j *job) heartbeater() lifecycle.Heartbeater {
+// Heartbeat is what the keeper calls: the real API, or in a dry run a log
+// line instead.
+func (j *job) Heartbeat(ctx context.Context, act lifecycle.Action) error {
 	if !j.s.opts.DryRun {
-		return j.s.asg
+		return j.s.asg.Heartbeat(ctx, act)
 	}
-	return dryHeartbeater{log: j.log()}
-}
-
-type dryHeartbeater struct{ log *zap.Logger }
-
-func (d dryHeartbeater) Heartbeat(context.Context, lifecycle.Action) error {
-	d.log.Info("dry run: would record a lifecycle action heartbeat")
+	j.log().Info("dry run: would record a lifecycle action heartbeat")
 	return nil
 }
 
