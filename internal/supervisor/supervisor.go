@@ -6,6 +6,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -132,15 +133,9 @@ type Supervisor struct {
 
 // New returns a Supervisor.
 func New(asg AutoScaling, drainer Drainer, opts Options) *Supervisor {
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Recorder == nil {
-		opts.Recorder = nopRecorder{}
-	}
-	if opts.Clock == nil {
-		opts.Clock = lifecycle.RealClock{}
-	}
+	opts.Logger = cmp.Or(opts.Logger, zap.NewNop())
+	opts.Recorder = cmp.Or[Recorder](opts.Recorder, nopRecorder{})
+	opts.Clock = cmp.Or[lifecycle.Clock](opts.Clock, lifecycle.RealClock{})
 	if opts.VisibilityMargin <= 0 {
 		opts.VisibilityMargin = 30 * time.Second
 	}
