@@ -300,11 +300,7 @@ func (w *TrinoWorker) Close() {
 
 // State is the node's current state (what GET /v1/info/state would say),
 // or TrinoExited if the process has ended.
-func (w *TrinoWorker) State() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stateLocked()
-}
+func (w *TrinoWorker) State() string { return trinoLocked(w, w.stateLocked) }
 
 func (w *TrinoWorker) stateLocked() string {
 	if w.proc.dead {
@@ -317,9 +313,7 @@ func (w *TrinoWorker) stateLocked() string {
 // Close): from then on connections are refused. After Restart it returns
 // the new process's channel.
 func (w *TrinoWorker) Exited() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.proc.exited
+	return trinoLocked(w, func() <-chan struct{} { return w.proc.exited })
 }
 
 // AddTask adds a task that runs on the node and finishes after d. On a node
@@ -361,19 +355,11 @@ func (w *TrinoWorker) addTaskLocked(taskID string) (*trinoTask, func()) {
 }
 
 // ActiveTasks is the number of running tasks.
-func (w *TrinoWorker) ActiveTasks() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.runningLocked()
-}
+func (w *TrinoWorker) ActiveTasks() int { return trinoLocked(w, w.runningLocked) }
 
 // FailedTasks is the number of tasks failed because the process ended
 // (graceful exit with tasks left, Crash, Close), over all incarnations.
-func (w *TrinoWorker) FailedTasks() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed
-}
+func (w *TrinoWorker) FailedTasks() int { return trinoLocked(w, func() int { return w.failed }) }
 
 // Crash kills the process abruptly: the listener and every connection are
 // closed at once and running tasks fail.
@@ -423,17 +409,13 @@ func (w *TrinoWorker) Hang(on bool) {
 
 // Requests returns a copy of the requests received so far.
 func (w *TrinoWorker) Requests() []TrinoRequest {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.requests)
+	return trinoLocked(w, func() []TrinoRequest { return slices.Clone(w.requests) })
 }
 
 // StateHistory returns the states the node went through, starting with
 // ACTIVE at (re)start; TrinoExited marks the end of a process.
 func (w *TrinoWorker) StateHistory() []TrinoStateChange {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.history)
+	return trinoLocked(w, func() []TrinoStateChange { return slices.Clone(w.history) })
 }
 
 // WaitState blocks until the node reaches state (or TrinoExited) or ctx ends.
@@ -455,6 +437,13 @@ func (w *TrinoWorker) WaitState(ctx context.Context, state string) error {
 
 // ---------------------------------------------------------------------------
 // state machine
+
+// trinoLocked returns get() read under w.mu.
+func trinoLocked[T any](w *TrinoWorker, get func() T) T {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return get()
+}
 
 func (w *TrinoWorker) broadcastLocked() {
 	close(w.changed)
@@ -1157,9 +1146,7 @@ func (w *TrinoWorker) setNodeLocked(nodeID, state string) {
 // NodeHistory returns the changes of system.runtime.nodes (other than the
 // coordinator's own row) in order.
 func (w *TrinoWorker) NodeHistory() []TrinoNodeChange {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.nodeHist)
+	return trinoLocked(w, func() []TrinoNodeChange { return slices.Clone(w.nodeHist) })
 }
 
 // NodeListedAt returns when the coordinator first listed nodeID with state,
