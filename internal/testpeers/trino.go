@@ -576,10 +576,7 @@ func (w *TrinoWorker) schedule(p *trinoProc, exec *sync.Mutex, delay time.Durati
 		}
 		exec.Lock()
 		defer exec.Unlock()
-		w.mu.Lock()
-		dead := p.dead
-		w.mu.Unlock()
-		if !dead {
+		if !trinoLocked(w, func() bool { return p.dead }) {
 			job()
 		}
 	}()
@@ -625,10 +622,7 @@ func (w *TrinoWorker) drain(p *trinoProc, ver int64) {
 	current := func() bool {
 		return !p.dead && p.state == TrinoDraining && (w.gen == trinoGenUnversioned || p.ver == ver)
 	}
-	w.mu.Lock()
-	start := current()
-	w.mu.Unlock()
-	if start {
+	if trinoLocked(w, current) {
 		w.waitTasks(p, ver)
 	}
 	w.mu.Lock()
@@ -749,10 +743,7 @@ func (w *TrinoWorker) route(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 		trinoJSON(rw, trinoInfo{NodeVersion: trinoNodeVersion{w.opts.Version}, Environment: w.opts.Environment,
 			Coordinator: w.opts.Coordinator, Starting: w.starting(p), Uptime: w.uptime(p)})
 	case path == "/v1/info/state":
-		w.mu.Lock()
-		s := p.state
-		w.mu.Unlock()
-		trinoJSON(rw, s)
+		trinoJSON(rw, trinoLocked(w, func() string { return p.state }))
 	case path == "/v1/info/coordinator" && w.opts.Coordinator:
 		rw.WriteHeader(http.StatusOK)
 	case path == "/v1/info/coordinator":
