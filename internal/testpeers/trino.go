@@ -364,10 +364,7 @@ func (w *TrinoWorker) FailedTasks() int { return trinoLocked(w, func() int { ret
 // Crash kills the process abruptly: the listener and every connection are
 // closed at once and running tasks fail.
 func (w *TrinoWorker) Crash() {
-	w.mu.Lock()
-	p := w.proc
-	w.mu.Unlock()
-	w.kill(p, false, TrinoExited)
+	w.kill(trinoLocked(w, func() *trinoProc { return w.proc }), false, TrinoExited)
 }
 
 // Restart starts a new process on the same address (after Crash or a
@@ -815,13 +812,12 @@ func (w *TrinoWorker) putState(p *trinoProc, rw http.ResponseWriter, r *http.Req
 	}
 	state, err := w.parseState(body)
 	if err == nil {
-		w.mu.Lock()
-		if p.dead { // the process went away under us
-			w.mu.Unlock()
-			panic(http.ErrAbortHandler)
-		}
-		err = w.transitionLocked(p, state)
-		w.mu.Unlock()
+		err = trinoLocked(w, func() *trinoTransitionError {
+			if p.dead { // the process went away under us
+				panic(http.ErrAbortHandler)
+			}
+			return w.transitionLocked(p, state)
+		})
 	}
 	if err != nil {
 		trinoText(rw, err.status, "text/plain", err.body)

@@ -89,9 +89,7 @@ func (q *trinoQuery) outputStage(canceled bool, heartbeat string) (*trinoStageJS
 	}
 	out, sub, failed := stage(".0"), stage(".1"), false
 	for i, wk := range q.workers {
-		wk.mu.Lock()
-		st := q.tasks[i].state
-		wk.mu.Unlock()
+		st := trinoLocked(wk, func() trinoTaskState { return q.tasks[i].state })
 		s := [...]string{trinoTaskRunning: "RUNNING", trinoTaskFinished: "FINISHED", trinoTaskFailed: "FAILED"}[st]
 		switch {
 		case st == trinoTaskFailed && canceled:
