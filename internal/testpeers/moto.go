@@ -238,13 +238,6 @@ func (q *MotoQueue) Counts(ctx context.Context) (visible, inFlight int, err erro
 	return visible, inFlight, err
 }
 
-// Empty reports whether the queue holds no message at all (every message
-// deleted or moved).
-func (q *MotoQueue) Empty(ctx context.Context) (bool, error) {
-	v, f, err := q.Counts(ctx)
-	return err == nil && v == 0 && f == 0, err
-}
-
 // snsCall sends one SNS Query API request and returns the response body.
 // It is signed in form only: moto does not check signatures.
 func (m *Moto) snsCall(ctx context.Context, params url.Values) (string, error) {
