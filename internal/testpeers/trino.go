@@ -211,8 +211,7 @@ type TrinoWorker struct {
 	taskSeq  int
 	failed   int // cumulative over all incarnations
 	changed  chan struct{}
-	hang     bool
-	unhang   chan struct{}
+	unhang   chan struct{} // non-nil while hanging; closed by Hang(false)
 	requests []TrinoRequest
 	history  []TrinoStateChange
 	closed   bool
@@ -249,7 +248,6 @@ func NewTrino(opts TrinoOptions) *TrinoWorker {
 		nodes:   map[string]string{},
 		queries: map[string]*trinoQuery{},
 		changed: make(chan struct{}),
-		unhang:  make(chan struct{}),
 	}
 	w.gen, w.major = trinoGenFor(opts.Version)
 	ln, err := net.Listen("tcp", opts.Addr)
@@ -394,13 +392,12 @@ func (w *TrinoWorker) Restart() {
 func (w *TrinoWorker) Hang(on bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if on == w.hang {
-		return
-	}
-	w.hang = on
-	if !on {
-		close(w.unhang)
+	switch {
+	case on && w.unhang == nil:
 		w.unhang = make(chan struct{})
+	case !on && w.unhang != nil:
+		close(w.unhang)
+		w.unhang = nil
 	}
 }
 
@@ -704,10 +701,7 @@ func (w *TrinoWorker) serve(p *trinoProc, rw http.ResponseWriter, r *http.Reques
 		w.mu.Unlock()
 	}()
 
-	w.mu.Lock()
-	hang, unhang := w.hang, w.unhang
-	w.mu.Unlock()
-	if hang {
+	if unhang := trinoLocked(w, func() chan struct{} { return w.unhang }); unhang != nil {
 		select {
 		case <-r.Context().Done():
 			return
