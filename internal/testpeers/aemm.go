@@ -34,10 +34,8 @@ var AEMMSpot = []string{"AEMM_METADATA_VALUES_INSTANCE_LIFE_CYCLE=spot"}
 // (what `make tools` built), else dir/ec2-metadata-mock, built there from
 // the module proxy if it is not there yet.
 func AEMMBinary(dir string) (string, error) {
-	if p := os.Getenv("TESTPEERS_AEMM"); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
+	if p := os.Getenv("TESTPEERS_AEMM"); p != "" && fileExists(p) {
+		return p, nil
 	}
 	p := filepath.Join(dir, "ec2-metadata-mock")
 	if fileExists(p) {
