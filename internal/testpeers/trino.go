@@ -172,9 +172,8 @@ const (
 )
 
 type trinoTask struct {
-	id      string
-	queryID string
-	state   trinoTaskState
+	id    string // {queryId}.{stage}.{partition}.{attempt}
+	state trinoTaskState
 }
 
 // trinoProc is one incarnation of the Trino process.
@@ -332,8 +331,7 @@ func (w *TrinoWorker) AddBlockedTask() (finish func()) {
 
 // addTaskLocked adds a running task (failed at once on a dead process).
 func (w *TrinoWorker) addTaskLocked(taskID string) (*trinoTask, func()) {
-	qid, _, _ := strings.Cut(taskID, ".")
-	t := &trinoTask{id: taskID, queryID: qid, state: trinoTaskRunning}
+	t := &trinoTask{id: taskID, state: trinoTaskRunning}
 	w.tasks[t.id] = t
 	if w.proc.dead {
 		t.state = trinoTaskFailed
@@ -1009,7 +1007,8 @@ func (w *TrinoWorker) status(p *trinoProc) trinoStatus {
 		if t.state == trinoTaskRunning {
 			pool.ReservedBytes += perTask
 			pool.TaskMemoryReservations[t.id] = perTask
-			pool.QueryMemoryReservations[t.queryID] += perTask
+			qid, _, _ := strings.Cut(t.id, ".")
+			pool.QueryMemoryReservations[qid] += perTask
 		}
 	}
 	pool.FreeBytes = maxBytes - pool.ReservedBytes

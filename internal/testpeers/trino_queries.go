@@ -36,10 +36,8 @@ const (
 // called (idempotent), then FINISHED; a task that failed because its
 // worker's process ended makes it FAILED. It returns the query id.
 func (w *TrinoWorker) StartQuery(user, source string, workers ...*TrinoWorker) (id string, finish func()) {
-	w.mu.Lock()
 	now := w.now()
-	id = w.queryIDLocked(now)
-	w.mu.Unlock()
+	id = trinoLocked(w, func() string { return w.queryIDLocked(now) })
 	q := &trinoQuery{id: id, user: user, source: source, created: now, workers: workers,
 		sql: "SELECT count(*) FROM tpch.tiny.lineitem a CROSS JOIN tpch.tiny.orders b"}
 	for i, wk := range workers {
