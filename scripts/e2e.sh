@@ -162,6 +162,27 @@ print_failure_logs() {
 	done
 }
 
+# print_test_failures LOG...: for every test that failed in a `go test -v` log, the lines
+# it printed itself (its t.Error and t.Log lines), so the cause is in the last screen of
+# output even when the log above is cut.
+print_test_failures() {
+	local f
+	for f in "$@"; do
+		[[ -f "$f" ]] && grep -q -- '--- FAIL: ' "$f" || continue
+		printf '\n===== failed in %s =====\n' "${f#"$repo"/}" >&2
+		awk '
+			FNR == NR {
+				if (match($0, /--- FAIL: [^ ]+/)) failed[substr($0, RSTART + 10, RLENGTH - 10)] = 1
+				next
+			}
+			/^=== (RUN|CONT) / { cur = $3; next }
+			/^(=== |--- |PASS$|FAIL$|ok |FAIL\t)/ || /^ *--- (PASS|FAIL|SKIP): / { next }
+			cur in failed { out[cur] = out[cur] "\n" $0 }
+			END { for (n in out) printf "--- FAIL: %s%s\n", n, out[n] }
+		' "$f" "$f" >&2
+	done
+}
+
 cleanup() {
 	local rc=$?
 	[[ -n "$CLEANED" ]] && return
@@ -190,6 +211,7 @@ cleanup() {
 	timing "TOTAL" "$(since "$T0") s ($( ((rc == 0)) && echo PASS || echo "FAIL, exit $rc"))"
 	printf '\n===== %s =====\n' "${timings#"$repo"/}" >&2
 	cat "$timings" >&2
+	((rc != 0)) && print_test_failures "$out/contract.log" "$out/go-test.log"
 	log "node logs: ${out#"$repo"/}/logs/, daemon logs: ${out#"$repo"/}/*-scaledownd.log"
 	exit "$rc"
 }
