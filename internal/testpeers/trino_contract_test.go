@@ -325,6 +325,9 @@ func TestTrinoContract(t *testing.T) {
 								resp.Body.Close()
 							}
 						}
+						if group != "coordinator" {
+							trinoAwaitIdle(t, tgt)
+						}
 					}
 					trinoRunContract(t, tgt, group)
 				})
@@ -481,6 +484,32 @@ func trinoPollState(client *http.Client, tgt trinoContractTarget, want string, s
 		time.Sleep(tgt.poll)
 	}
 	return state, fmt.Errorf("timed out after %v", timeout)
+}
+
+// trinoAwaitIdle waits until a real worker holds no memory of a query. The
+// coordinator group, which runs first, cancels a query with tasks on the
+// workers, and a worker frees a cancelled query's tasks and memory some time
+// after the coordinator reports it FAILED: its /v1/status then still lists
+// the reservations the worker group expects empty.
+func trinoAwaitIdle(t *testing.T, tgt trinoContractTarget) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	start := time.Now()
+	body := ""
+	for time.Since(start) < time.Minute {
+		resp, err := client.Get(tgt.url + "/v1/status")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if resp.StatusCode == http.StatusOK && strings.Contains(body, `"taskMemoryReservations":{}`) && strings.Contains(body, `"queryMemoryReservations":{}`) {
+				t.Logf("%s idle after %v", tgt.url, time.Since(start).Round(time.Millisecond))
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s still holds query memory a minute after the coordinator group: %s", tgt.url, trinoClip(body))
 }
 
 func trinoClip(s string) string {
